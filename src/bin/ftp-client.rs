@@ -1,0 +1,2 @@
+//! The FTP client binary.
+fn main() {}

@@ -1,0 +1,2 @@
+//! The FTP server binary.
+fn main() {}

@@ -1,0 +1,30 @@
+//! The library's error type.
+
+use std::io;
+
+/// Errors from starting or running the server and from the client library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server root could not be opened or created.
+    #[error("cannot use {path} as the server root: {source}")]
+    Root {
+        /// The directory given.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address given.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(io::Error),
+}
+
+/// The library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,15 @@
+//! simple-ftp: a small, fast, safe FTP server and client.
+//!
+//! How the pieces fit:
+//! - [`protocol`] turns wire text into a [`protocol::Command`] and formats [`protocol::Reply`]s.
+//! - [`path`] is the only way client text becomes a file-system path inside the server root.
+//! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
+//! - [`time`] formats file times for MDTM and LIST.
+
+pub mod error;
+pub mod locks;
+pub mod path;
+pub mod protocol;
+pub mod time;
+
+pub use error::{Error, Result};

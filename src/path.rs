@@ -1,0 +1,312 @@
+//! The only way client text becomes a file-system path: resolution inside the root.
+//!
+//! A client names files relative to its current directory or from `/`, which is the
+//! server root. [`VirtualPath`] is the normalized, client-visible form (`/a/b`);
+//! [`Root::resolve`] turns it into a [`Resolved`] path on disk after checking that it
+//! stays inside the root: `..` never climbs above `/` (it is resolved lexically, as a
+//! chroot would), NUL is refused, and a symlink that leads outside is refused. Storage
+//! and lock functions take only [`Resolved`], so no unchecked name reaches them.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Names starting with this prefix are our in-progress uploads: hidden from listings
+/// and refused as client paths, so nobody reads or clobbers a partial upload.
+pub const TEMP_PREFIX: &str = ".simple-ftp-part.";
+
+/// Why a client path was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PathError {
+    /// The path contains a NUL byte (reply 501).
+    #[error("path contains a NUL byte")]
+    Nul,
+    /// The path names one of the server's in-progress upload files (reply 553).
+    #[error("file name not allowed")]
+    Reserved,
+    /// A symlink on the way leads outside the root (reply 550).
+    #[error("permission denied")]
+    Outside,
+    /// A directory on the way does not exist or cannot be read (reply 550).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+/// A normalized client-visible path: starts with `/`, no `.`/`..`/empty components,
+/// no trailing slash (except the root itself).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VirtualPath(String);
+
+impl VirtualPath {
+    /// The root, `/`.
+    pub fn root() -> VirtualPath {
+        VirtualPath("/".to_owned())
+    }
+
+    /// Resolves `arg` against `self` (the current directory), lexically.
+    ///
+    /// # Errors
+    /// [`PathError::Nul`] for a NUL byte, [`PathError::Reserved`] for a temporary-file name.
+    pub fn join(&self, arg: &str) -> Result<VirtualPath, PathError> {
+        if arg.contains('\0') {
+            return Err(PathError::Nul);
+        }
+        let mut parts: Vec<&str> = if arg.starts_with('/') {
+            Vec::new()
+        } else {
+            self.components().collect()
+        };
+        for part in arg.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    parts.pop();
+                }
+                name if name.starts_with(TEMP_PREFIX) => return Err(PathError::Reserved),
+                name => parts.push(name),
+            }
+        }
+        Ok(VirtualPath(format!("/{}", parts.join("/"))))
+    }
+
+    /// The components, outermost first; none for the root.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/').filter(|c| !c.is_empty())
+    }
+
+    /// The path as the client sees it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this is the root.
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+}
+
+impl fmt::Display for VirtualPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A path checked to lie inside the root: its client-visible form and its place on disk.
+///
+/// `real` has every directory canonicalized, so two names for one directory entry
+/// (through symlinked directories) give the same `real` path, which makes it the right
+/// key for the lock table. The last component is not followed: a dangling symlink stays
+/// a dangling symlink, and renaming over it replaces the link, never its target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    virt: VirtualPath,
+    real: PathBuf,
+}
+
+impl Resolved {
+    /// The client-visible path.
+    pub fn virtual_path(&self) -> &VirtualPath {
+        &self.virt
+    }
+
+    /// The path on disk.
+    pub fn real(&self) -> &Path {
+        &self.real
+    }
+}
+
+/// The server root: a canonical directory that every client path stays inside.
+#[derive(Debug, Clone)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    /// Opens `dir` as the root, creating it if it is missing.
+    ///
+    /// # Errors
+    /// When the directory cannot be created or canonicalized.
+    pub fn new(dir: &Path) -> io::Result<Root> {
+        std::fs::create_dir_all(dir)?;
+        let dir = dir.canonicalize()?;
+        if !dir.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", dir.display()),
+            ));
+        }
+        Ok(Root { dir })
+    }
+
+    /// The canonical root directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Resolves client text `arg` relative to `cwd` into a checked path inside the root.
+    ///
+    /// # Errors
+    /// [`PathError::Nul`] / [`PathError::Reserved`] for refused names,
+    /// [`PathError::Io`] when a directory on the way does not exist,
+    /// [`PathError::Outside`] when a symlink leads out of the root.
+    pub fn resolve(&self, cwd: &VirtualPath, arg: &str) -> Result<Resolved, PathError> {
+        let virt = cwd.join(arg)?;
+        self.resolve_virtual(virt)
+    }
+
+    /// Resolves an already normalized virtual path (see [`Root::resolve`]).
+    ///
+    /// # Errors
+    /// As [`Root::resolve`], except for name checks already done by [`VirtualPath::join`].
+    pub fn resolve_virtual(&self, virt: VirtualPath) -> Result<Resolved, PathError> {
+        let mut parts: Vec<&str> = virt.components().collect();
+        let Some(last) = parts.pop() else {
+            return Ok(Resolved {
+                real: self.dir.clone(),
+                virt,
+            });
+        };
+        let mut parent = self.dir.clone();
+        parent.extend(&parts);
+        let parent = parent.canonicalize()?;
+        if !parent.starts_with(&self.dir) {
+            return Err(PathError::Outside);
+        }
+        let real = parent.join(last);
+        if let Ok(meta) = real.symlink_metadata() {
+            if meta.file_type().is_symlink() {
+                if let Ok(target) = real.canonicalize() {
+                    if !target.starts_with(&self.dir) {
+                        return Err(PathError::Outside);
+                    }
+                }
+            }
+        }
+        Ok(Resolved { virt, real })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn root_with_sentinel() -> (tempfile::TempDir, Root, PathBuf) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let outside = tmp.path().join("secret.txt");
+        fs::write(&outside, "sentinel").expect("write");
+        let dir = tmp.path().join("root");
+        fs::create_dir_all(dir.join("sub/deeper")).expect("mkdir");
+        fs::write(dir.join("sub/file.txt"), "inside").expect("write");
+        let root = Root::new(&dir).expect("root");
+        (tmp, root, outside)
+    }
+
+    #[test]
+    fn dot_dot_never_climbs_above_the_root() {
+        let (_tmp, root, _) = root_with_sentinel();
+        let sub = VirtualPath::root().join("sub").expect("join");
+        let corpus = [
+            "..",
+            "../..",
+            "../../secret.txt",
+            "../secret.txt",
+            "/../secret.txt",
+            "sub/../../../../secret.txt",
+            "./../.././secret.txt",
+            "//..//..//secret.txt",
+            "/..",
+        ];
+        for attack in corpus {
+            for cwd in [VirtualPath::root(), sub.clone()] {
+                let r = root.resolve(&cwd, attack).expect(attack);
+                assert!(r.real().starts_with(root.dir()), "{attack} from {cwd}");
+                assert!(
+                    r.real() == root.dir()
+                        || r.real() == root.dir().join("secret.txt")
+                        || r.real() == root.dir().join("sub")
+                        || r.real().starts_with(root.dir().join("sub")),
+                    "{attack}: {}",
+                    r.real().display()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn absolute_paths_are_inside_the_root() {
+        let (_tmp, root, _) = root_with_sentinel();
+        let sub = VirtualPath::root().join("sub/deeper").expect("join");
+        let r = root.resolve(&sub, "/etc/passwd");
+        // /etc does not exist inside the root: the parent lookup fails, nothing escapes.
+        assert!(matches!(r, Err(PathError::Io(_))));
+        let r = root.resolve(&sub, "/sub/file.txt").expect("resolve");
+        assert_eq!(r.real(), root.dir().join("sub/file.txt"));
+        assert_eq!(r.virtual_path().as_str(), "/sub/file.txt");
+    }
+
+    #[test]
+    fn backslashes_and_encoded_forms_are_plain_names() {
+        let (_tmp, root, _) = root_with_sentinel();
+        for name in [
+            "..\\..\\secret.txt",
+            "%2e%2e/secret.txt",
+            "..%2fsecret.txt",
+            "\u{2025}/x",
+        ] {
+            match root.resolve(&VirtualPath::root(), name) {
+                Ok(r) => assert!(r.real().starts_with(root.dir()), "{name}"),
+                Err(PathError::Io(_)) => {}
+                Err(e) => panic!("{name}: unexpected {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn nul_and_temporary_names_are_refused() {
+        let (_tmp, root, _) = root_with_sentinel();
+        let cwd = VirtualPath::root();
+        assert!(matches!(root.resolve(&cwd, "a\0b"), Err(PathError::Nul)));
+        let temp = format!("sub/{TEMP_PREFIX}123");
+        assert!(matches!(
+            root.resolve(&cwd, &temp),
+            Err(PathError::Reserved)
+        ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinks_leading_outside_are_refused() {
+        let (tmp, root, outside) = root_with_sentinel();
+        std::os::unix::fs::symlink(&outside, root.dir().join("link")).expect("symlink");
+        std::os::unix::fs::symlink(tmp.path(), root.dir().join("dirlink")).expect("symlink");
+        std::os::unix::fs::symlink(root.dir().join("sub"), root.dir().join("inlink"))
+            .expect("symlink");
+        let cwd = VirtualPath::root();
+        assert!(matches!(
+            root.resolve(&cwd, "link"),
+            Err(PathError::Outside)
+        ));
+        assert!(matches!(
+            root.resolve(&cwd, "dirlink"),
+            Err(PathError::Outside)
+        ));
+        assert!(matches!(
+            root.resolve(&cwd, "dirlink/secret.txt"),
+            Err(PathError::Outside)
+        ));
+        let inside = root.resolve(&cwd, "inlink/file.txt").expect("inside link");
+        assert_eq!(inside.real(), root.dir().join("sub/file.txt"));
+    }
+
+    #[test]
+    fn virtual_paths_normalize() {
+        let cwd = VirtualPath::root().join("a/b").expect("join");
+        assert_eq!(cwd.as_str(), "/a/b");
+        assert_eq!(cwd.join("..").expect("j").as_str(), "/a");
+        assert_eq!(cwd.join("../../..").expect("j").as_str(), "/");
+        assert_eq!(cwd.join("./c//d/").expect("j").as_str(), "/a/b/c/d");
+        assert_eq!(cwd.join("/x").expect("j").as_str(), "/x");
+        assert!(VirtualPath::root().is_root());
+    }
+}

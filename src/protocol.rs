@@ -1,0 +1,874 @@
+//! The FTP wire protocol: commands, replies and bounded line I/O, side by side.
+//!
+//! Every command line a peer sends becomes a [`Command`] in exactly one function,
+//! [`Command::parse`]; every reply we send is a [`Reply`] formatted by its `Display`
+//! implementation. Reply codes are named by [`ReplyCode`], never written as bare
+//! numbers elsewhere. The client half reads replies with [`Reply::read_from`].
+//!
+//! References: RFC 959 (base protocol, §4.1 commands, §4.2 replies), RFC 2389
+//! (FEAT/OPTS), RFC 2428 (EPSV/EPRT), RFC 3659 (SIZE/MDTM), RFC 2640 (UTF-8).
+
+use std::fmt;
+use std::io::{self, BufRead};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+/// Longest command line we accept, in bytes, including the line ending.
+///
+/// Longer lines get [`ReplyCode::SyntaxError`] and are discarded as they arrive,
+/// never buffered whole (RFC 959 sets no limit; 8 KiB leaves room for any path).
+pub const MAX_LINE: usize = 8 * 1024;
+
+/// A three-digit FTP reply code (RFC 959 §4.2.1), named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReplyCode {
+    /// 150: file status okay; about to open the data connection.
+    FileStatusOk,
+    /// 200: command okay.
+    CommandOk,
+    /// 202: command not implemented, superfluous at this site.
+    Superfluous,
+    /// 211: system status, or the FEAT list.
+    SystemStatus,
+    /// 213: file status (SIZE, MDTM).
+    FileStatus,
+    /// 214: help message.
+    HelpMessage,
+    /// 215: NAME system type.
+    SystemType,
+    /// 220: service ready for new user (the greeting).
+    ServiceReady,
+    /// 221: service closing control connection (QUIT).
+    ClosingControl,
+    /// 226: closing data connection; requested file action successful.
+    TransferComplete,
+    /// 227: entering passive mode (h1,h2,h3,h4,p1,p2).
+    PassiveMode,
+    /// 229: entering extended passive mode (|||port|).
+    ExtendedPassiveMode,
+    /// 230: user logged in, proceed.
+    LoggedIn,
+    /// 250: requested file action okay, completed.
+    FileActionOk,
+    /// 257: "PATHNAME" created / current directory.
+    PathName,
+    /// 331: user name okay, need password.
+    NeedPassword,
+    /// 421: service not available, closing control connection.
+    ServiceNotAvailable,
+    /// 425: can't open data connection.
+    CantOpenDataConnection,
+    /// 426: connection closed; transfer aborted.
+    TransferAborted,
+    /// 450: requested file action not taken; file unavailable (busy).
+    FileBusy,
+    /// 451: requested action aborted: local error in processing.
+    LocalError,
+    /// 452: requested action not taken: insufficient storage space.
+    InsufficientStorage,
+    /// 500: syntax error, command unrecognized (or line too long).
+    SyntaxError,
+    /// 501: syntax error in parameters or arguments.
+    BadArguments,
+    /// 502: command not implemented.
+    NotImplemented,
+    /// 503: bad sequence of commands.
+    BadSequence,
+    /// 504: command not implemented for that parameter.
+    ParameterNotImplemented,
+    /// 522: network protocol not supported (RFC 2428).
+    ProtocolNotSupported,
+    /// 530: not logged in.
+    NotLoggedIn,
+    /// 550: requested action not taken; file unavailable (not found, no access).
+    FileUnavailable,
+    /// 553: requested action not taken; file name not allowed.
+    NameNotAllowed,
+}
+
+impl ReplyCode {
+    /// The numeric code as sent on the wire.
+    pub fn number(self) -> u16 {
+        use ReplyCode::*;
+        match self {
+            FileStatusOk => 150,
+            CommandOk => 200,
+            Superfluous => 202,
+            SystemStatus => 211,
+            FileStatus => 213,
+            HelpMessage => 214,
+            SystemType => 215,
+            ServiceReady => 220,
+            ClosingControl => 221,
+            TransferComplete => 226,
+            PassiveMode => 227,
+            ExtendedPassiveMode => 229,
+            LoggedIn => 230,
+            FileActionOk => 250,
+            PathName => 257,
+            NeedPassword => 331,
+            ServiceNotAvailable => 421,
+            CantOpenDataConnection => 425,
+            TransferAborted => 426,
+            FileBusy => 450,
+            LocalError => 451,
+            InsufficientStorage => 452,
+            SyntaxError => 500,
+            BadArguments => 501,
+            NotImplemented => 502,
+            BadSequence => 503,
+            ParameterNotImplemented => 504,
+            ProtocolNotSupported => 522,
+            NotLoggedIn => 530,
+            FileUnavailable => 550,
+            NameNotAllowed => 553,
+        }
+    }
+}
+
+/// A reply to send: a code and one or more lines of text.
+///
+/// `Display` writes the RFC 959 §4.2 form without the final CRLF: `NNN text`, or for
+/// several lines `NNN-first`, the middle lines, then `NNN last`, joined by CRLF.
+/// Middle lines are indented by one space so that none can be mistaken for the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The reply code.
+    pub code: ReplyCode,
+    /// The text lines; never empty, and no line contains CR or LF.
+    lines: Vec<String>,
+}
+
+impl Reply {
+    /// A single-line reply. CR and LF in `text` are replaced so one reply stays one line.
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            lines: vec![sanitize(text.into())],
+        }
+    }
+
+    /// A multi-line reply: `first` and `last` carry the code, `middle` lines are indented.
+    pub fn multi(code: ReplyCode, first: &str, middle: &[String], last: &str) -> Reply {
+        let mut lines = Vec::with_capacity(middle.len() + 2);
+        lines.push(sanitize(first.to_owned()));
+        lines.extend(middle.iter().map(|l| format!(" {}", sanitize(l.clone()))));
+        lines.push(sanitize(last.to_owned()));
+        Reply { code, lines }
+    }
+
+    /// The text lines of the reply (without codes).
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The formatted reply with its final CRLF, ready to write to the control connection.
+    pub fn to_wire(&self) -> String {
+        format!("{self}\r\n")
+    }
+}
+
+fn sanitize(text: String) -> String {
+    if text.contains(['\r', '\n']) {
+        text.replace(['\r', '\n'], " ")
+    } else {
+        text
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.code.number();
+        let last = self.lines.len() - 1;
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\r\n")?;
+            }
+            if i == 0 && last > 0 {
+                write!(f, "{code}-{line}")?;
+            } else if i == last {
+                write!(f, "{code} {line}")?;
+            } else {
+                f.write_str(line)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What [`read_line`] found on the connection.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// A complete line is in the buffer, without its CRLF or LF.
+    Complete,
+    /// The line was longer than the bound; it was read and thrown away up to its end.
+    TooLong,
+    /// The peer closed the connection (any partial line is dropped).
+    Eof,
+}
+
+/// Reads one line into `buf` (cleared first unless a previous call timed out mid-line),
+/// accepting CRLF or a bare LF, discarding lines longer than `max` as they arrive.
+///
+/// A read timeout surfaces as an `io::Error` of kind `WouldBlock` or `TimedOut`; the
+/// bytes read so far stay in `buf` and `partial` is set, so the next call continues
+/// the same line. Callers keep `buf` and `partial` across calls for that reason.
+///
+/// # Errors
+/// Any I/O error from the reader, including read timeouts (see above).
+pub fn read_line<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    state: &mut LineState,
+    max: usize,
+) -> io::Result<Line> {
+    if !state.partial {
+        buf.clear();
+        state.overflow = false;
+    }
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                state.partial = true;
+                return Err(e);
+            }
+        };
+        if available.is_empty() {
+            state.partial = false;
+            return Ok(Line::Eof);
+        }
+        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if !state.overflow {
+            if buf.len() + chunk.len() >= max {
+                state.overflow = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let used = found.unwrap_or(available.len());
+        reader.consume(used);
+        if found.is_some() {
+            state.partial = false;
+            if state.overflow {
+                return Ok(Line::TooLong);
+            }
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+            return Ok(Line::Complete);
+        }
+    }
+}
+
+/// The state [`read_line`] keeps between calls interrupted by a read timeout.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LineState {
+    partial: bool,
+    overflow: bool,
+}
+
+/// Representation type (TYPE, RFC 959 §3.1.1). Bytes are never rewritten either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferType {
+    /// TYPE A: accepted for compatibility; transfers stay byte-exact.
+    Ascii,
+    /// TYPE I (or L 8): binary.
+    Image,
+}
+
+/// A parsed FTP command. Arguments are validated per verb by [`Command::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// USER name.
+    User(String),
+    /// PASS password (may be empty).
+    Pass(String),
+    /// SYST.
+    Syst,
+    /// FEAT (RFC 2389).
+    Feat,
+    /// OPTS option (RFC 2389); the whole argument, e.g. `UTF8 ON`.
+    Opts(String),
+    /// TYPE A | I | L 8.
+    Type(TransferType),
+    /// MODE S (other modes are refused by the parser).
+    Mode,
+    /// STRU F (other structures are refused by the parser).
+    Stru,
+    /// PWD (also XPWD).
+    Pwd,
+    /// CWD path (also XCWD).
+    Cwd(String),
+    /// CDUP (also XCUP).
+    Cdup,
+    /// PASV.
+    Pasv,
+    /// EPSV [1|2|ALL] (RFC 2428 §3).
+    Epsv(EpsvArg),
+    /// PORT h1,h2,h3,h4,p1,p2.
+    Port(SocketAddr),
+    /// EPRT |proto|addr|port| (RFC 2428 §2).
+    Eprt(SocketAddr),
+    /// RETR path.
+    Retr(String),
+    /// STOR path.
+    Stor(String),
+    /// SIZE path (RFC 3659 §4).
+    Size(String),
+    /// MDTM path (RFC 3659 §3).
+    Mdtm(String),
+    /// LIST [options] [path]; `ls`-style options such as `-la` are dropped.
+    List(Option<String>),
+    /// NLST [options] [path].
+    Nlst(Option<String>),
+    /// NOOP.
+    Noop,
+    /// HELP [topic].
+    Help(Option<String>),
+    /// ALLO (superfluous: storage is not preallocated).
+    Allo,
+    /// QUIT.
+    Quit,
+}
+
+/// The argument of EPSV.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpsvArg {
+    /// No argument: use the control connection's protocol.
+    Any,
+    /// `1` (IPv4) or `2` (IPv6): the network protocol the client asks for.
+    Protocol(u8),
+    /// `ALL`: from now on only EPSV may set up data connections.
+    All,
+}
+
+/// Why a command line could not be parsed; each kind maps to one reply code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// The verb is not an FTP command we know (500).
+    #[error("unknown command {0}")]
+    Unknown(String),
+    /// The verb is a known FTP command that this server does not implement (502).
+    #[error("command {0} not implemented")]
+    NotImplemented(String),
+    /// The arguments do not fit the verb (501).
+    #[error("{0}")]
+    BadArguments(String),
+    /// A supported verb with a parameter value we do not support (504).
+    #[error("{0}")]
+    UnsupportedParameter(String),
+}
+
+impl ParseError {
+    /// The reply this error earns.
+    pub fn reply(&self) -> Reply {
+        let code = match self {
+            ParseError::Unknown(_) => ReplyCode::SyntaxError,
+            ParseError::NotImplemented(_) => ReplyCode::NotImplemented,
+            ParseError::BadArguments(_) => ReplyCode::BadArguments,
+            ParseError::UnsupportedParameter(_) => ReplyCode::ParameterNotImplemented,
+        };
+        Reply::new(code, self.to_string())
+    }
+}
+
+/// Verbs from RFC 959 and its extensions that we recognize but do not implement.
+const NOT_IMPLEMENTED: &[&str] = &[
+    "ACCT", "SMNT", "REIN", "STOU", "APPE", "REST", "RNFR", "RNTO", "ABOR", "DELE", "RMD", "MKD",
+    "XMKD", "XRMD", "SITE", "STAT", "MLSD", "MLST", "AUTH", "PBSZ", "PROT", "CCC", "LANG", "HOST",
+];
+
+impl Command {
+    /// Parses one command line (without its line ending).
+    ///
+    /// Verbs are case-insensitive; the argument is everything after the first space,
+    /// kept verbatim (file names may contain spaces). Invalid UTF-8 is refused
+    /// (RFC 2640 makes UTF-8 the path encoding), as is NUL anywhere on the line.
+    ///
+    /// # Errors
+    /// A [`ParseError`] naming what is wrong, which maps to a 500, 501, 502 or 504 reply.
+    pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
+        let line = std::str::from_utf8(line)
+            .map_err(|_| ParseError::BadArguments("command line is not valid UTF-8".into()))?;
+        if line.contains('\0') {
+            return Err(ParseError::BadArguments(
+                "command line contains a NUL byte".into(),
+            ));
+        }
+        let (verb, arg) = match line.split_once(' ') {
+            Some((verb, arg)) => (verb, Some(arg)),
+            None => (line, None),
+        };
+        if verb.is_empty() || verb.len() > 4 || !verb.bytes().all(|b| b.is_ascii_alphabetic()) {
+            let shown: String = verb.chars().take(16).collect();
+            return Err(ParseError::Unknown(shown));
+        }
+        let verb = verb.to_ascii_uppercase();
+        let cmd = match verb.as_str() {
+            "USER" => Command::User(required(arg, "USER needs a user name")?),
+            "PASS" => Command::Pass(arg.unwrap_or("").to_owned()),
+            "SYST" => no_arg(arg, Command::Syst)?,
+            "FEAT" => no_arg(arg, Command::Feat)?,
+            "OPTS" => Command::Opts(required(arg, "OPTS needs an option")?),
+            "TYPE" => Command::Type(parse_type(arg)?),
+            "MODE" => parse_single_letter(arg, 'S', "MODE", Command::Mode)?,
+            "STRU" => parse_single_letter(arg, 'F', "STRU", Command::Stru)?,
+            "PWD" | "XPWD" => no_arg(arg, Command::Pwd)?,
+            "CWD" | "XCWD" => Command::Cwd(required(arg, "CWD needs a directory")?),
+            "CDUP" | "XCUP" => no_arg(arg, Command::Cdup)?,
+            "PASV" => no_arg(arg, Command::Pasv)?,
+            "EPSV" => Command::Epsv(parse_epsv(arg)?),
+            "PORT" => Command::Port(parse_port(arg)?),
+            "EPRT" => Command::Eprt(parse_eprt(arg)?),
+            "RETR" => Command::Retr(required(arg, "RETR needs a file name")?),
+            "STOR" => Command::Stor(required(arg, "STOR needs a file name")?),
+            "SIZE" => Command::Size(required(arg, "SIZE needs a file name")?),
+            "MDTM" => Command::Mdtm(required(arg, "MDTM needs a file name")?),
+            "LIST" => Command::List(listing_path(arg)),
+            "NLST" => Command::Nlst(listing_path(arg)),
+            "NOOP" => Command::Noop,
+            "HELP" => Command::Help(arg.map(str::trim).filter(|a| !a.is_empty()).map(Into::into)),
+            "ALLO" => Command::Allo,
+            "QUIT" => Command::Quit,
+            other if NOT_IMPLEMENTED.contains(&other) => {
+                return Err(ParseError::NotImplemented(other.to_owned()))
+            }
+            other => return Err(ParseError::Unknown(other.to_owned())),
+        };
+        Ok(cmd)
+    }
+
+    /// The verb as sent on the wire, for logs.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            Command::User(_) => "USER",
+            Command::Pass(_) => "PASS",
+            Command::Syst => "SYST",
+            Command::Feat => "FEAT",
+            Command::Opts(_) => "OPTS",
+            Command::Type(_) => "TYPE",
+            Command::Mode => "MODE",
+            Command::Stru => "STRU",
+            Command::Pwd => "PWD",
+            Command::Cwd(_) => "CWD",
+            Command::Cdup => "CDUP",
+            Command::Pasv => "PASV",
+            Command::Epsv(_) => "EPSV",
+            Command::Port(_) => "PORT",
+            Command::Eprt(_) => "EPRT",
+            Command::Retr(_) => "RETR",
+            Command::Stor(_) => "STOR",
+            Command::Size(_) => "SIZE",
+            Command::Mdtm(_) => "MDTM",
+            Command::List(_) => "LIST",
+            Command::Nlst(_) => "NLST",
+            Command::Noop => "NOOP",
+            Command::Help(_) => "HELP",
+            Command::Allo => "ALLO",
+            Command::Quit => "QUIT",
+        }
+    }
+}
+
+/// Formats a command as its wire line (without CRLF): the inverse of [`Command::parse`].
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = self.verb();
+        match self {
+            Command::User(a)
+            | Command::Pass(a)
+            | Command::Opts(a)
+            | Command::Cwd(a)
+            | Command::Retr(a)
+            | Command::Stor(a)
+            | Command::Size(a)
+            | Command::Mdtm(a) => write!(f, "{verb} {a}"),
+            Command::List(a) | Command::Nlst(a) | Command::Help(a) => match a {
+                Some(a) => write!(f, "{verb} {a}"),
+                None => f.write_str(verb),
+            },
+            Command::Type(TransferType::Ascii) => f.write_str("TYPE A"),
+            Command::Type(TransferType::Image) => f.write_str("TYPE I"),
+            Command::Mode => f.write_str("MODE S"),
+            Command::Stru => f.write_str("STRU F"),
+            Command::Epsv(EpsvArg::Any) => f.write_str("EPSV"),
+            Command::Epsv(EpsvArg::Protocol(p)) => write!(f, "EPSV {p}"),
+            Command::Epsv(EpsvArg::All) => f.write_str("EPSV ALL"),
+            Command::Port(addr) => match addr {
+                SocketAddr::V4(v4) => {
+                    let [a, b, c, d] = v4.ip().octets();
+                    let (p1, p2) = (v4.port() >> 8, v4.port() & 0xff);
+                    write!(f, "PORT {a},{b},{c},{d},{p1},{p2}")
+                }
+                SocketAddr::V6(_) => write!(f, "EPRT {}", eprt_arg(addr)),
+            },
+            Command::Eprt(addr) => write!(f, "EPRT {}", eprt_arg(addr)),
+            Command::Syst
+            | Command::Feat
+            | Command::Pwd
+            | Command::Cdup
+            | Command::Pasv
+            | Command::Noop
+            | Command::Allo
+            | Command::Quit => f.write_str(verb),
+        }
+    }
+}
+
+/// The EPRT argument for `addr`: `|1|a.b.c.d|port|` or `|2|v6addr|port|`.
+pub fn eprt_arg(addr: &SocketAddr) -> String {
+    let proto = if addr.is_ipv4() { 1 } else { 2 };
+    format!("|{proto}|{}|{}|", addr.ip(), addr.port())
+}
+
+fn required(arg: Option<&str>, message: &str) -> Result<String, ParseError> {
+    match arg {
+        Some(a) if !a.is_empty() => Ok(a.to_owned()),
+        _ => Err(ParseError::BadArguments(message.to_owned())),
+    }
+}
+
+fn no_arg(arg: Option<&str>, cmd: Command) -> Result<Command, ParseError> {
+    match arg.map(str::trim) {
+        None | Some("") => Ok(cmd),
+        Some(_) => Err(ParseError::BadArguments(format!(
+            "{} takes no argument",
+            cmd.verb()
+        ))),
+    }
+}
+
+fn parse_type(arg: Option<&str>) -> Result<TransferType, ParseError> {
+    let arg = arg.unwrap_or("").trim().to_ascii_uppercase();
+    let mut words = arg.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("A"), None | Some("N"), None) => Ok(TransferType::Ascii),
+        (Some("I"), None, None) | (Some("L"), Some("8"), None) => Ok(TransferType::Image),
+        (Some("E" | "L" | "A"), _, _) => Err(ParseError::UnsupportedParameter(format!(
+            "TYPE {arg} not supported; use TYPE I or TYPE A"
+        ))),
+        _ => Err(ParseError::BadArguments(format!(
+            "bad TYPE argument {arg:?}"
+        ))),
+    }
+}
+
+fn parse_single_letter(
+    arg: Option<&str>,
+    supported: char,
+    verb: &str,
+    cmd: Command,
+) -> Result<Command, ParseError> {
+    let arg = arg.unwrap_or("").trim();
+    let mut chars = arg.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.eq_ignore_ascii_case(&supported) => Ok(cmd),
+        (Some(_), None) => Err(ParseError::UnsupportedParameter(format!(
+            "{verb} {arg} not supported; only {verb} {supported}"
+        ))),
+        _ => Err(ParseError::BadArguments(format!("{verb} needs one letter"))),
+    }
+}
+
+fn parse_epsv(arg: Option<&str>) -> Result<EpsvArg, ParseError> {
+    match arg.map(str::trim) {
+        None | Some("") => Ok(EpsvArg::Any),
+        Some(a) if a.eq_ignore_ascii_case("ALL") => Ok(EpsvArg::All),
+        Some(a) => a
+            .parse::<u8>()
+            .map(EpsvArg::Protocol)
+            .map_err(|_| ParseError::BadArguments(format!("bad EPSV argument {a:?}"))),
+    }
+}
+
+/// Parses `h1,h2,h3,h4,p1,p2` (RFC 959 §4.1.2), as found in PORT and in 227 replies.
+pub fn parse_host_port(text: &str) -> Option<SocketAddr> {
+    let mut nums = [0u8; 6];
+    let mut parts = text.trim().split(',');
+    for n in &mut nums {
+        *n = parts.next()?.trim().parse().ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    let ip = Ipv4Addr::new(nums[0], nums[1], nums[2], nums[3]);
+    let port = u16::from(nums[4]) << 8 | u16::from(nums[5]);
+    Some(SocketAddr::new(IpAddr::V4(ip), port))
+}
+
+fn parse_port(arg: Option<&str>) -> Result<SocketAddr, ParseError> {
+    arg.and_then(parse_host_port)
+        .ok_or_else(|| ParseError::BadArguments("PORT needs h1,h2,h3,h4,p1,p2".into()))
+}
+
+fn parse_eprt(arg: Option<&str>) -> Result<SocketAddr, ParseError> {
+    let bad = || ParseError::BadArguments("EPRT needs |proto|address|port|".into());
+    let arg = arg.ok_or_else(bad)?.trim();
+    let mut chars = arg.chars();
+    let delim = chars.next().ok_or_else(bad)?;
+    if !(33..=126).contains(&(delim as u32)) {
+        return Err(bad());
+    }
+    let fields: Vec<&str> = arg[delim.len_utf8()..].split(delim).collect();
+    let [proto, addr, port, ""] = fields.as_slice() else {
+        return Err(bad());
+    };
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let ip = match *proto {
+        "1" => IpAddr::V4(addr.parse::<Ipv4Addr>().map_err(|_| bad())?),
+        "2" => IpAddr::V6(addr.parse::<Ipv6Addr>().map_err(|_| bad())?),
+        _ => {
+            return Err(ParseError::UnsupportedParameter(
+                "network protocol not supported, use (1,2)".into(),
+            ))
+        }
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Drops `ls`-style options (`-a`, `-la`, ...) that clients put before the path.
+fn listing_path(arg: Option<&str>) -> Option<String> {
+    let mut rest = arg?.trim_start();
+    while rest.starts_with('-') {
+        match rest.split_once(' ') {
+            Some((_, after)) => rest = after.trim_start(),
+            None => rest = "",
+        }
+    }
+    (!rest.is_empty()).then(|| rest.to_owned())
+}
+
+/// Why a reply could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplyError {
+    /// The connection failed or closed before a whole reply arrived.
+    #[error("connection lost while reading a reply: {0}")]
+    Io(#[from] io::Error),
+    /// The peer sent something that is not an FTP reply.
+    #[error("malformed reply from server: {0:?}")]
+    Malformed(String),
+}
+
+/// A reply as read from a server: the numeric code and the text lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedReply {
+    /// The three-digit code.
+    pub code: u16,
+    /// The text of each line, code and separator removed from the first and last.
+    pub lines: Vec<String>,
+}
+
+impl ReceivedReply {
+    /// The text of the reply: its lines joined by newlines.
+    pub fn text(&self) -> String {
+        self.lines.join("\n")
+    }
+}
+
+impl fmt::Display for ReceivedReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.code, self.lines.join(" / "))
+    }
+}
+
+impl Reply {
+    /// Reads one whole reply (single or multi-line, RFC 959 §4.2) from a server.
+    ///
+    /// # Errors
+    /// [`ReplyError::Io`] when the connection fails or closes, [`ReplyError::Malformed`]
+    /// when a line is not of the form `NNN text` / `NNN-text`, or is too long.
+    pub fn read_from<R: BufRead>(reader: &mut R) -> Result<ReceivedReply, ReplyError> {
+        let mut buf = Vec::new();
+        let mut state = LineState::default();
+        let mut next_line = |buf: &mut Vec<u8>| -> Result<String, ReplyError> {
+            match read_line(reader, buf, &mut state, MAX_LINE)? {
+                Line::Complete => Ok(String::from_utf8_lossy(buf).into_owned()),
+                Line::TooLong => Err(ReplyError::Malformed("reply line too long".into())),
+                Line::Eof => Err(ReplyError::Io(io::ErrorKind::UnexpectedEof.into())),
+            }
+        };
+        let first = next_line(&mut buf)?;
+        let (code, sep, text) = split_reply_line(&first)
+            .ok_or_else(|| ReplyError::Malformed(first.chars().take(80).collect()))?;
+        let mut lines = vec![text.to_owned()];
+        if sep == '-' {
+            loop {
+                let line = next_line(&mut buf)?;
+                if let Some((c, ' ', text)) = split_reply_line(&line) {
+                    if c == code {
+                        lines.push(text.to_owned());
+                        break;
+                    }
+                }
+                lines.push(line);
+            }
+        }
+        Ok(ReceivedReply { code, lines })
+    }
+}
+
+/// Splits `NNN-text` or `NNN text` (or bare `NNN`) into code, separator and text.
+fn split_reply_line(line: &str) -> Option<(u16, char, &str)> {
+    let digits = line.get(..3)?;
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let code: u16 = digits.parse().ok()?;
+    if !(100..600).contains(&code) {
+        return None;
+    }
+    match line[3..].chars().next() {
+        None => Some((code, ' ', "")),
+        Some(sep @ (' ' | '-')) => Some((code, sep, &line[4..])),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufReader, Cursor};
+
+    fn parse(s: &str) -> Result<Command, ParseError> {
+        Command::parse(s.as_bytes())
+    }
+
+    #[test]
+    fn verbs_are_case_insensitive_and_arguments_verbatim() {
+        assert_eq!(parse("retr a b.txt"), Ok(Command::Retr("a b.txt".into())));
+        assert_eq!(parse("Stor  x"), Ok(Command::Stor(" x".into())));
+        assert_eq!(parse("xpwd"), Ok(Command::Pwd));
+        assert_eq!(parse("type i"), Ok(Command::Type(TransferType::Image)));
+        assert_eq!(parse("TYPE L 8"), Ok(Command::Type(TransferType::Image)));
+        assert_eq!(parse("TYPE A N"), Ok(Command::Type(TransferType::Ascii)));
+    }
+
+    #[test]
+    fn errors_map_to_the_right_reply_codes() {
+        let code = |s: &str| parse(s).map_err(|e| e.reply().code.number());
+        assert_eq!(code("FOO"), Err(500));
+        assert_eq!(code("SITE CHMOD 777 x"), Err(502));
+        assert_eq!(code("RETR"), Err(501));
+        assert_eq!(code("PORT 1,2,3"), Err(501));
+        assert_eq!(code("TYPE E"), Err(504));
+        assert_eq!(code("MODE B"), Err(504));
+        assert_eq!(code("STRU R"), Err(504));
+        assert_eq!(code("EPRT |3|x|5|"), Err(504));
+        assert_eq!(code("PWD now"), Err(501));
+        assert_eq!(code(""), Err(500));
+        assert_eq!(code("RE\u{e9}R x"), Err(500));
+    }
+
+    #[test]
+    fn invalid_utf8_and_nul_are_refused() {
+        assert!(matches!(
+            Command::parse(b"RETR \xff\xfe"),
+            Err(ParseError::BadArguments(_))
+        ));
+        assert!(matches!(
+            Command::parse(b"RETR a\0b"),
+            Err(ParseError::BadArguments(_))
+        ));
+    }
+
+    #[test]
+    fn port_and_eprt_parse_addresses() {
+        let v4: SocketAddr = "127.0.0.1:1234".parse().expect("addr");
+        assert_eq!(parse("PORT 127,0,0,1,4,210"), Ok(Command::Port(v4)));
+        assert_eq!(parse("EPRT |1|127.0.0.1|1234|"), Ok(Command::Eprt(v4)));
+        let v6: SocketAddr = "[::1]:2000".parse().expect("addr");
+        assert_eq!(parse("EPRT |2|::1|2000|"), Ok(Command::Eprt(v6)));
+        assert!(parse("PORT 256,0,0,1,4,210").is_err());
+        assert!(parse("EPRT |1|::1|2000|").is_err());
+        assert!(parse("EPRT |1|127.0.0.1|99999|").is_err());
+    }
+
+    #[test]
+    fn display_round_trips_through_parse() {
+        let cmds = [
+            Command::User("anonymous".into()),
+            Command::Retr("dir/a file.bin".into()),
+            Command::Port("10.0.0.1:65535".parse().expect("addr")),
+            Command::Eprt("[::1]:2000".parse().expect("addr")),
+            Command::Epsv(EpsvArg::All),
+            Command::Type(TransferType::Image),
+            Command::List(Some("sub".into())),
+            Command::Nlst(None),
+            Command::Quit,
+        ];
+        for cmd in cmds {
+            assert_eq!(parse(&cmd.to_string()), Ok(cmd.clone()), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn list_options_are_dropped() {
+        assert_eq!(parse("LIST -la"), Ok(Command::List(None)));
+        assert_eq!(parse("LIST -a sub"), Ok(Command::List(Some("sub".into()))));
+        assert_eq!(parse("NLST"), Ok(Command::Nlst(None)));
+    }
+
+    #[test]
+    fn replies_format_single_and_multi_line() {
+        let r = Reply::new(ReplyCode::CommandOk, "ok");
+        assert_eq!(r.to_wire(), "200 ok\r\n");
+        let r = Reply::multi(
+            ReplyCode::SystemStatus,
+            "Features:",
+            &["UTF8".into(), "EPSV".into()],
+            "End",
+        );
+        assert_eq!(
+            r.to_wire(),
+            "211-Features:\r\n UTF8\r\n EPSV\r\n211 End\r\n"
+        );
+        let r = Reply::new(ReplyCode::PathName, "evil\r\n200 injected");
+        assert_eq!(r.to_wire(), "257 evil  200 injected\r\n");
+    }
+
+    #[test]
+    fn replies_read_back_what_we_write() {
+        let wire = "220 hi\r\n211-Features:\r\n UTF8\r\n211 End\r\n226\r\n";
+        let mut r = BufReader::new(Cursor::new(wire));
+        let a = Reply::read_from(&mut r).expect("first");
+        assert_eq!((a.code, a.lines.clone()), (220, vec!["hi".to_owned()]));
+        let b = Reply::read_from(&mut r).expect("second");
+        assert_eq!(b.code, 211);
+        assert_eq!(b.lines, vec!["Features:", " UTF8", "End"]);
+        let c = Reply::read_from(&mut r).expect("third");
+        assert_eq!(c.code, 226);
+        assert!(matches!(Reply::read_from(&mut r), Err(ReplyError::Io(_))));
+    }
+
+    #[test]
+    fn long_lines_are_discarded_without_buffering() {
+        let mut input = vec![b'A'; 100_000];
+        input.extend_from_slice(b"\r\nNOOP\r\nlast");
+        let mut reader = BufReader::with_capacity(1024, Cursor::new(input));
+        let mut buf = Vec::new();
+        let mut st = LineState::default();
+        let r = read_line(&mut reader, &mut buf, &mut st, MAX_LINE).expect("read");
+        assert_eq!(r, Line::TooLong);
+        assert!(buf.capacity() <= MAX_LINE + 1024);
+        let r = read_line(&mut reader, &mut buf, &mut st, MAX_LINE).expect("read");
+        assert_eq!((r, buf.as_slice()), (Line::Complete, &b"NOOP"[..]));
+        let r = read_line(&mut reader, &mut buf, &mut st, MAX_LINE).expect("read");
+        assert_eq!(r, Line::Eof);
+    }
+
+    #[test]
+    fn bare_lf_ends_a_line() {
+        let mut reader = BufReader::new(Cursor::new(&b"USER a\nPASS b\r\n"[..]));
+        let mut buf = Vec::new();
+        let mut st = LineState::default();
+        read_line(&mut reader, &mut buf, &mut st, MAX_LINE).expect("read");
+        assert_eq!(buf, b"USER a");
+        read_line(&mut reader, &mut buf, &mut st, MAX_LINE).expect("read");
+        assert_eq!(buf, b"PASS b");
+    }
+}
