@@ -5,11 +5,14 @@
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`time`] formats file times for MDTM and LIST.
+//! - [`server`] is the server: an acceptor thread hands each connection over a crossbeam
+//!   channel to a fixed pool of worker threads, each running one session at a time.
 
 pub mod error;
 pub mod locks;
 pub mod path;
 pub mod protocol;
+pub mod server;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -1,1 +1,4 @@
 //! Integration tests: one binary, one file per theme.
+
+mod common;
+mod server;
