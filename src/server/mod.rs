@@ -24,7 +24,7 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -96,6 +96,9 @@ struct Shared {
     conns: Mutex<Connections>,
     /// Rotates through the passive port range.
     next_pasv: AtomicU64,
+    /// Connections handed to the pool and not yet finished (running or queued). Only
+    /// the acceptor increments it, so its check against the limit cannot overshoot.
+    sessions: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +222,7 @@ impl Server {
             forced: AtomicBool::new(false),
             conns: Mutex::new(Connections::default()),
             next_pasv: AtomicU64::new(0),
+            sessions: AtomicUsize::new(0),
         });
         Ok(Server {
             listener,
@@ -256,7 +260,8 @@ impl Server {
     /// [`Error::Thread`] when the worker threads cannot be started.
     pub fn run(self) -> Result<RunReport> {
         let config = &self.shared.config;
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(config.queue);
+        let limit = config.workers.max(1) + config.queue;
+        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(limit);
         let pool = pool::Pool::start(config.workers, rx, Arc::clone(&self.shared))?;
         log::info!(
             "serving {} on {} with {} workers",
@@ -264,7 +269,7 @@ impl Server {
             self.addr,
             config.workers
         );
-        self.accept_loop(&tx);
+        self.accept_loop(&tx, limit);
         drop(tx);
         let deadline = Instant::now() + self.shared.config.grace;
         let cut_off = pool.join_until(deadline, || {
@@ -275,7 +280,12 @@ impl Server {
         Ok(RunReport { cut_off })
     }
 
-    fn accept_loop(&self, tx: &crossbeam_channel::Sender<TcpStream>) {
+    /// Accepts connections until shutdown. A connection goes to the pool when fewer
+    /// than `limit` sessions are open (so a worker is free or will be after the queue),
+    /// and is refused with `421` otherwise. Counting sessions, rather than asking whether
+    /// a worker is waiting right now, means a worker between two sessions never causes
+    /// a refusal.
+    fn accept_loop(&self, tx: &crossbeam_channel::Sender<TcpStream>, limit: usize) {
         for conn in self.listener.incoming() {
             if self.shared.stopping() {
                 break;
@@ -290,8 +300,16 @@ impl Server {
                     continue;
                 }
             };
-            if let Err(crossbeam_channel::TrySendError::Full(stream)) = tx.try_send(stream) {
+            if self.shared.sessions.load(Ordering::SeqCst) >= limit {
                 refuse(stream);
+                continue;
+            }
+            self.shared.sessions.fetch_add(1, Ordering::SeqCst);
+            // The channel holds `limit` and at most `limit` sessions are open, so this
+            // never finds it full; if it ever did, the client is refused, not kept waiting.
+            if let Err(e) = tx.try_send(stream) {
+                self.shared.sessions.fetch_sub(1, Ordering::SeqCst);
+                refuse(e.into_inner());
             }
         }
     }

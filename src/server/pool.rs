@@ -7,6 +7,7 @@
 
 use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ impl Pool {
                         if panic::catch_unwind(run).is_err() {
                             log::error!("a session panicked; the worker goes on");
                         }
+                        shared.sessions.fetch_sub(1, Ordering::SeqCst);
                     }
                 })
                 .map_err(Error::Thread)?;

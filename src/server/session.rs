@@ -13,6 +13,7 @@ use std::fs::{self, File, Metadata};
 use std::io::{self, BufReader, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
 use super::data::{self, DataPlan};
@@ -567,6 +568,15 @@ impl Session<'_> {
             Err(e) if is_storage_error(&e) => return Err(Failure::Fs(e)),
             Err(e) => return Err(Failure::Transfer(e)),
         };
+        // After the grace period the server shuts our data connection down, and the
+        // read sees an end of file: that upload is cut short, not complete.
+        if self.shared.forced.load(Ordering::SeqCst) {
+            log::warn!(
+                "{}: STOR {shown}: cut off by shutdown, upload discarded",
+                self.peer
+            );
+            return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
+        }
         if self.client_vanished() {
             log::warn!("{}: STOR {shown}: client gone, upload discarded", self.peer);
             return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));

@@ -323,3 +323,18 @@ pub fn have(prog: &str, args: &[&str]) -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// Asserts two byte strings are equal, reporting sizes and digests rather than the bytes.
+#[track_caller]
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes (sha256 {}), want {} bytes (sha256 {}); first difference at {first:?}",
+            got.len(),
+            sha256(got),
+            want.len(),
+            sha256(want)
+        );
+    }
+}

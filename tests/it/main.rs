@@ -1,4 +1,6 @@
 //! Integration tests: one binary, one file per theme.
 
 mod common;
+mod lifecycle;
+mod peers;
 mod server;

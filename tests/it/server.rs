@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use crate::common::{pattern, Ftp, TestServer, WAIT};
+use crate::common::{assert_same, pattern, Ftp, TestServer, WAIT};
 
 #[test]
 fn greeting_login_and_basic_commands() {
@@ -67,14 +67,14 @@ fn retr_and_stor_are_byte_exact_over_every_data_mode() {
     let mut ftp = server.login();
 
     // EPSV
-    assert_eq!(ftp.retr("all.bin"), all_bytes);
+    assert_same(&ftp.retr("all.bin"), &all_bytes, "EPSV");
     // PASV
     let mut data = ftp.pasv();
     ftp.expect("RETR all.bin", 150);
     let mut got = Vec::new();
     data.read_to_end(&mut got).expect("read");
     assert_eq!(ftp.reply().code, 226);
-    assert_eq!(got, all_bytes);
+    assert_same(&got, &all_bytes, "PASV");
     // EPRT and PORT: the server connects to us.
     for verb in ["EPRT", "PORT"] {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -90,7 +90,7 @@ fn retr_and_stor_are_byte_exact_over_every_data_mode() {
         let mut got = Vec::new();
         data.read_to_end(&mut got).expect("read");
         assert_eq!(ftp.reply().code, 226);
-        assert_eq!(got, all_bytes, "{verb}");
+        assert_same(&got, &all_bytes, verb);
     }
 
     for (name, bytes) in [
@@ -99,8 +99,12 @@ fn retr_and_stor_are_byte_exact_over_every_data_mode() {
         ("big.bin", pattern(3 << 20, 7)),
     ] {
         ftp.stor(name, &bytes);
-        assert_eq!(fs::read(server.root().join(name)).expect("read"), bytes);
-        assert_eq!(ftp.retr(name), bytes, "{name}");
+        assert_same(
+            &fs::read(server.root().join(name)).expect("read"),
+            &bytes,
+            name,
+        );
+        assert_same(&ftp.retr(name), &bytes, name);
         let size = ftp.expect(&format!("SIZE {name}"), 213);
         assert_eq!(size.text, bytes.len().to_string());
     }
