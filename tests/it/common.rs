@@ -35,9 +35,34 @@ impl TestServer {
 
     /// Starts a server on `root` (inside `dir`, which also holds the log).
     pub fn start_in(dir: tempfile::TempDir, root: PathBuf, extra: &[&str]) -> TestServer {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+        TestServer::spawn(cmd, dir, root, extra)
+    }
+
+    /// Starts a server through `sh -c script`, where the script ends with
+    /// `exec "$0" "$@"` (to set limits or signal dispositions first).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        script: &str,
+        extra: &[&str],
+    ) -> TestServer {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_ftp-server"));
+        TestServer::spawn(cmd, dir, root, extra)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        extra: &[&str],
+    ) -> TestServer {
         let log = dir.path().join("server.log");
         let log_file = File::create(&log).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        let mut child = cmd
             .arg("--port")
             .arg("0")
             .arg("--root")
@@ -104,6 +129,20 @@ impl TestServer {
             thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+
+    /// Connects until a worker is free (the greeting is 220, not 421), then logs in.
+    pub fn login_when_free(&self) -> Ftp {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut ftp = Ftp::connect(self.addr);
+            if ftp.greeting.code == 220 {
+                ftp.login();
+                return ftp;
+            }
+            assert!(Instant::now() < deadline, "no worker became free");
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Connects and logs in anonymously.
@@ -337,4 +376,24 @@ pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
             sha256(want)
         );
     }
+}
+
+/// Polls `f` until it returns true; panics after `WAIT`.
+#[track_caller]
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }

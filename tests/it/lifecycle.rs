@@ -2,28 +2,9 @@
 
 use std::fs;
 use std::io::{Read, Write};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::common::{assert_same, pattern, Ftp, TestServer, WAIT};
-
-/// Polls `f` until it returns true or `WAIT` passes.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn names_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .expect("read_dir")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
+use crate::common::{assert_same, eventually, names_in, pattern, Ftp, TestServer, WAIT};
 
 #[test]
 fn a_full_pool_answers_421_at_once_and_serves_again_when_a_worker_frees() {
@@ -36,9 +17,7 @@ fn a_full_pool_answers_421_at_once_and_serves_again_when_a_worker_frees() {
     assert!(started.elapsed() < WAIT);
     a.expect("QUIT", 221);
     drop(a);
-    eventually("a free worker", || {
-        Ftp::connect(server.addr).greeting.code == 220
-    });
+    server.login_when_free().expect("NOOP", 200);
 }
 
 #[test]
@@ -48,7 +27,7 @@ fn an_idle_session_gets_421_and_frees_its_worker() {
     let r = idle.reply();
     assert_eq!(r.code, 421, "{r:?}");
     assert!(idle.try_reply().is_none(), "closed after 421");
-    let mut next = server.login();
+    let mut next = server.login_when_free();
     next.expect("NOOP", 200);
 }
 
