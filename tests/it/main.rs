@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one file per theme.
 
+mod bad_input;
 mod common;
 mod faults;
 mod lifecycle;
