@@ -4,5 +4,6 @@ mod bad_input;
 mod common;
 mod faults;
 mod lifecycle;
+mod load;
 mod peers;
 mod server;
