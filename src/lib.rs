@@ -5,7 +5,10 @@
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`time`] formats file times for MDTM and LIST.
+//! - [`client`] is the blocking FTP client ([`client::Client`]) and the logic of the
+//!   `ftp-client` REPL on top of it ([`client::repl`]).
 
+pub mod client;
 pub mod error;
 pub mod locks;
 pub mod path;
