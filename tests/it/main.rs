@@ -1,1 +1,5 @@
 //! Integration tests: one binary, one file per theme.
+
+mod common;
+
+mod client_pyftpdlib;
