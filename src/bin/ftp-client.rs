@@ -20,7 +20,7 @@ use simple_ftp::client::Progress;
 
 /// Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more).
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Local directory that GET writes into and PUT reads from (created if missing).
     #[arg(long, default_value = "client")]
