@@ -341,6 +341,16 @@ fn closed_port_is_could_not_connect() {
 }
 
 #[test]
+fn silent_server_is_a_timeout() {
+    // The kernel completes the handshake from the backlog; nobody ever greets.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let err = Client::connect("127.0.0.1", port, Duration::from_millis(300)).expect_err("silent");
+    assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+    drop(listener);
+}
+
+#[test]
 fn line_breaks_in_names_are_never_sent() {
     let server = FakeServer::start(Behavior::default());
     let mut client = server.connect();
