@@ -18,9 +18,12 @@ use rustyline::error::ReadlineError;
 use simple_ftp::client::repl::{Flow, Input, Repl, Ui, ANONYMOUS_PASSWORD, ANONYMOUS_USER};
 use simple_ftp::client::Progress;
 
-/// Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more).
+/// Command-line arguments of `ftp-client`.
 #[derive(Debug, Parser)]
-#[command(version)]
+#[command(
+    version,
+    about = "Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more)"
+)]
 struct Args {
     /// Local directory that GET writes into and PUT reads from (created if missing).
     #[arg(long, default_value = "client")]
