@@ -5,6 +5,8 @@
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`time`] formats file times for MDTM and LIST.
+//! - [`server`] is the server: an acceptor thread hands each connection over a crossbeam
+//!   channel to a fixed pool of worker threads, each running one session at a time.
 //! - [`client`] is the blocking FTP client ([`client::Client`]) and the logic of the
 //!   `ftp-client` REPL on top of it ([`client::repl`]).
 
@@ -13,6 +15,7 @@ pub mod error;
 pub mod locks;
 pub mod path;
 pub mod protocol;
+pub mod server;
 pub mod time;
 
 pub use error::{Error, Result};

@@ -310,3 +310,64 @@ mod tests {
         assert!(VirtualPath::root().is_root());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Paths built from the pieces attacks are made of, and arbitrary text.
+    fn hostile_path() -> impl Strategy<Value = String> {
+        let part = prop_oneof![
+            Just("..".to_owned()),
+            Just(".".to_owned()),
+            Just(String::new()),
+            Just("sub".to_owned()),
+            Just("link".to_owned()),
+            Just("secret.txt".to_owned()),
+            Just("..\\..".to_owned()),
+            Just("%2e%2e".to_owned()),
+            "[a-z]{1,3}",
+            any::<String>(),
+        ];
+        (any::<bool>(), proptest::collection::vec(part, 0..8)).prop_map(|(abs, parts)| {
+            let joined = parts.join("/");
+            if abs {
+                format!("/{joined}")
+            } else {
+                joined
+            }
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn resolution_stays_inside_the_root(arg in hostile_path(), from_sub in any::<bool>()) {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            std::fs::write(tmp.path().join("secret.txt"), "sentinel").expect("write");
+            let dir = tmp.path().join("root");
+            std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(tmp.path(), dir.join("link")).expect("symlink");
+            let root = Root::new(&dir).expect("root");
+            let cwd = if from_sub {
+                VirtualPath::root().join("sub").expect("sub")
+            } else {
+                VirtualPath::root()
+            };
+            if let Ok(resolved) = root.resolve(&cwd, &arg) {
+                prop_assert!(resolved.real().starts_with(root.dir()), "{arg:?} -> {:?}", resolved.real());
+                let v = resolved.virtual_path().as_str();
+                prop_assert!(v.starts_with('/'));
+                prop_assert!(!v.split('/').any(|c| c == ".." || c == "."));
+            }
+        }
+
+        #[test]
+        fn joining_is_idempotent(arg in hostile_path()) {
+            if let Ok(v) = VirtualPath::root().join(&arg) {
+                prop_assert_eq!(VirtualPath::root().join(v.as_str()).ok(), Some(v));
+            }
+        }
+    }
+}

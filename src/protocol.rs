@@ -872,3 +872,78 @@ mod tests {
         assert_eq!(buf, b"PASS b");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::{BufReader, Cursor};
+
+    /// Bytes that look like command lines often enough to reach every parser arm.
+    fn command_like() -> impl Strategy<Value = Vec<u8>> {
+        let verb = prop_oneof![
+            Just("USER"),
+            Just("PASS"),
+            Just("RETR"),
+            Just("STOR"),
+            Just("PORT"),
+            Just("EPRT"),
+            Just("EPSV"),
+            Just("TYPE"),
+            Just("MODE"),
+            Just("STRU"),
+            Just("LIST"),
+            Just("NLST"),
+            Just("CWD"),
+            Just("HELP"),
+            Just("OPTS"),
+            Just("pwd"),
+            Just("Quit"),
+            Just("SITE"),
+        ];
+        prop_oneof![
+            (verb, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(v, arg)| {
+                let mut line = v.as_bytes().to_vec();
+                line.push(b' ');
+                line.extend(arg);
+                line
+            }),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics_and_display_round_trips(line in command_like()) {
+            if let Ok(cmd) = Command::parse(&line) {
+                let again = Command::parse(cmd.to_string().as_bytes());
+                prop_assert_eq!(again, Ok(cmd));
+            }
+        }
+
+        #[test]
+        fn read_line_never_panics_or_overgrows(
+            input in proptest::collection::vec(any::<u8>(), 0..20_000),
+            capacity in 1usize..4096,
+            max in 1usize..2048,
+        ) {
+            let mut reader = BufReader::with_capacity(capacity, Cursor::new(input));
+            let mut buf = Vec::new();
+            let mut state = LineState::default();
+            loop {
+                match read_line(&mut reader, &mut buf, &mut state, max) {
+                    Ok(Line::Complete) => prop_assert!(buf.len() < max && !buf.contains(&b'\n')),
+                    Ok(Line::TooLong) => {}
+                    Ok(Line::Eof) => break,
+                    Err(e) => prop_assert!(false, "cursor read failed: {e}"),
+                }
+            }
+        }
+
+        #[test]
+        fn reply_reader_never_panics(input in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut reader = BufReader::new(Cursor::new(input));
+            while Reply::read_from(&mut reader).is_ok() {}
+        }
+    }
+}

@@ -1,2 +1,169 @@
-//! The FTP server binary.
-fn main() {}
+//! `ftp-server`: serves a directory over FTP.
+//!
+//! This file only wires things: command-line arguments into a [`Config`], a logger to
+//! stderr, Ctrl-C / SIGTERM into the server's shutdown handle, and errors into a message
+//! and an exit code.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use simple_ftp::server::{Config, Server};
+use simple_ftp::time::Utc;
+
+/// A small, fast, safe FTP server.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Port to listen on (0 picks a free one).
+    #[arg(value_name = "PORT")]
+    port_arg: Option<u16>,
+    /// Port to listen on (0 picks a free one); overrides the positional PORT.
+    #[arg(long, short)]
+    port: Option<u16>,
+    /// Directory to serve as `/` (created if missing).
+    #[arg(long, short, default_value = "server")]
+    root: PathBuf,
+    /// Address to listen on.
+    #[arg(long, short, default_value = "127.0.0.1")]
+    bind: IpAddr,
+    /// Worker threads; each serves one session at a time.
+    #[arg(long, short, default_value_t = Config::default().workers)]
+    workers: usize,
+    /// Connections that may wait for a free worker before new ones get 421.
+    #[arg(long, default_value_t = Config::default().queue)]
+    queue: usize,
+    /// Seconds without a command before a session is closed with 421.
+    #[arg(long, default_value_t = Config::default().idle_timeout.as_secs())]
+    idle_timeout: u64,
+    /// Seconds a data connection may take to arrive or a transfer may stall.
+    #[arg(long, default_value_t = Config::default().data_timeout.as_secs())]
+    data_timeout: u64,
+    /// Seconds a transfer waits for a file another transfer holds before 450.
+    #[arg(long, default_value_t = Config::default().lock_wait.as_secs())]
+    lock_wait: u64,
+    /// Seconds running transfers may take to finish on shutdown.
+    #[arg(long, default_value_t = Config::default().grace.as_secs())]
+    grace: u64,
+    /// Port range for passive data connections, e.g. 50000-50100.
+    #[arg(long, value_parser = parse_range)]
+    pasv_ports: Option<RangeInclusive<u16>>,
+    /// IPv4 address announced in PASV replies (behind NAT).
+    #[arg(long)]
+    pasv_address: Option<Ipv4Addr>,
+    /// Log warnings and errors only.
+    #[arg(long, short, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Log every command too (passwords are never logged).
+    #[arg(long, short)]
+    verbose: bool,
+}
+
+fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or_else(|| "expected MIN-MAX".to_owned())?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err("expected 1 <= MIN <= MAX".to_owned());
+    }
+    Ok(lo..=hi)
+}
+
+/// Log lines on stderr: time, level, message.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let now = Utc::from_system_time(SystemTime::now()).iso();
+            let line = format!("{now} {:<5} {}\n", record.level(), record.args());
+            // A closed stderr must not stop the server.
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("ftp-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let level = if args.quiet {
+        log::LevelFilter::Warn
+    } else if args.verbose {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    log::set_logger(&StderrLogger)
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    log::set_max_level(level);
+
+    if args.workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let port = args.port.or(args.port_arg).unwrap_or(2121);
+    let config = Config {
+        root: args.root,
+        bind: SocketAddr::new(args.bind, port),
+        workers: args.workers,
+        queue: args.queue,
+        idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
+        data_timeout: Duration::from_secs(args.data_timeout.max(1)),
+        lock_wait: Duration::from_secs(args.lock_wait),
+        grace: Duration::from_secs(args.grace),
+        pasv_ports: args.pasv_ports,
+        pasv_address: args.pasv_address,
+    };
+    let grace = config.grace;
+    let server = Server::bind(config)?;
+
+    let handle = server.shutdown_handle();
+    let signals = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            log::info!(
+                "shutting down: running transfers have {} s to finish (signal again to stop now)",
+                grace.as_secs()
+            );
+            handle.shutdown();
+        } else {
+            log::warn!("second signal: stopping now");
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the signal handler")?;
+
+    // Scripts and tests read the port from this line, so it goes to stdout, flushed.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on {}", server.local_addr())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+
+    let report = server.run()?;
+    if report.cut_off > 0 {
+        log::warn!(
+            "{} sessions were cut off at the end of the grace period",
+            report.cut_off
+        );
+    }
+    log::info!("stopped");
+    Ok(())
+}

@@ -5,11 +5,12 @@
 //! Skips with a printed reason when pyftpdlib is not installed; fails under `CI=true`.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::{
-    all_byte_values, pseudo_random_bytes, run_client_command, run_client_script, PyftpdlibServer,
+    assert_files_in, hidden_names_in, lab_sample_files, run_client_command, run_client_script,
+    write_files, PyftpdlibServer,
 };
 
 /// A server directory and a client directory in one temporary directory.
@@ -34,50 +35,6 @@ impl Dirs {
     }
 }
 
-/// The files of the lab's check: text, every byte value, empty, and a few MiB.
-fn sample_files(prefix: &str) -> Vec<(String, Vec<u8>)> {
-    vec![
-        (
-            format!("{prefix}text.txt"),
-            b"hello, ftp\nsecond line\r\nthird\n".to_vec(),
-        ),
-        (format!("{prefix}all-bytes.bin"), all_byte_values()),
-        (format!("{prefix}empty.bin"), Vec::new()),
-        (
-            format!("{prefix}big.bin"),
-            pseudo_random_bytes(5 * 1024 * 1024 + 17, prefix.len() as u64),
-        ),
-    ]
-}
-
-fn write_all(dir: &Path, files: &[(String, Vec<u8>)]) {
-    for (name, bytes) in files {
-        fs::write(dir.join(name), bytes).expect("write sample");
-    }
-}
-
-fn assert_same(dir: &Path, files: &[(String, Vec<u8>)]) {
-    for (name, bytes) in files {
-        let got = fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(
-            got == *bytes,
-            "{name}: {} bytes differ from the {} expected",
-            got.len(),
-            bytes.len()
-        );
-    }
-}
-
-/// Names in `dir` that are leftovers of a download (temporary files).
-fn leftovers(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .expect("read dir")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect()
-}
-
 #[test]
 fn lab_session_moves_files_byte_exact_and_opens_a_second_server() {
     let dirs = Dirs::new();
@@ -87,10 +44,10 @@ fn lab_session_moves_files_byte_exact_and_opens_a_second_server() {
         return;
     };
     let second = PyftpdlibServer::start(&second_root);
-    let downloads = sample_files("down-");
-    let uploads = sample_files("up-");
-    write_all(&dirs.server, &downloads);
-    write_all(&dirs.client, &uploads);
+    let downloads = lab_sample_files("down-", 5 << 20);
+    let uploads = lab_sample_files("up-", (5 << 20) + 17);
+    write_files(&dirs.server, &downloads);
+    write_files(&dirs.client, &uploads);
     fs::write(second_root.join("from-second.txt"), "second server\n").expect("write");
 
     let mut script = format!("OPEN {}\n", server.port);
@@ -107,16 +64,16 @@ fn lab_session_moves_files_byte_exact_and_opens_a_second_server() {
     let run = run_client_script(&dirs.client, &script);
 
     assert_eq!(run.code(), 0, "{run:?}");
-    assert_same(&dirs.client, &downloads);
-    assert_same(&dirs.server, &uploads);
+    assert_files_in(&dirs.client, &downloads);
+    assert_files_in(&dirs.server, &uploads);
     assert_eq!(
         fs::read_to_string(dirs.client.join("from-second.txt")).expect("read"),
         "second server\n"
     );
     assert!(
-        leftovers(&dirs.client).is_empty(),
+        hidden_names_in(&dirs.client).is_empty(),
         "{:?}",
-        leftovers(&dirs.client)
+        hidden_names_in(&dirs.client)
     );
     for (name, bytes) in downloads.iter().chain(&uploads) {
         let verb = if name.starts_with("down-") {
@@ -203,9 +160,9 @@ fn get_of_missing_file_creates_no_local_file_and_leaves_an_existing_one_untouche
     // The session went on after the failures.
     assert_eq!(fs::read(dirs.client.join("ok.txt")).expect("ok"), b"fine\n");
     assert!(
-        leftovers(&dirs.client).is_empty(),
+        hidden_names_in(&dirs.client).is_empty(),
         "{:?}",
-        leftovers(&dirs.client)
+        hidden_names_in(&dirs.client)
     );
 }
 

@@ -1,14 +1,405 @@
-//! Helpers shared by the integration tests: driving the `ftp-client` binary with a
-//! piped script, and running pyftpdlib as a third-party server.
+//! Test helpers: a real `ftp-server` process on port 0 in its own temporary root, and
+//! a small, independent FTP control-connection driver that checks replies by number.
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
+#![allow(dead_code)] // each test file uses a different part of this module
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// How long one client run may take before the test gives up on it. Generous: the
-/// machines are small and shared. No test asserts on timing.
+/// Generous bound for anything a test waits for: these machines are shared and slow.
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// An `ftp-server` process serving a temporary directory, killed on drop.
+pub struct TestServer {
+    child: Child,
+    pub addr: SocketAddr,
+    /// Holds the temporary directory (root and log) alive.
+    pub dir: tempfile::TempDir,
+    root: PathBuf,
+    log: PathBuf,
+}
+
+impl TestServer {
+    /// Starts a server on 127.0.0.1 port 0 with a fresh, empty root.
+    pub fn start(extra: &[&str]) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(&root).expect("mkdir root");
+        TestServer::start_in(dir, root, extra)
+    }
+
+    /// Starts a server on `root` (inside `dir`, which also holds the log).
+    pub fn start_in(dir: tempfile::TempDir, root: PathBuf, extra: &[&str]) -> TestServer {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+        TestServer::spawn(cmd, dir, root, extra)
+    }
+
+    /// Starts a server through `sh -c script`, where the script ends with
+    /// `exec "$0" "$@"` (to set limits or signal dispositions first).
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        script: &str,
+        extra: &[&str],
+    ) -> TestServer {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_ftp-server"));
+        TestServer::spawn(cmd, dir, root, extra)
+    }
+
+    fn spawn(
+        mut cmd: Command,
+        dir: tempfile::TempDir,
+        root: PathBuf,
+        extra: &[&str],
+    ) -> TestServer {
+        let log = dir.path().join("server.log");
+        let log_file = File::create(&log).expect("log file");
+        let mut child = cmd
+            .arg("--port")
+            .arg("0")
+            .arg("--root")
+            .arg(&root)
+            .arg("-v")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            // A file, not a pipe: a pipe nobody reads would fill and stall the server.
+            .stderr(Stdio::from(log_file))
+            .spawn()
+            .expect("start ftp-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("address");
+        TestServer {
+            child,
+            addr,
+            dir,
+            root,
+            log,
+        }
+    }
+
+    /// The directory served as `/`.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// What the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`INT`, `TERM`) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Waits up to `limit` for the server to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Connects until a worker is free (the greeting is 220, not 421), then logs in.
+    pub fn login_when_free(&self) -> Ftp {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let mut ftp = Ftp::connect(self.addr);
+            if ftp.greeting.code == 220 {
+                ftp.login();
+                return ftp;
+            }
+            assert!(Instant::now() < deadline, "no worker became free");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Connects and logs in anonymously.
+    pub fn login(&self) -> Ftp {
+        let mut ftp = Ftp::connect(self.addr);
+        ftp.login();
+        ftp
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A reply as read by the test driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resp {
+    pub code: u16,
+    pub text: String,
+}
+
+/// A bare-hands FTP control connection, independent of the library's client.
+pub struct Ftp {
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    pub greeting: Resp,
+}
+
+impl Ftp {
+    /// Connects and reads the greeting (whatever its code).
+    pub fn connect(addr: SocketAddr) -> Ftp {
+        let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream.set_write_timeout(Some(WAIT)).expect("timeout");
+        let writer = stream.try_clone().expect("clone");
+        let mut ftp = Ftp {
+            reader: BufReader::new(stream),
+            writer,
+            greeting: Resp {
+                code: 0,
+                text: String::new(),
+            },
+        };
+        ftp.greeting = ftp.reply();
+        ftp
+    }
+
+    pub fn login(&mut self) {
+        assert_eq!(self.greeting.code, 220, "{:?}", self.greeting);
+        self.expect("USER anonymous", 331);
+        self.expect("PASS test@", 230);
+        self.expect("TYPE I", 200);
+    }
+
+    /// Reads one whole reply (multi-line replies end at `NNN `).
+    pub fn reply(&mut self) -> Resp {
+        let mut line = String::new();
+        self.reader.read_line(&mut line).expect("read reply");
+        assert!(line.len() >= 4, "short reply line {line:?}");
+        let code: u16 = line[..3].parse().expect("reply code");
+        let mut text = line[4..].trim_end().to_owned();
+        if line.as_bytes()[3] == b'-' {
+            let end = format!("{code} ");
+            loop {
+                let mut next = String::new();
+                let n = self.reader.read_line(&mut next).expect("read reply");
+                assert!(n > 0, "connection closed inside a multi-line reply");
+                text.push('\n');
+                text.push_str(next.trim_end());
+                if next.starts_with(&end) {
+                    break;
+                }
+            }
+        }
+        Resp { code, text }
+    }
+
+    /// Reads a reply, or `None` when the server closed the connection.
+    pub fn try_reply(&mut self) -> Option<Resp> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(Resp {
+                code: line.get(..3)?.parse().ok()?,
+                text: line.get(4..).unwrap_or("").trim_end().to_owned(),
+            }),
+        }
+    }
+
+    /// Sends raw bytes on the control connection.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.writer.write_all(bytes).expect("send");
+    }
+
+    /// Sends a command line and returns the reply.
+    pub fn cmd(&mut self, line: &str) -> Resp {
+        self.send_raw(format!("{line}\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// Sends a command and asserts the reply code.
+    pub fn expect(&mut self, line: &str, code: u16) -> Resp {
+        let r = self.cmd(line);
+        assert_eq!(r.code, code, "{line} -> {r:?}");
+        r
+    }
+
+    /// EPSV, then connects to the announced port.
+    pub fn epsv(&mut self) -> TcpStream {
+        let r = self.expect("EPSV", 229);
+        let port: u16 = r
+            .text
+            .split('|')
+            .nth(3)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad 229 reply {r:?}"));
+        let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
+        data_stream(addr)
+    }
+
+    /// PASV, then connects to the announced address.
+    pub fn pasv(&mut self) -> TcpStream {
+        let r = self.expect("PASV", 227);
+        let start = r.text.find('(').expect("(") + 1;
+        let end = r.text.find(')').expect(")");
+        let n: Vec<u16> = r.text[start..end]
+            .split(',')
+            .map(|x| x.trim().parse().expect("number"))
+            .collect();
+        let ip = std::net::Ipv4Addr::new(n[0] as u8, n[1] as u8, n[2] as u8, n[3] as u8);
+        data_stream(SocketAddr::from((ip, n[4] << 8 | n[5])))
+    }
+
+    /// Downloads `name` over EPSV; asserts 150 then 226.
+    pub fn retr(&mut self, name: &str) -> Vec<u8> {
+        let mut data = self.epsv();
+        self.expect(&format!("RETR {name}"), 150);
+        let mut bytes = Vec::new();
+        data.read_to_end(&mut bytes).expect("read data");
+        let done = self.reply();
+        assert_eq!(done.code, 226, "RETR {name} -> {done:?}");
+        bytes
+    }
+
+    /// Uploads `bytes` as `name` over EPSV; asserts 150 then 226.
+    pub fn stor(&mut self, name: &str, bytes: &[u8]) {
+        let mut data = self.epsv();
+        self.expect(&format!("STOR {name}"), 150);
+        data.write_all(bytes).expect("write data");
+        drop(data);
+        let done = self.reply();
+        assert_eq!(done.code, 226, "STOR {name} -> {done:?}");
+    }
+
+    /// Runs a listing command (`LIST`, `NLST ...`) over EPSV and returns its text.
+    pub fn listing(&mut self, line: &str) -> String {
+        let mut data = self.epsv();
+        self.expect(line, 150);
+        let mut text = String::new();
+        data.read_to_string(&mut text).expect("read listing");
+        let done = self.reply();
+        assert_eq!(done.code, 226, "{line} -> {done:?}");
+        text
+    }
+}
+
+fn data_stream(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect_timeout(&addr, WAIT).expect("data connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s.set_write_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// SHA-256 of `bytes`, hex.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the test must fail (CI) rather than skip when a tool is missing.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips (returns false, with a printed reason) or, under CI, panics.
+pub fn require(available: bool, what: &str) -> bool {
+    if !available {
+        assert!(!in_ci(), "{what} is required when CI=true");
+        eprintln!("skipped: {what} is not available");
+    }
+    available
+}
+
+/// Whether a program runs (`prog --version` or the given probe args succeed).
+pub fn have(prog: &str, args: &[&str]) -> bool {
+    Command::new(prog)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Asserts two byte strings are equal, reporting sizes and digests rather than the bytes.
+#[track_caller]
+pub fn assert_same(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes (sha256 {}), want {} bytes (sha256 {}); first difference at {first:?}",
+            got.len(),
+            sha256(got),
+            want.len(),
+            sha256(want)
+        );
+    }
+}
+
+/// Polls `f` until it returns true; panics after `WAIT`.
+#[track_caller]
+pub fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The names in `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// How long one run of the `ftp-client` binary may take before the test gives up on
+/// it. Generous: the machines are small and shared. No test asserts on timing.
 pub const CLIENT_DEADLINE: Duration = Duration::from_secs(180);
 
 /// What one run of the `ftp-client` binary produced.
@@ -76,26 +467,12 @@ pub fn run_client_command(mut cmd: Command, script: &str) -> ClientRun {
     }
 }
 
-fn drain(mut pipe: impl std::io::Read + Send + 'static) -> thread::JoinHandle<String> {
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut bytes = Vec::new();
         let _ = pipe.read_to_end(&mut bytes);
         String::from_utf8_lossy(&bytes).into_owned()
     })
-}
-
-/// `len` reproducible pseudo-random bytes (xorshift), different for each `seed`.
-pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// Every byte value, 0 to 255, in order.
@@ -127,27 +504,12 @@ pub struct PyftpdlibServer {
 }
 
 impl PyftpdlibServer {
-    /// Whether `python3` can import pyftpdlib here.
-    pub fn available() -> bool {
-        Command::new("python3")
-            .args(["-c", "import pyftpdlib"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    }
-
     /// Starts pyftpdlib on `root`, or returns `None` after printing why it cannot
     /// when pyftpdlib is not installed. Under `CI=true` a missing pyftpdlib fails
     /// the test instead: CI installs it, so its absence is a broken setup.
     pub fn start_or_skip(root: &Path) -> Option<PyftpdlibServer> {
-        if !PyftpdlibServer::available() {
-            let reason = "pyftpdlib is not importable by python3 (pip install pyftpdlib)";
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("{reason}");
-            }
-            eprintln!("skipping: {reason}");
+        let available = have("python3", &["-c", "import pyftpdlib"]);
+        if !require(available, "pyftpdlib (pip install pyftpdlib)") {
             return None;
         }
         Some(PyftpdlibServer::start(root))
@@ -185,4 +547,45 @@ impl Drop for PyftpdlibServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The files of the lab's check, names prefixed by `prefix`: a text file, every byte
+/// value, an empty file, and `big_len` pseudo-random bytes.
+pub fn lab_sample_files(prefix: &str, big_len: usize) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            format!("{prefix}text.txt"),
+            b"hello, ftp\nsecond line\r\nthird\n".to_vec(),
+        ),
+        (format!("{prefix}all-bytes.bin"), all_byte_values()),
+        (format!("{prefix}empty.bin"), Vec::new()),
+        (
+            format!("{prefix}big.bin"),
+            pattern(big_len, prefix.len() as u64 + 1),
+        ),
+    ]
+}
+
+/// Writes each `(name, bytes)` into `dir`.
+pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).expect("write sample");
+    }
+}
+
+/// Asserts that `dir` holds each `(name, bytes)` byte for byte.
+#[track_caller]
+pub fn assert_files_in(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_same(&got, bytes, name);
+    }
+}
+
+/// Hidden names in `dir`: what a download's temporary file would leave behind.
+pub fn hidden_names_in(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect()
 }

@@ -1,5 +1,10 @@
 //! Integration tests: one binary, one file per theme.
 
-mod common;
-
+mod bad_input;
 mod client_pyftpdlib;
+mod client_server;
+mod common;
+mod faults;
+mod lifecycle;
+mod peers;
+mod server;

@@ -1,0 +1,347 @@
+//! The server: bind, then ask the address, then run; the acceptor loop and shutdown.
+//!
+//! [`Server::bind`] opens the listening socket and the root. [`Server::run`] starts a
+//! fixed pool of worker threads ([`pool`]) and then runs the acceptor on the calling
+//! thread: each accepted connection goes over a bounded crossbeam channel to an idle
+//! worker, which runs one control [`session`] at a time. When no worker is free (and the
+//! queue, if any, is full) the acceptor answers `421` at once and closes, so a client
+//! never waits without an answer.
+//!
+//! Shutdown follows ownership. [`ShutdownHandle::shutdown`] sets a flag, connects once to
+//! the listener to wake `accept()`, and shuts down the reading half of every control
+//! connection: idle sessions wake up, see the flag and say `421`, while a session in the
+//! middle of a transfer finishes it first. The acceptor drops the channel's sender, the
+//! workers drain and exit, and `run` waits for them up to the grace period. Past it, every
+//! remaining connection is shut down in both directions, which makes the blocked
+//! transfers fail and clean up (an unfinished upload removes its temporary file).
+
+mod data;
+mod pool;
+mod session;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::locks::LockTable;
+use crate::path::Root;
+use crate::protocol::{Reply, ReplyCode};
+
+/// Everything the server can be configured with. [`Config::default`] is the lab's setup:
+/// `./server` on 127.0.0.1:2121.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The directory served as `/` (created if missing).
+    pub root: PathBuf,
+    /// The address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// How many worker threads serve sessions; each runs one session at a time.
+    pub workers: usize,
+    /// Connections that may wait for a free worker before new ones get `421`.
+    pub queue: usize,
+    /// A session that sends no command for this long gets `421` and is closed.
+    pub idle_timeout: Duration,
+    /// How long a data connection may take to arrive, and how long a transfer may
+    /// stall (no byte moving) before it is aborted.
+    pub data_timeout: Duration,
+    /// How long a transfer waits for a file that another transfer holds before `450`.
+    pub lock_wait: Duration,
+    /// On shutdown, how long running transfers may take to finish.
+    pub grace: Duration,
+    /// Ports for passive data connections; `None` lets the system choose.
+    pub pasv_ports: Option<RangeInclusive<u16>>,
+    /// The IPv4 address announced in PASV replies (for NAT); default: the control
+    /// connection's local address.
+    pub pasv_address: Option<Ipv4Addr>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            root: PathBuf::from("server"),
+            bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
+            workers: 64,
+            queue: 0,
+            idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(30),
+            lock_wait: Duration::from_secs(10),
+            grace: Duration::from_secs(30),
+            pasv_ports: None,
+            pasv_address: None,
+        }
+    }
+}
+
+/// What the workers share: configuration, root, lock table and the shutdown state.
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    root: Root,
+    locks: LockTable,
+    /// Set once shutdown begins: no new sessions, idle ones get `421`.
+    stopping: AtomicBool,
+    /// Set when the grace period is over: waits for data connections give up.
+    forced: AtomicBool,
+    /// Every open control connection (and its data connection during a transfer), so
+    /// shutdown can wake or cut them.
+    conns: Mutex<Connections>,
+    /// Rotates through the passive port range.
+    next_pasv: AtomicU64,
+    /// Connections handed to the pool and not yet finished (running or queued). Only
+    /// the acceptor increments it, so its check against the limit cannot overshoot.
+    sessions: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Connections {
+    next_id: u64,
+    open: HashMap<u64, Registered>,
+}
+
+#[derive(Debug)]
+struct Registered {
+    control: TcpStream,
+    data: Option<TcpStream>,
+}
+
+impl Shared {
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Registers a control connection; `None` when shutdown has already begun (the
+    /// check and the insertion happen under the same lock as the shutdown sweep).
+    fn register(&self, control: &TcpStream) -> Option<ConnToken<'_>> {
+        let clone = control.try_clone().ok()?;
+        let mut conns = self.conns.lock();
+        if self.stopping() {
+            return None;
+        }
+        let id = conns.next_id;
+        conns.next_id += 1;
+        conns.open.insert(
+            id,
+            Registered {
+                control: clone,
+                data: None,
+            },
+        );
+        Some(ConnToken { shared: self, id })
+    }
+
+    /// Wakes idle sessions (graceful) or cuts every connection (forced).
+    fn sweep(&self, how: Shutdown) {
+        let conns = self.conns.lock();
+        for conn in conns.open.values() {
+            // Errors mean the connection is already gone, which is what we want.
+            let _ = conn.control.shutdown(how);
+            if how == Shutdown::Both {
+                if let Some(data) = &conn.data {
+                    let _ = data.shutdown(Shutdown::Both);
+                }
+            }
+        }
+    }
+}
+
+/// A registered control connection; deregisters on drop.
+struct ConnToken<'s> {
+    shared: &'s Shared,
+    id: u64,
+}
+
+impl ConnToken<'_> {
+    /// Records the data connection in use, so a forced shutdown can cut it.
+    fn set_data(&self, data: Option<&TcpStream>) {
+        let clone = data.and_then(|d| d.try_clone().ok());
+        if let Some(conn) = self.shared.conns.lock().open.get_mut(&self.id) {
+            conn.data = clone;
+        }
+    }
+}
+
+impl Drop for ConnToken<'_> {
+    fn drop(&mut self) {
+        self.shared.conns.lock().open.remove(&self.id);
+    }
+}
+
+/// A bound server, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Stops a running server from another thread (a signal handler, a test).
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    wake_addr: SocketAddr,
+}
+
+/// How a server run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunReport {
+    /// Sessions still running when the grace period ended, and cut off.
+    pub cut_off: usize,
+}
+
+impl Server {
+    /// Opens the root (creating it if missing) and binds the listening socket.
+    ///
+    /// # Errors
+    /// [`Error::Root`] when the root cannot be created or opened, [`Error::Bind`] when
+    /// the address cannot be bound.
+    pub fn bind(config: Config) -> Result<Server> {
+        let root = Root::new(&config.root).map_err(|source| Error::Root {
+            path: config.root.clone(),
+            source,
+        })?;
+        let bind = config.bind;
+        let listener =
+            TcpListener::bind(bind).map_err(|source| Error::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| Error::Bind { addr: bind, source })?;
+        let shared = Arc::new(Shared {
+            config,
+            root,
+            locks: LockTable::new(),
+            stopping: AtomicBool::new(false),
+            forced: AtomicBool::new(false),
+            conns: Mutex::new(Connections::default()),
+            next_pasv: AtomicU64::new(0),
+            sessions: AtomicUsize::new(0),
+        });
+        Ok(Server {
+            listener,
+            addr,
+            shared,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The canonical root directory being served.
+    pub fn root(&self) -> &std::path::Path {
+        self.shared.root.dir()
+    }
+
+    /// A handle that stops this server when asked.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            wake_addr: SocketAddr::new(ip, self.addr.port()),
+        }
+    }
+
+    /// Serves until shut down, then waits for running transfers up to the grace period.
+    ///
+    /// # Errors
+    /// [`Error::Thread`] when the worker threads cannot be started.
+    pub fn run(self) -> Result<RunReport> {
+        let config = &self.shared.config;
+        let limit = config.workers.max(1) + config.queue;
+        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(limit);
+        let pool = pool::Pool::start(config.workers, rx, Arc::clone(&self.shared))?;
+        log::info!(
+            "serving {} on {} with {} workers",
+            self.shared.root.dir().display(),
+            self.addr,
+            config.workers
+        );
+        self.accept_loop(&tx, limit);
+        drop(tx);
+        let deadline = Instant::now() + self.shared.config.grace;
+        let cut_off = pool.join_until(deadline, || {
+            log::warn!("grace period over: cutting off the remaining sessions");
+            self.shared.forced.store(true, Ordering::SeqCst);
+            self.shared.sweep(Shutdown::Both);
+        });
+        Ok(RunReport { cut_off })
+    }
+
+    /// Accepts connections until shutdown. A connection goes to the pool when fewer
+    /// than `limit` sessions are open (so a worker is free or will be after the queue),
+    /// and is refused with `421` otherwise. Counting sessions, rather than asking whether
+    /// a worker is waiting right now, means a worker between two sessions never causes
+    /// a refusal.
+    fn accept_loop(&self, tx: &crossbeam_channel::Sender<TcpStream>, limit: usize) {
+        for conn in self.listener.incoming() {
+            if self.shared.stopping() {
+                break;
+            }
+            let stream = match conn {
+                Ok(stream) => stream,
+                Err(e) => {
+                    // Out of descriptors or a connection reset before accept: keep
+                    // serving, but do not spin while the condition lasts.
+                    log::warn!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            if self.shared.sessions.load(Ordering::SeqCst) >= limit {
+                refuse(stream);
+                continue;
+            }
+            self.shared.sessions.fetch_add(1, Ordering::SeqCst);
+            // The channel holds `limit` and at most `limit` sessions are open, so this
+            // never finds it full; if it ever did, the client is refused, not kept waiting.
+            if let Err(e) = tx.try_send(stream) {
+                self.shared.sessions.fetch_sub(1, Ordering::SeqCst);
+                refuse(e.into_inner());
+            }
+        }
+    }
+}
+
+/// Tells a connection that no worker is free, and closes it.
+fn refuse(mut stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
+    log::warn!("{peer}: refused, all workers busy");
+    let reply = Reply::new(
+        ReplyCode::ServiceNotAvailable,
+        "Too many connections, try again later",
+    );
+    // A fresh socket's send buffer is empty, so this short write does not block; the
+    // timeout is a second line of defence.
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let _ = stream.write_all(reply.to_wire().as_bytes());
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+impl ShutdownHandle {
+    /// Begins a graceful shutdown: stop accepting, `421` to idle sessions, let running
+    /// transfers finish. Returns at once; [`Server::run`] returns when it is done.
+    pub fn shutdown(&self) {
+        if self.shared.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Wake the acceptor, which then sees the flag. If the connect fails the
+        // listener is gone already.
+        let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(1));
+        self.shared.sweep(Shutdown::Read);
+    }
+}
