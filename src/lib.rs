@@ -7,7 +7,10 @@
 //! - [`time`] formats file times for MDTM and LIST.
 //! - [`server`] is the server: an acceptor thread hands each connection over a crossbeam
 //!   channel to a fixed pool of worker threads, each running one session at a time.
+//! - [`client`] is the blocking FTP client ([`client::Client`]) and the logic of the
+//!   `ftp-client` REPL on top of it ([`client::repl`]).
 
+pub mod client;
 pub mod error;
 pub mod locks;
 pub mod path;

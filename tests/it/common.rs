@@ -397,3 +397,195 @@ pub fn names_in(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// How long one run of the `ftp-client` binary may take before the test gives up on
+/// it. Generous: the machines are small and shared. No test asserts on timing.
+pub const CLIENT_DEADLINE: Duration = Duration::from_secs(180);
+
+/// What one run of the `ftp-client` binary produced.
+#[derive(Debug)]
+pub struct ClientRun {
+    /// The exit status.
+    pub status: ExitStatus,
+    /// Everything it wrote to stdout.
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+impl ClientRun {
+    /// The exit code (panics when the client was killed by a signal).
+    pub fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("ftp-client died by a signal: {self:?}"))
+    }
+}
+
+/// Runs `ftp-client --dir <dir>` with `script` on its stdin (piped, so no prompt
+/// and no progress output) and waits for it to exit.
+pub fn run_client_script(dir: &Path, script: &str) -> ClientRun {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+    cmd.arg("--dir").arg(dir).arg("--timeout").arg("60");
+    run_client_command(cmd, script)
+}
+
+/// Runs a prepared `ftp-client` command with `script` on its stdin; kills it and
+/// panics if it outlives [`CLIENT_DEADLINE`].
+pub fn run_client_command(mut cmd: Command, script: &str) -> ClientRun {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ftp-client");
+    let mut stdin = child.stdin.take().expect("client stdin");
+    let script = script.to_owned();
+    // Written from a thread so a client that stops reading cannot block the test.
+    let writer = thread::spawn(move || {
+        let _ = stdin.write_all(script.as_bytes());
+    });
+    let stdout = drain(child.stdout.take().expect("client stdout"));
+    let stderr = drain(child.stderr.take().expect("client stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for ftp-client") {
+            break status;
+        }
+        if start.elapsed() > CLIENT_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ftp-client did not finish within {CLIENT_DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let _ = writer.join();
+    ClientRun {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Every byte value, 0 to 255, in order.
+pub fn all_byte_values() -> Vec<u8> {
+    (0..=255u8).collect()
+}
+
+/// The few lines of Python that run pyftpdlib on a free loopback port with write
+/// permission for anonymous users, and print the port once it listens.
+const PYFTPDLIB_SCRIPT: &str = r#"
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+logging.basicConfig(level=logging.WARNING)
+authorizer = DummyAuthorizer()
+authorizer.add_anonymous(sys.argv[1], perm="elradfmwMT")
+FTPHandler.authorizer = authorizer
+server = FTPServer(("127.0.0.1", 0), FTPHandler)
+print(server.address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A pyftpdlib server serving a directory, stopped (by its PID) when dropped.
+pub struct PyftpdlibServer {
+    child: Child,
+    /// The port it listens on, on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PyftpdlibServer {
+    /// Starts pyftpdlib on `root`, or returns `None` after printing why it cannot
+    /// when pyftpdlib is not installed. Under `CI=true` a missing pyftpdlib fails
+    /// the test instead: CI installs it, so its absence is a broken setup.
+    pub fn start_or_skip(root: &Path) -> Option<PyftpdlibServer> {
+        let available = have("python3", &["-c", "import pyftpdlib"]);
+        if !require(available, "pyftpdlib (pip install pyftpdlib)") {
+            return None;
+        }
+        Some(PyftpdlibServer::start(root))
+    }
+
+    /// Starts pyftpdlib on `root` and waits until it prints its port.
+    pub fn start(root: &Path) -> PyftpdlibServer {
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(PYFTPDLIB_SCRIPT)
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let stdout = child.stdout.take().expect("pyftpdlib stdout");
+        // The guard owns the child from here, so a failure below still stops it.
+        let mut server = PyftpdlibServer { child, port: 0 };
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read pyftpdlib's port");
+        server.port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("pyftpdlib printed {line:?} instead of a port"));
+        server
+    }
+}
+
+impl Drop for PyftpdlibServer {
+    fn drop(&mut self) {
+        // Child::kill signals this child's own PID; nothing else is touched.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The files of the lab's check, names prefixed by `prefix`: a text file, every byte
+/// value, an empty file, and `big_len` pseudo-random bytes.
+pub fn lab_sample_files(prefix: &str, big_len: usize) -> Vec<(String, Vec<u8>)> {
+    vec![
+        (
+            format!("{prefix}text.txt"),
+            b"hello, ftp\nsecond line\r\nthird\n".to_vec(),
+        ),
+        (format!("{prefix}all-bytes.bin"), all_byte_values()),
+        (format!("{prefix}empty.bin"), Vec::new()),
+        (
+            format!("{prefix}big.bin"),
+            pattern(big_len, prefix.len() as u64 + 1),
+        ),
+    ]
+}
+
+/// Writes each `(name, bytes)` into `dir`.
+pub fn write_files(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        std::fs::write(dir.join(name), bytes).expect("write sample");
+    }
+}
+
+/// Asserts that `dir` holds each `(name, bytes)` byte for byte.
+#[track_caller]
+pub fn assert_files_in(dir: &Path, files: &[(String, Vec<u8>)]) {
+    for (name, bytes) in files {
+        let got = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_same(&got, bytes, name);
+    }
+}
+
+/// Hidden names in `dir`: what a download's temporary file would leave behind.
+pub fn hidden_names_in(dir: &Path) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| n.starts_with('.'))
+        .collect()
+}

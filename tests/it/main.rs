@@ -1,6 +1,8 @@
 //! Integration tests: one binary, one file per theme.
 
 mod bad_input;
+mod client_pyftpdlib;
+mod client_server;
 mod common;
 mod faults;
 mod lifecycle;

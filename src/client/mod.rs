@@ -1,0 +1,673 @@
+//! The blocking FTP client: connect, log in, move files, list, quit.
+//!
+//! A [`Client`] owns one control connection. Every step is "send a [`Command`], then
+//! read the reply and expect these codes": one private `send`, one private `expect`,
+//! and a reply outside the expected set comes back as
+//! [`ClientError::UnexpectedReply`] with the server's code and text. Replies are read
+//! with [`Reply::read_from`], the same parser the rest of the crate uses.
+//!
+//! Data connections are passive (RFC 2428 EPSV, falling back to RFC 959 PASV; a
+//! server that refuses EPSV once is asked with PASV from then on). Transfers stream
+//! between a [`File`] and the data [`TcpStream`] through one buffer, with no
+//! buffering wrappers around either end. Progress is reported through a
+//! callback with byte counts: this module never draws on a terminal.
+//!
+//! Downloads land in a temporary file next to their target and are renamed over it
+//! only once the server confirmed the whole transfer: a failed [`Client::get`] leaves
+//! no file behind and never replaces a good local copy with a partial one.
+//!
+//! After the control connection is lost (dropped, timed out, garbled, or closed by
+//! a `421` reply) the client is no longer usable: [`Client::is_usable`] says so and
+//! every further call fails with [`ClientError::Dropped`] at once.
+
+pub mod repl;
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::protocol::{
+    parse_host_port, Command, EpsvArg, ReceivedReply, Reply, ReplyCode, ReplyError, TransferType,
+};
+
+/// The timeout [`Client::connect`] callers use unless they have a reason to differ:
+/// how long to wait for a connection, for a reply, or for data to move.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The buffer a transfer moves through (see [`pump`] for why not `io::copy`).
+const TRANSFER_BUF: usize = 256 * 1024;
+
+/// Longest listing we accept: a server cannot make us buffer without bound.
+const MAX_LISTING: u64 = 64 << 20;
+
+/// How many `1xx` replies may come before the `220` greeting (RFC 959 §4.2: `120`).
+const MAX_PRELIMINARY_GREETINGS: usize = 8;
+
+/// Prefix of the temporary files downloads are written to before the rename.
+const DOWNLOAD_PREFIX: &str = ".simple-ftp-get.";
+
+/// Why a client operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No TCP connection could be made, to the server or to the data port it offered.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The address tried (`host:port`).
+        addr: String,
+        /// What the operating system said.
+        source: io::Error,
+    },
+    /// The server said no: its reply was not one this step allows.
+    #[error("server replied {code} {text}")]
+    UnexpectedReply {
+        /// The reply code, e.g. `550`.
+        code: u16,
+        /// The reply text, lines joined by newlines.
+        text: String,
+    },
+    /// The connection broke: closed by the server, reset, or failed during a transfer.
+    #[error("connection dropped: {0}")]
+    Dropped(io::Error),
+    /// The server or the network stayed silent for longer than the timeout.
+    #[error("timed out waiting for {0}")]
+    Timeout(&'static str),
+    /// A local file could not be opened, read, written or renamed.
+    #[error("local file {}: {source}", path.display())]
+    LocalFile {
+        /// The local path involved.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The server sent something that is not valid FTP.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// An argument that cannot be sent, such as a file name containing a line break.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl ClientError {
+    /// The server's reply code, when the error is the server saying no.
+    pub fn reply_code(&self) -> Option<u16> {
+        match self {
+            ClientError::UnexpectedReply { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// The client's result type.
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// How far a transfer has come; passed to the progress callback of [`Client::get`]
+/// and [`Client::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes moved so far.
+    pub done: u64,
+    /// Bytes expected in all, when known (from `SIZE` or the local file's length).
+    pub total: Option<u64>,
+}
+
+/// A blocking FTP client on one control connection.
+#[derive(Debug)]
+pub struct Client {
+    control: BufReader<TcpStream>,
+    peer: SocketAddr,
+    timeout: Duration,
+    greeting: String,
+    /// False once the server refused EPSV; PASV is used from then on.
+    epsv: bool,
+    /// False once the control connection is lost or out of step.
+    usable: bool,
+}
+
+impl Client {
+    /// Connects to `host`:`port` and reads the server's `220` greeting.
+    ///
+    /// Every address `host` resolves to is tried in turn. `timeout` bounds the
+    /// connection attempt and, later, every wait for a reply or for data.
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`] when no address accepts a connection (or `host` does
+    /// not resolve); [`ClientError::UnexpectedReply`] when the greeting is not `220`
+    /// (a busy server says `421`); [`ClientError::Dropped`],
+    /// [`ClientError::Timeout`] or [`ClientError::Protocol`] when no good greeting
+    /// arrives.
+    pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Client> {
+        let shown = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let connect_err = |source| ClientError::Connect {
+            addr: shown.clone(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = (host, port)
+            .to_socket_addrs()
+            .map_err(connect_err)?
+            .collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
+        let mut stream = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = e,
+            }
+        }
+        let stream = stream.ok_or_else(|| connect_err(last))?;
+        let peer = stream.peer_addr().map_err(connect_err)?;
+        set_timeouts(&stream, timeout).map_err(connect_err)?;
+        // Commands are single small writes; do not let Nagle hold them back.
+        stream.set_nodelay(true).map_err(connect_err)?;
+        let mut client = Client {
+            control: BufReader::new(stream),
+            peer,
+            timeout,
+            greeting: String::new(),
+            epsv: true,
+            usable: true,
+        };
+        for _ in 0..MAX_PRELIMINARY_GREETINGS {
+            let reply = client.read_reply()?;
+            if is_preliminary(&reply) {
+                continue;
+            }
+            if reply.code != ReplyCode::ServiceReady.number() {
+                return Err(unexpected(reply));
+            }
+            client.greeting = reply.text();
+            return Ok(client);
+        }
+        Err(ClientError::Protocol("no 220 greeting".into()))
+    }
+
+    /// Logs in with `USER` and, when the server asks for one, `PASS`.
+    ///
+    /// Anonymous login is `login("anonymous", "anonymous@")`.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses the user or password
+    /// (usually `530`); connection errors as for every call.
+    pub fn login(&mut self, user: &str, password: &str) -> Result<()> {
+        self.check_usable()?;
+        self.send(&Command::User(user.to_owned()))?;
+        let reply = self.expect(&[ReplyCode::LoggedIn, ReplyCode::NeedPassword])?;
+        if reply.code == ReplyCode::NeedPassword.number() {
+            self.send(&Command::Pass(password.to_owned()))?;
+            // RFC 959 §5.4 lists 202 among PASS's success replies.
+            self.expect(&[ReplyCode::LoggedIn, ReplyCode::Superfluous])?;
+        }
+        Ok(())
+    }
+
+    /// Switches to binary transfers (`TYPE I`), so files arrive byte for byte.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses; connection errors.
+    pub fn binary(&mut self) -> Result<()> {
+        self.check_usable()?;
+        self.send(&Command::Type(TransferType::Image))?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        Ok(())
+    }
+
+    /// The size in bytes of the remote file `path` (RFC 3659 `SIZE`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the file does not exist or the server
+    /// lacks `SIZE`; [`ClientError::Protocol`] when the reply holds no number.
+    pub fn size(&mut self, path: &str) -> Result<u64> {
+        self.check_usable()?;
+        self.send(&Command::Size(path.to_owned()))?;
+        let reply = self.expect(&[ReplyCode::FileStatus])?;
+        let text = reply.text();
+        text.trim()
+            .parse()
+            .map_err(|_| ClientError::Protocol(format!("SIZE reply is not a number: {text:?}")))
+    }
+
+    /// Downloads the remote file `remote` to the local path `local` and returns the
+    /// number of bytes received.
+    ///
+    /// The bytes go to a temporary file in `local`'s directory, which is renamed to
+    /// `local` only after the server confirmed the transfer; on any failure it is
+    /// removed and an existing `local` stays as it was. `progress` is called as bytes
+    /// arrive, starting with zero.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (`550` for a missing
+    /// file) or aborts the transfer (`426`, `451`); [`ClientError::LocalFile`] when
+    /// the temporary file cannot be created or written, or the rename fails;
+    /// [`ClientError::Connect`] when the data connection cannot be made;
+    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails.
+    pub fn get<F: FnMut(Progress)>(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        mut progress: F,
+    ) -> Result<u64> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let mut temp = download_temp(parent_dir(local)).map_err(local_err)?;
+        let total = match self.size(remote) {
+            Ok(n) => Some(n),
+            // The size is only a hint for progress: RETR gives the real answer.
+            Err(_) if self.usable => None,
+            Err(e) => return Err(e),
+        };
+        let mut data = self.open_data()?;
+        self.send(&Command::Retr(remote.to_owned()))?;
+        self.expect_preliminary()?;
+        progress(Progress { done: 0, total });
+        let file = temp.as_file_mut();
+        let copied = pump(
+            &mut data,
+            file,
+            total,
+            &mut progress,
+            CopyError::Data,
+            CopyError::Local,
+        );
+        drop(data);
+        let done = self.finish_transfer(copied, local)?;
+        temp.persist(local).map_err(|e| local_err(e.error))?;
+        Ok(done)
+    }
+
+    /// Uploads the local file `local` to the remote name `remote` and returns the
+    /// number of bytes sent. `progress` is called as bytes leave, starting with zero.
+    ///
+    /// # Errors
+    /// [`ClientError::LocalFile`] when `local` cannot be opened or is not a regular
+    /// file (checked before anything is sent) or cannot be read;
+    /// [`ClientError::UnexpectedReply`] when the server refuses or aborts;
+    /// [`ClientError::Connect`] when the data connection cannot be made;
+    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails.
+    pub fn put<F: FnMut(Progress)>(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        mut progress: F,
+    ) -> Result<u64> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let mut file = File::open(local).map_err(local_err)?;
+        let meta = file.metadata().map_err(local_err)?;
+        if !meta.is_file() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let total = Some(meta.len());
+        let mut data = self.open_data()?;
+        self.send(&Command::Stor(remote.to_owned()))?;
+        self.expect_preliminary()?;
+        progress(Progress { done: 0, total });
+        let copied = pump(
+            &mut file,
+            &mut data,
+            total,
+            &mut progress,
+            CopyError::Local,
+            CopyError::Data,
+        );
+        // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4).
+        drop(data);
+        self.finish_transfer(copied, local)
+    }
+
+    /// The server's long listing (`LIST`) of `path`, or of the current directory.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses;
+    /// [`ClientError::Protocol`] for a listing over 64 MiB; connection errors.
+    pub fn list(&mut self, path: Option<&str>) -> Result<String> {
+        let bytes = self.fetch_listing(Command::List(path.map(str::to_owned)))?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The names in `path`, or in the current directory (`NLST`).
+    ///
+    /// # Errors
+    /// As [`Client::list`].
+    pub fn nlst(&mut self, path: Option<&str>) -> Result<Vec<String>> {
+        let bytes = self.fetch_listing(Command::Nlst(path.map(str::to_owned)))?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Sends `NOOP`: checks that the server still answers.
+    ///
+    /// # Errors
+    /// Connection errors, or [`ClientError::UnexpectedReply`] (e.g. `421`).
+    pub fn noop(&mut self) -> Result<()> {
+        self.check_usable()?;
+        self.send(&Command::Noop)?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        Ok(())
+    }
+
+    /// Says `QUIT`, waits for the server's `221` and closes the connection.
+    ///
+    /// A client whose connection was already lost just closes.
+    ///
+    /// # Errors
+    /// Connection errors or an unexpected reply; the connection is closed either way.
+    pub fn quit(mut self) -> Result<()> {
+        if !self.usable {
+            return Ok(());
+        }
+        self.send(&Command::Quit)?;
+        self.expect(&[ReplyCode::ClosingControl])?;
+        Ok(())
+    }
+
+    /// The server's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The text of the server's `220` greeting.
+    pub fn greeting(&self) -> &str {
+        &self.greeting
+    }
+
+    /// Whether the control connection is still in working order. Once false, every
+    /// call fails with [`ClientError::Dropped`]; connect again.
+    pub fn is_usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Whether data connections are set up with EPSV (false after the server
+    /// refused it and the client fell back to PASV).
+    pub fn uses_epsv(&self) -> bool {
+        self.epsv
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        if self.usable {
+            Ok(())
+        } else {
+            Err(ClientError::Dropped(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the connection was lost earlier",
+            )))
+        }
+    }
+
+    /// The one way a command reaches the server.
+    fn send(&mut self, cmd: &Command) -> Result<()> {
+        let line = cmd.to_string();
+        if line.contains(['\r', '\n']) {
+            return Err(ClientError::InvalidArgument(format!(
+                "{} argument contains a line break",
+                cmd.verb()
+            )));
+        }
+        let wire = format!("{line}\r\n");
+        let result = self.control.get_ref().write_all(wire.as_bytes());
+        result.map_err(|e| self.lost(e, "the server to accept a command"))
+    }
+
+    /// Reads one whole reply; a lost, garbled or closing (`421`) connection makes the
+    /// client unusable.
+    fn read_reply(&mut self) -> Result<ReceivedReply> {
+        match Reply::read_from(&mut self.control) {
+            Ok(reply) => {
+                if reply.code == ReplyCode::ServiceNotAvailable.number() {
+                    self.usable = false;
+                }
+                Ok(reply)
+            }
+            Err(ReplyError::Io(e)) => Err(self.lost(e, "a reply from the server")),
+            Err(ReplyError::Malformed(text)) => {
+                self.usable = false;
+                Err(ClientError::Protocol(format!("malformed reply {text:?}")))
+            }
+        }
+    }
+
+    /// The one "read the reply, expect these codes" path.
+    fn expect(&mut self, codes: &[ReplyCode]) -> Result<ReceivedReply> {
+        let reply = self.read_reply()?;
+        if codes.iter().any(|c| c.number() == reply.code) {
+            Ok(reply)
+        } else {
+            Err(unexpected(reply))
+        }
+    }
+
+    /// Expects the `1xx` reply (`125`, `150`) that opens a transfer (RFC 959 §4.2).
+    fn expect_preliminary(&mut self) -> Result<ReceivedReply> {
+        let reply = self.read_reply()?;
+        if is_preliminary(&reply) {
+            Ok(reply)
+        } else {
+            Err(unexpected(reply))
+        }
+    }
+
+    /// Marks the control connection lost and names the failure.
+    fn lost(&mut self, e: io::Error, waiting_for: &'static str) -> ClientError {
+        self.usable = false;
+        io_error(e, waiting_for)
+    }
+
+    /// Reads the transfer's closing reply and decides what the transfer's outcome is.
+    ///
+    /// The control connection is read in every case, so it stays in step. A local
+    /// failure is reported as such; a data connection failure gives way to the
+    /// server's own account of it (`426`, `451`) when there is one.
+    fn finish_transfer(&mut self, copied: Result<u64, CopyError>, local: &Path) -> Result<u64> {
+        let reply = self.expect(&[ReplyCode::TransferComplete, ReplyCode::FileActionOk]);
+        match (copied, reply) {
+            (Ok(n), Ok(_)) => Ok(n),
+            (Err(CopyError::Local(source)), _) => Err(ClientError::LocalFile {
+                path: local.to_owned(),
+                source,
+            }),
+            (Err(CopyError::Data(_)), Err(e @ ClientError::UnexpectedReply { .. })) => Err(e),
+            (Err(CopyError::Data(e)), _) => Err(io_error(e, "the data transfer")),
+            (Ok(_), Err(e)) => Err(e),
+        }
+    }
+
+    /// Opens a passive data connection: EPSV, or PASV when the server lacks EPSV.
+    ///
+    /// The connection goes to the control connection's peer address in both cases.
+    /// The address inside a PASV reply is ignored, as curl does by default: it is
+    /// often wrong behind NAT, and trusting it would let a server point us at a
+    /// third host.
+    fn open_data(&mut self) -> Result<TcpStream> {
+        let mut port = None;
+        if self.epsv {
+            self.send(&Command::Epsv(EpsvArg::Any))?;
+            let reply = self.read_reply()?;
+            if reply.code == ReplyCode::ExtendedPassiveMode.number() {
+                port = Some(parse_epsv_reply(&reply.text()).ok_or_else(|| {
+                    ClientError::Protocol(format!("unreadable EPSV reply {:?}", reply.text()))
+                })?);
+            } else if EPSV_REFUSED.iter().any(|c| c.number() == reply.code) {
+                self.epsv = false;
+            } else {
+                return Err(unexpected(reply));
+            }
+        }
+        let port = match port {
+            Some(p) => p,
+            None => {
+                self.send(&Command::Pasv)?;
+                let reply = self.expect(&[ReplyCode::PassiveMode])?;
+                parse_pasv_reply(&reply.text()).ok_or_else(|| {
+                    ClientError::Protocol(format!("unreadable PASV reply {:?}", reply.text()))
+                })?
+            }
+        };
+        let addr = SocketAddr::new(self.peer.ip(), port);
+        let connect_err = |source| ClientError::Connect {
+            addr: addr.to_string(),
+            source,
+        };
+        let stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(connect_err)?;
+        set_timeouts(&stream, self.timeout).map_err(connect_err)?;
+        Ok(stream)
+    }
+
+    fn fetch_listing(&mut self, cmd: Command) -> Result<Vec<u8>> {
+        self.check_usable()?;
+        let mut data = self.open_data()?;
+        self.send(&cmd)?;
+        self.expect_preliminary()?;
+        let mut bytes = Vec::new();
+        let read = (&mut data)
+            .take(MAX_LISTING + 1)
+            .read_to_end(&mut bytes)
+            .map_err(CopyError::Data)
+            .map(|n| n as u64);
+        drop(data);
+        self.finish_transfer(read, Path::new(""))?;
+        if bytes.len() as u64 > MAX_LISTING {
+            return Err(ClientError::Protocol("listing longer than 64 MiB".into()));
+        }
+        Ok(bytes)
+    }
+}
+
+/// EPSV replies that mean "this server does not do EPSV": fall back to PASV.
+const EPSV_REFUSED: &[ReplyCode] = &[
+    ReplyCode::SyntaxError,
+    ReplyCode::BadArguments,
+    ReplyCode::NotImplemented,
+    ReplyCode::ParameterNotImplemented,
+    ReplyCode::ProtocolNotSupported,
+];
+
+/// Where a transfer failed: on our side or on the data connection.
+#[derive(Debug)]
+enum CopyError {
+    Local(io::Error),
+    Data(io::Error),
+}
+
+/// Moves bytes from `from` to `to` through one large buffer until `from` ends,
+/// reporting progress after each write. `read_err` and `write_err` say which side
+/// each half is on, so a failure is blamed on the right one.
+///
+/// Why not `io::copy`: between a file and a TCP socket it has no zero-copy path
+/// (std declines `sendfile` from files into sockets, since later changes to the file
+/// could show up in bytes already "sent") and falls back to an 8 KiB buffer; a
+/// 256 KiB buffer needs 32 times fewer system calls. Nothing wraps the file or the
+/// socket, so there is no second copy either.
+fn pump<R: Read, W: Write, F: FnMut(Progress)>(
+    from: &mut R,
+    to: &mut W,
+    total: Option<u64>,
+    progress: &mut F,
+    read_err: fn(io::Error) -> CopyError,
+    write_err: fn(io::Error) -> CopyError,
+) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; TRANSFER_BUF];
+    let mut done = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(done),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        to.write_all(&buf[..n]).map_err(write_err)?;
+        done += n as u64;
+        progress(Progress { done, total });
+    }
+}
+
+/// Turns an I/O error on a connection into a timeout or a dropped connection.
+fn io_error(e: io::Error, waiting_for: &'static str) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout(waiting_for),
+        io::ErrorKind::UnexpectedEof => ClientError::Dropped(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "closed by the server",
+        )),
+        _ => ClientError::Dropped(e),
+    }
+}
+
+fn unexpected(reply: ReceivedReply) -> ClientError {
+    ClientError::UnexpectedReply {
+        code: reply.code,
+        text: reply.text(),
+    }
+}
+
+fn is_preliminary(reply: &ReceivedReply) -> bool {
+    (100..200).contains(&reply.code)
+}
+
+fn set_timeouts(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// The temporary file a download is written to, in `dir` beside its target.
+fn download_temp(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(DOWNLOAD_PREFIX);
+    // The renamed file should get the usual permissions (0666 less the umask), not
+    // the owner-only mode temporary files are created with.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// The port in an EPSV reply: `... (|||port|)` with any delimiter (RFC 2428 §3).
+fn parse_epsv_reply(text: &str) -> Option<u16> {
+    let inner = text.split_once('(')?.1.split_once(')')?.0;
+    let delim = inner.chars().next()?;
+    let fields: Vec<&str> = inner.split(delim).collect();
+    let ["", "", "", port, ""] = fields.as_slice() else {
+        return None;
+    };
+    port.parse().ok().filter(|&p| p != 0)
+}
+
+/// The port in a PASV reply: the first `h1,h2,h3,h4,p1,p2` in the text (RFC 959
+/// §4.1.2; servers differ on parentheses around it).
+fn parse_pasv_reply(text: &str) -> Option<u16> {
+    text.split(|c: char| !(c.is_ascii_digit() || c == ',' || c == ' '))
+        .filter_map(parse_host_port)
+        .map(|addr| addr.port())
+        .find(|&p| p != 0)
+}
+
+#[cfg(test)]
+mod tests;

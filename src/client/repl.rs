@@ -1,0 +1,744 @@
+//! The `ftp-client` REPL: what a typed line means, and what the command loop does.
+//!
+//! [`parse_input`] turns one line into an [`Input`] with no I/O at all (it is the
+//! REPL's own language, separate from the wire [`crate::protocol::Command`]s). A
+//! [`Repl`] holds the loop's state, an `Option<Client>`, and runs inputs against it:
+//! no failure ends the loop, a command that needs a connection says "not connected"
+//! without one, and a connection lost in the middle of a command is dropped so the
+//! next `OPEN` starts afresh. Everything the user sees goes through the [`Ui`] trait,
+//! which the binary implements for a terminal (prompt, progress bar) or a pipe
+//! (plain lines).
+
+use std::fmt;
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::{Client, ClientError, Progress};
+
+/// Host that `OPEN <port>` connects to.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// User name for anonymous login.
+pub const ANONYMOUS_USER: &str = "anonymous";
+/// Password sent with anonymous login (RFC 1635 asks for something mail-like).
+pub const ANONYMOUS_PASSWORD: &str = "anonymous@";
+
+/// The command list `HELP` prints.
+pub const HELP: &str = "\
+commands (case-insensitive):
+  OPEN <port>            connect to 127.0.0.1:<port> and log in
+  OPEN <host> <port>     connect to <host>:<port> (also <host>:<port>, [v6addr]:<port>)
+  GET <file>             download <file> into the local directory
+  PUT <file>             upload <file> from the local directory
+  LS [path], DIR [path]  list a directory on the server
+  LLS                    list the local directory
+  STATUS                 show the connection
+  USER <name> [password] log in as <name> on the next OPEN
+  CLOSE                  close the connection
+  QUIT                   close the connection and exit
+  HELP                   this list
+file names are the rest of the line (spaces allowed); quotes are accepted";
+
+/// One line of REPL input, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A blank line or a `#` comment: nothing to do.
+    Empty,
+    /// `OPEN`: connect and log in.
+    Open {
+        /// Host name or address (IPv6 without brackets).
+        host: String,
+        /// TCP port, never 0.
+        port: u16,
+    },
+    /// `GET <file>`: download into the local directory.
+    Get(FileName),
+    /// `PUT <file>`: upload from the local directory.
+    Put(FileName),
+    /// `LS [path]` / `DIR [path]`: the server's listing.
+    Ls(Option<String>),
+    /// `LLS`: the local directory's listing.
+    Lls,
+    /// `STATUS`: connected to whom.
+    Status,
+    /// `USER <name> [password]`: credentials for the next `OPEN`.
+    User {
+        /// The user name.
+        name: String,
+        /// The password, when given on the line.
+        password: Option<String>,
+    },
+    /// `CLOSE`: close the connection, keep running.
+    Close,
+    /// `QUIT`: close the connection and exit.
+    Quit,
+    /// `HELP`: list the commands.
+    Help,
+}
+
+/// A file name from a `GET`/`PUT` line, checked to stay inside the local directory:
+/// relative, without `..`, not naming a directory. The same text names the remote file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileName(String);
+
+impl FileName {
+    /// Checks `name` (already unquoted).
+    ///
+    /// # Errors
+    /// [`InputError::OutsideLocalDir`] for an absolute name or one with `..`;
+    /// [`InputError::BadName`] for an empty name, a NUL byte, or a directory name.
+    pub fn new(name: &str) -> Result<FileName, InputError> {
+        if name.is_empty() {
+            return Err(InputError::BadName(name.to_owned(), "empty name"));
+        }
+        if name.contains('\0') {
+            return Err(InputError::BadName(name.to_owned(), "NUL in name"));
+        }
+        let mut normal = 0;
+        for part in Path::new(name).components() {
+            match part {
+                Component::Normal(_) => normal += 1,
+                Component::CurDir => {}
+                Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                    return Err(InputError::OutsideLocalDir(name.to_owned()))
+                }
+            }
+        }
+        if normal == 0 || name.ends_with('/') || name.ends_with("/.") {
+            return Err(InputError::BadName(name.to_owned(), "names a directory"));
+        }
+        Ok(FileName(name.to_owned()))
+    }
+
+    /// The name as typed (and as sent to the server).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Where the file lives in the local directory `dir`.
+    pub fn local_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.0)
+    }
+}
+
+impl fmt::Display for FileName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a line could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// The first word is not a command.
+    #[error("unknown command {0:?} (HELP lists the commands)")]
+    Unknown(String),
+    /// The command's arguments do not fit it.
+    #[error("usage: {0}")]
+    Usage(&'static str),
+    /// A port that is not a number from 1 to 65535.
+    #[error("bad port {0:?} (1-65535)")]
+    BadPort(String),
+    /// A quote opened and not closed.
+    #[error("unterminated quote in {0:?}")]
+    Quote(String),
+    /// A local name that would leave the local directory.
+    #[error("refusing {0:?}: the name would leave the local directory")]
+    OutsideLocalDir(String),
+    /// A name that cannot be a file name.
+    #[error("bad file name {0:?}: {1}")]
+    BadName(String, &'static str),
+}
+
+const OPEN_USAGE: &str = "OPEN <port> | OPEN <host> <port> | OPEN <host>:<port>";
+
+/// Parses one line of REPL input. Commands are case-insensitive; for `GET`, `PUT`
+/// and `LS` the rest of the line is the name, so names may contain spaces, and may
+/// be wrapped in `"` or `'`.
+///
+/// # Errors
+/// An [`InputError`] saying what is wrong with the line.
+pub fn parse_input(line: &str) -> Result<Input, InputError> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(Input::Empty);
+    }
+    let (verb, rest) = match line.split_once(char::is_whitespace) {
+        Some((verb, rest)) => (verb, rest.trim()),
+        None => (line, ""),
+    };
+    let no_args = |input: Input, usage: &'static str| {
+        if rest.is_empty() {
+            Ok(input)
+        } else {
+            Err(InputError::Usage(usage))
+        }
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "OPEN" => parse_open(rest),
+        "GET" => Ok(Input::Get(FileName::new(&file_arg(rest, "GET <file>")?)?)),
+        "PUT" => Ok(Input::Put(FileName::new(&file_arg(rest, "PUT <file>")?)?)),
+        "LS" | "DIR" => Ok(Input::Ls(if rest.is_empty() {
+            None
+        } else {
+            Some(unquote(rest)?)
+        })),
+        "LLS" => no_args(Input::Lls, "LLS"),
+        "STATUS" => no_args(Input::Status, "STATUS"),
+        "CLOSE" => no_args(Input::Close, "CLOSE"),
+        "QUIT" | "EXIT" | "BYE" => no_args(Input::Quit, "QUIT"),
+        "HELP" | "?" => Ok(Input::Help),
+        "USER" => {
+            let mut words = rest.split_whitespace();
+            match (words.next(), words.next(), words.next()) {
+                (Some(name), password, None) => Ok(Input::User {
+                    name: name.to_owned(),
+                    password: password.map(str::to_owned),
+                }),
+                _ => Err(InputError::Usage("USER <name> [password]")),
+            }
+        }
+        _ => Err(InputError::Unknown(verb.to_owned())),
+    }
+}
+
+fn file_arg(rest: &str, usage: &'static str) -> Result<String, InputError> {
+    if rest.is_empty() {
+        return Err(InputError::Usage(usage));
+    }
+    unquote(rest)
+}
+
+/// Strips one pair of matching `"` or `'` around `text`.
+fn unquote(text: &str) -> Result<String, InputError> {
+    for quote in ['"', '\''] {
+        if let Some(inner) = text.strip_prefix(quote) {
+            return match inner.strip_suffix(quote) {
+                Some(name) => Ok(name.to_owned()),
+                None => Err(InputError::Quote(text.to_owned())),
+            };
+        }
+    }
+    Ok(text.to_owned())
+}
+
+fn parse_open(rest: &str) -> Result<Input, InputError> {
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let (host, port) = match words.as_slice() {
+        [one] if one.bytes().all(|b| b.is_ascii_digit()) => (DEFAULT_HOST, *one),
+        [one] => split_host_port(one).ok_or(InputError::Usage(OPEN_USAGE))?,
+        [host, port] => (*host, *port),
+        _ => return Err(InputError::Usage(OPEN_USAGE)),
+    };
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() {
+        return Err(InputError::Usage(OPEN_USAGE));
+    }
+    let port = match port.parse::<u16>() {
+        Ok(p) if p != 0 => p,
+        _ => return Err(InputError::BadPort(port.to_owned())),
+    };
+    Ok(Input::Open {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+/// `host:port` or `[v6addr]:port`; a bare IPv6 address has no port to split off.
+fn split_host_port(text: &str) -> Option<(&str, &str)> {
+    if text.starts_with('[') {
+        let (host, port) = text.split_once("]:")?;
+        return Some((&host[1..], port));
+    }
+    match text.split_once(':') {
+        Some((host, port)) if !port.contains(':') => Some((host, port)),
+        _ => None,
+    }
+}
+
+/// Where the REPL shows its results, errors and transfer progress.
+///
+/// The binary implements it twice: for a terminal (with a progress bar) and for a
+/// pipe (plain lines, no progress).
+pub trait Ui {
+    /// A result line of a command that worked (stdout).
+    fn result(&mut self, line: &str);
+    /// The message of a command that failed (stderr).
+    fn error(&mut self, message: &str);
+    /// A transfer of `name` has moved `progress.done` bytes. The first call of a
+    /// transfer has `done == 0`.
+    fn progress(&mut self, _name: &str, _progress: Progress) {}
+    /// The current transfer ended, well or not.
+    fn progress_end(&mut self) {}
+}
+
+/// Whether the loop goes on after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next line.
+    Continue,
+    /// Exit.
+    Quit,
+}
+
+/// Why a REPL command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The line did not parse.
+    #[error("{0}")]
+    Input(#[from] InputError),
+    /// The command needs a connection and there is none.
+    #[error("not connected (use OPEN <port> first)")]
+    NotConnected,
+    /// The client library failed; `disconnected` when the connection went with it.
+    #[error("{context}: {source}{}", if *.disconnected { " (disconnected; OPEN to connect again)" } else { "" })]
+    Client {
+        /// The command and its argument, e.g. `GET a.txt`.
+        context: String,
+        /// What the client library said.
+        source: ClientError,
+        /// Whether the connection was lost and has been dropped.
+        disconnected: bool,
+    },
+    /// The local directory could not be read.
+    #[error("local directory {}: {source}", path.display())]
+    LocalDir {
+        /// The local directory.
+        path: PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
+}
+
+/// The REPL's state: the connection, if any, and the settings for the next `OPEN`.
+#[derive(Debug)]
+pub struct Repl {
+    client: Option<Client>,
+    dir: PathBuf,
+    user: String,
+    password: String,
+    timeout: Duration,
+    failures: u64,
+}
+
+impl Repl {
+    /// A REPL that is not connected, with `dir` as its local directory, logging in
+    /// as `user`/`password` on `OPEN`, and `timeout` for every connection.
+    pub fn new(dir: PathBuf, user: String, password: String, timeout: Duration) -> Repl {
+        Repl {
+            client: None,
+            dir,
+            user,
+            password,
+            timeout,
+            failures: 0,
+        }
+    }
+
+    /// A REPL that logs in anonymously.
+    pub fn anonymous(dir: PathBuf, timeout: Duration) -> Repl {
+        Repl::new(
+            dir,
+            ANONYMOUS_USER.to_owned(),
+            ANONYMOUS_PASSWORD.to_owned(),
+            timeout,
+        )
+    }
+
+    /// Parses and runs one line; failures go to `ui.error` and are counted.
+    pub fn run_line(&mut self, line: &str, ui: &mut dyn Ui) -> Flow {
+        match parse_input(line) {
+            Ok(input) => self.run(input, ui),
+            Err(e) => {
+                self.failures += 1;
+                ui.error(&e.to_string());
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Runs one input; failures go to `ui.error` and are counted. `QUIT` quits even
+    /// when closing the connection fails.
+    pub fn run(&mut self, input: Input, ui: &mut dyn Ui) -> Flow {
+        let quit = input == Input::Quit;
+        match self.execute(input, ui) {
+            Ok(flow) => flow,
+            Err(e) => {
+                self.failures += 1;
+                ui.error(&e.to_string());
+                if quit {
+                    Flow::Quit
+                } else {
+                    Flow::Continue
+                }
+            }
+        }
+    }
+
+    /// Runs one input and returns its outcome without counting it.
+    ///
+    /// # Errors
+    /// [`CommandError::NotConnected`] for a command that needs a connection when
+    /// there is none; [`CommandError::Client`] when the client library fails (the
+    /// connection is dropped if it was lost); [`CommandError::LocalDir`] when `LLS`
+    /// cannot read the local directory.
+    pub fn execute(&mut self, input: Input, ui: &mut dyn Ui) -> Result<Flow, CommandError> {
+        match input {
+            Input::Empty => {}
+            Input::Help => HELP.lines().for_each(|l| ui.result(l)),
+            Input::Open { host, port } => self.open(&host, port, ui)?,
+            Input::Get(name) => self.transfer(Direction::Get, &name, ui)?,
+            Input::Put(name) => self.transfer(Direction::Put, &name, ui)?,
+            Input::Ls(path) => {
+                let listing = self.with_client("LS", |c| c.list(path.as_deref()))?;
+                listing
+                    .lines()
+                    .for_each(|l| ui.result(l.trim_end_matches('\r')));
+            }
+            Input::Lls => self.local_listing(ui)?,
+            Input::Status => self.status(ui)?,
+            Input::User { name, password } => {
+                ui.result(&format!("USER: the next OPEN logs in as {name}"));
+                self.user = name;
+                self.password = password.unwrap_or_default();
+            }
+            Input::Close => {
+                let client = self.client.take().ok_or(CommandError::NotConnected)?;
+                let peer = client.peer_addr();
+                close(client, "CLOSE")?;
+                ui.result(&format!("CLOSE: disconnected from {peer}"));
+            }
+            Input::Quit => {
+                match self.client.take() {
+                    Some(client) => {
+                        let peer = client.peer_addr();
+                        close(client, "QUIT")?;
+                        ui.result(&format!("QUIT: disconnected from {peer}"));
+                    }
+                    None => ui.result("QUIT"),
+                }
+                return Ok(Flow::Quit);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// How many commands failed so far.
+    pub fn failures(&self) -> u64 {
+        self.failures
+    }
+
+    /// Whether a connection is open.
+    pub fn is_connected(&self) -> bool {
+        self.client.is_some()
+    }
+
+    /// The local directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn open(&mut self, host: &str, port: u16, ui: &mut dyn Ui) -> Result<(), CommandError> {
+        if let Some(old) = self.client.take() {
+            let peer = old.peer_addr();
+            // The old connection goes whatever happens; a failed QUIT is only noted.
+            match old.quit() {
+                Ok(()) => ui.result(&format!("OPEN: closed the connection to {peer} first")),
+                Err(e) => ui.result(&format!(
+                    "OPEN: closed the connection to {peer} first ({e})"
+                )),
+            }
+        }
+        let context = if host.contains(':') {
+            format!("OPEN [{host}]:{port}")
+        } else {
+            format!("OPEN {host}:{port}")
+        };
+        let client = Client::connect(host, port, self.timeout)
+            .and_then(|mut c| {
+                c.login(&self.user, &self.password)?;
+                c.binary()?;
+                Ok(c)
+            })
+            .map_err(|source| CommandError::Client {
+                context: context.clone(),
+                source,
+                disconnected: false,
+            })?;
+        ui.result(&format!("{context}: connected as {}", self.user));
+        self.client = Some(client);
+        Ok(())
+    }
+
+    fn transfer(
+        &mut self,
+        direction: Direction,
+        name: &FileName,
+        ui: &mut dyn Ui,
+    ) -> Result<(), CommandError> {
+        let local = name.local_path(&self.dir);
+        let verb = direction.verb();
+        let start = Instant::now();
+        let result = self.with_client(&format!("{verb} {name}"), |client| {
+            let progress = |p| ui.progress(name.as_str(), p);
+            match direction {
+                Direction::Get => client.get(name.as_str(), &local, progress),
+                Direction::Put => client.put(&local, name.as_str(), progress),
+            }
+        });
+        ui.progress_end();
+        let bytes = result?;
+        ui.result(&transfer_line(verb, name.as_str(), bytes, start.elapsed()));
+        Ok(())
+    }
+
+    fn status(&mut self, ui: &mut dyn Ui) -> Result<(), CommandError> {
+        let dir = self.dir.display().to_string();
+        let Some(client) = &self.client else {
+            ui.result(&format!("STATUS: not connected; local directory {dir}"));
+            return Ok(());
+        };
+        let peer = client.peer_addr();
+        let mode = if client.uses_epsv() { "EPSV" } else { "PASV" };
+        // NOOP finds out whether the server is still there.
+        self.with_client("STATUS", Client::noop)?;
+        ui.result(&format!(
+            "STATUS: connected to {peer} as {} ({mode}); local directory {dir}",
+            self.user
+        ));
+        Ok(())
+    }
+
+    fn local_listing(&self, ui: &mut dyn Ui) -> Result<(), CommandError> {
+        let dir_err = |source| CommandError::LocalDir {
+            path: self.dir.clone(),
+            source,
+        };
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(dir_err)? {
+            let entry = entry.map_err(dir_err)?;
+            let mut name = entry.file_name().to_string_lossy().into_owned();
+            let meta = entry.metadata().map_err(dir_err)?;
+            if meta.is_dir() {
+                name.push('/');
+            }
+            entries.push((name, meta.len()));
+        }
+        entries.sort();
+        for (name, len) in entries {
+            ui.result(&format!("{len:>12}  {name}"));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the connection; a lost connection is dropped and said so.
+    fn with_client<T>(
+        &mut self,
+        context: &str,
+        f: impl FnOnce(&mut Client) -> Result<T, ClientError>,
+    ) -> Result<T, CommandError> {
+        let client = self.client.as_mut().ok_or(CommandError::NotConnected)?;
+        let result = f(client);
+        let disconnected = !client.is_usable();
+        if disconnected {
+            self.client = None;
+        }
+        result.map_err(|source| CommandError::Client {
+            context: context.to_owned(),
+            source,
+            disconnected,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Get,
+    Put,
+}
+
+impl Direction {
+    fn verb(self) -> &'static str {
+        match self {
+            Direction::Get => "GET",
+            Direction::Put => "PUT",
+        }
+    }
+}
+
+fn close(client: Client, verb: &str) -> Result<(), CommandError> {
+    client.quit().map_err(|source| CommandError::Client {
+        context: verb.to_owned(),
+        source,
+        disconnected: true,
+    })
+}
+
+/// `GET name: 1234 bytes in 0.01 s (12.3 MB/s)`, with MB = 10^6 bytes.
+pub fn transfer_line(verb: &str, name: &str, bytes: u64, elapsed: Duration) -> String {
+    let secs = elapsed.as_secs_f64();
+    let rate = bytes as f64 / secs.max(1e-6) / 1e6;
+    format!("{verb} {name}: {bytes} bytes in {secs:.2} s ({rate:.1} MB/s)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> FileName {
+        FileName::new(s).expect("valid name")
+    }
+
+    fn open(host: &str, port: u16) -> Input {
+        Input::Open {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn open_takes_a_port_a_host_and_port_or_host_colon_port() {
+        assert_eq!(parse_input("OPEN 2121"), Ok(open("127.0.0.1", 2121)));
+        assert_eq!(parse_input("open localhost 21"), Ok(open("localhost", 21)));
+        assert_eq!(
+            parse_input("Open 10.1.2.3:2121"),
+            Ok(open("10.1.2.3", 2121))
+        );
+        assert_eq!(parse_input("OPEN [::1]:2121"), Ok(open("::1", 2121)));
+        assert_eq!(parse_input("OPEN ::1 2121"), Ok(open("::1", 2121)));
+        assert_eq!(parse_input("OPEN [::1] 2121"), Ok(open("::1", 2121)));
+        assert_eq!(parse_input("  OPEN   2121  "), Ok(open("127.0.0.1", 2121)));
+    }
+
+    #[test]
+    fn open_refuses_bad_ports_and_shapes() {
+        assert_eq!(parse_input("OPEN 0"), Err(InputError::BadPort("0".into())));
+        assert_eq!(
+            parse_input("OPEN 70000"),
+            Err(InputError::BadPort("70000".into()))
+        );
+        assert_eq!(
+            parse_input("OPEN host x"),
+            Err(InputError::BadPort("x".into()))
+        );
+        assert_eq!(parse_input("OPEN"), Err(InputError::Usage(OPEN_USAGE)));
+        assert_eq!(
+            parse_input("OPEN a b c"),
+            Err(InputError::Usage(OPEN_USAGE))
+        );
+        assert_eq!(parse_input("OPEN ::1"), Err(InputError::Usage(OPEN_USAGE)));
+        assert_eq!(parse_input("OPEN host"), Err(InputError::Usage(OPEN_USAGE)));
+    }
+
+    #[test]
+    fn get_and_put_take_the_rest_of_the_line_as_the_name() {
+        assert_eq!(parse_input("GET a.txt"), Ok(Input::Get(name("a.txt"))));
+        assert_eq!(
+            parse_input("get my file.txt"),
+            Ok(Input::Get(name("my file.txt")))
+        );
+        assert_eq!(
+            parse_input("PuT  spaced  name "),
+            Ok(Input::Put(name("spaced  name")))
+        );
+        assert_eq!(
+            parse_input("GET \"quoted name\""),
+            Ok(Input::Get(name("quoted name")))
+        );
+        assert_eq!(parse_input("PUT ' x '"), Ok(Input::Put(name(" x "))));
+        assert_eq!(
+            parse_input("GET sub/a.txt"),
+            Ok(Input::Get(name("sub/a.txt")))
+        );
+        assert_eq!(
+            parse_input("GET \"open"),
+            Err(InputError::Quote("\"open".into()))
+        );
+        assert_eq!(parse_input("GET"), Err(InputError::Usage("GET <file>")));
+        assert_eq!(parse_input("PUT   "), Err(InputError::Usage("PUT <file>")));
+    }
+
+    #[test]
+    fn names_that_leave_the_local_directory_are_refused() {
+        for bad in ["../x", "/etc/x", "a/../../x", "..", "a/.."] {
+            assert_eq!(
+                parse_input(&format!("GET {bad}")),
+                Err(InputError::OutsideLocalDir(bad.into())),
+                "{bad}"
+            );
+            assert_eq!(
+                parse_input(&format!("PUT {bad}")),
+                Err(InputError::OutsideLocalDir(bad.into())),
+                "{bad}"
+            );
+        }
+        let message = parse_input("GET ../x").expect_err("refused").to_string();
+        assert!(
+            message.contains("would leave the local directory"),
+            "{message}"
+        );
+        assert!(matches!(
+            parse_input("GET ."),
+            Err(InputError::BadName(_, _))
+        ));
+        assert!(matches!(
+            parse_input("GET dir/"),
+            Err(InputError::BadName(_, _))
+        ));
+        assert!(matches!(
+            parse_input("GET a\0b"),
+            Err(InputError::BadName(_, _))
+        ));
+    }
+
+    #[test]
+    fn simple_commands_are_case_insensitive_and_take_no_arguments() {
+        assert_eq!(parse_input("close"), Ok(Input::Close));
+        assert_eq!(parse_input("Quit"), Ok(Input::Quit));
+        assert_eq!(parse_input("help"), Ok(Input::Help));
+        assert_eq!(parse_input("lls"), Ok(Input::Lls));
+        assert_eq!(parse_input("status"), Ok(Input::Status));
+        assert_eq!(parse_input("ls"), Ok(Input::Ls(None)));
+        assert_eq!(
+            parse_input("dir sub dir"),
+            Ok(Input::Ls(Some("sub dir".into())))
+        );
+        assert_eq!(parse_input("CLOSE now"), Err(InputError::Usage("CLOSE")));
+        assert_eq!(parse_input(""), Ok(Input::Empty));
+        assert_eq!(parse_input("   # a comment"), Ok(Input::Empty));
+        assert_eq!(
+            parse_input("RETR x"),
+            Err(InputError::Unknown("RETR".into()))
+        );
+    }
+
+    #[test]
+    fn user_sets_a_name_and_maybe_a_password() {
+        assert_eq!(
+            parse_input("user bob"),
+            Ok(Input::User {
+                name: "bob".into(),
+                password: None
+            })
+        );
+        assert_eq!(
+            parse_input("USER bob s3cret"),
+            Ok(Input::User {
+                name: "bob".into(),
+                password: Some("s3cret".into())
+            })
+        );
+        assert!(parse_input("USER").is_err());
+    }
+
+    #[test]
+    fn transfer_lines_name_bytes_seconds_and_rate() {
+        let line = transfer_line("GET", "a.bin", 2_000_000, Duration::from_secs(2));
+        assert_eq!(line, "GET a.bin: 2000000 bytes in 2.00 s (1.0 MB/s)");
+        let line = transfer_line("PUT", "e", 0, Duration::ZERO);
+        assert_eq!(line, "PUT e: 0 bytes in 0.00 s (0.0 MB/s)");
+    }
+}

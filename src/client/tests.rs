@@ -1,0 +1,514 @@
+//! Unit tests of the client's reply handling against a small scripted FTP server.
+
+use super::repl::{Flow, Repl, Ui};
+use super::*;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How the fake server behaves.
+#[derive(Clone, Default)]
+struct Behavior {
+    /// Answer EPSV with 500, as a server without RFC 2428 does.
+    no_epsv: bool,
+    /// On RETR, send half the file and then drop both connections.
+    drop_mid_retr: bool,
+    /// Greet with this line instead of `220 ready`.
+    greeting: Option<&'static str>,
+    /// Connections to serve before the thread ends.
+    connections: usize,
+}
+
+/// A scripted in-process FTP server on a port-0 listener, serving `connections`
+/// sessions one after another, recording every command line it receives.
+struct FakeServer {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    files: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl FakeServer {
+    fn start(behavior: Behavior) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let files = Arc::new(Mutex::new(HashMap::new()));
+        let (l, f) = (Arc::clone(&log), Arc::clone(&files));
+        thread::Builder::new()
+            .name("fake-ftp".into())
+            .spawn(move || {
+                for _ in 0..behavior.connections.max(1) {
+                    let Ok((stream, _)) = listener.accept() else {
+                        return;
+                    };
+                    // A session ends on any I/O error; the tests look at the client.
+                    let _ = serve(stream, &behavior, &l, &f);
+                }
+            })
+            .expect("spawn");
+        FakeServer { port, log, files }
+    }
+
+    fn with_file(self, name: &str, bytes: &[u8]) -> FakeServer {
+        self.files
+            .lock()
+            .expect("lock")
+            .insert(name.into(), bytes.into());
+        self
+    }
+
+    fn commands(&self) -> Vec<String> {
+        self.log.lock().expect("lock").clone()
+    }
+
+    fn file(&self, name: &str) -> Option<Vec<u8>> {
+        self.files.lock().expect("lock").get(name).cloned()
+    }
+
+    fn connect(&self) -> Client {
+        let mut c = Client::connect("127.0.0.1", self.port, TIMEOUT).expect("connect");
+        c.login("anonymous", "anonymous@").expect("login");
+        c.binary().expect("binary");
+        c
+    }
+}
+
+fn serve(
+    stream: TcpStream,
+    behavior: &Behavior,
+    log: &Mutex<Vec<String>>,
+    files: &Mutex<HashMap<String, Vec<u8>>>,
+) -> io::Result<()> {
+    let mut out = stream.try_clone()?;
+    let mut input = BufReader::new(stream);
+    writeln!(out, "{}\r", behavior.greeting.unwrap_or("220 ready"))?;
+    let mut passive: Option<TcpListener> = None;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let line = line.trim_end().to_owned();
+        log.lock().expect("lock").push(line.clone());
+        let (verb, arg) = line.split_once(' ').unwrap_or((&line, ""));
+        let reply = match verb {
+            "USER" => "331 password please".to_owned(),
+            "PASS" => "230 welcome".to_owned(),
+            "TYPE" | "NOOP" => "200 ok".to_owned(),
+            "EPSV" if behavior.no_epsv => "500 what is EPSV".to_owned(),
+            "EPSV" | "PASV" => {
+                let l = TcpListener::bind("127.0.0.1:0")?;
+                let port = l.local_addr()?.port();
+                passive = Some(l);
+                if verb == "EPSV" {
+                    format!("229 Entering Extended Passive Mode (|||{port}|)")
+                } else {
+                    format!(
+                        "227 Entering Passive Mode (127,0,0,1,{},{}).",
+                        port >> 8,
+                        port & 0xff
+                    )
+                }
+            }
+            "SIZE" => match files.lock().expect("lock").get(arg) {
+                Some(bytes) => format!("213 {}", bytes.len()),
+                None => "550 no such file".to_owned(),
+            },
+            "RETR" => {
+                let bytes = files.lock().expect("lock").get(arg).cloned();
+                let (Some(bytes), Some(l)) = (bytes, passive.take()) else {
+                    writeln!(out, "550 no such file\r")?;
+                    continue;
+                };
+                writeln!(out, "150 here it comes\r")?;
+                let (mut data, _) = l.accept()?;
+                if behavior.drop_mid_retr {
+                    data.write_all(&bytes[..bytes.len() / 2])?;
+                    return Ok(());
+                }
+                data.write_all(&bytes)?;
+                drop(data);
+                "226 done".to_owned()
+            }
+            "STOR" => {
+                let Some(l) = passive.take() else {
+                    writeln!(out, "425 no data connection\r")?;
+                    continue;
+                };
+                writeln!(out, "150 send it\r")?;
+                let (mut data, _) = l.accept()?;
+                let mut bytes = Vec::new();
+                data.read_to_end(&mut bytes)?;
+                files.lock().expect("lock").insert(arg.into(), bytes);
+                "226 stored".to_owned()
+            }
+            "NLST" | "LIST" => {
+                let Some(l) = passive.take() else {
+                    writeln!(out, "425 no data connection\r")?;
+                    continue;
+                };
+                writeln!(out, "150 listing\r")?;
+                let (mut data, _) = l.accept()?;
+                let mut names: Vec<String> = files.lock().expect("lock").keys().cloned().collect();
+                names.sort();
+                for n in names {
+                    write!(data, "{n}\r\n")?;
+                }
+                drop(data);
+                "226 listed".to_owned()
+            }
+            "QUIT" => {
+                writeln!(out, "221 bye\r")?;
+                return Ok(());
+            }
+            _ => "502 not here".to_owned(),
+        };
+        writeln!(out, "{reply}\r")?;
+    }
+}
+
+fn all_bytes() -> Vec<u8> {
+    (0..=255u8).cycle().take(300_000).collect()
+}
+
+#[test]
+fn get_streams_the_file_and_reports_progress() {
+    let server = FakeServer::start(Behavior::default()).with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let mut seen = Vec::new();
+    let local = dir.path().join("a.bin");
+    let n = client.get("a.bin", &local, |p| seen.push(p)).expect("get");
+    assert_eq!(n, 300_000);
+    assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
+    assert_eq!(
+        seen.first(),
+        Some(&Progress {
+            done: 0,
+            total: Some(300_000)
+        })
+    );
+    assert_eq!(seen.last().map(|p| p.done), Some(300_000));
+    client.quit().expect("quit");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "no temporary file is left"
+    );
+}
+
+#[test]
+fn put_sends_the_file_and_the_server_gets_every_byte() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, all_bytes()).expect("write");
+    let mut client = server.connect();
+    let mut last = None;
+    let n = client
+        .put(&local, "up.bin", |p| last = Some(p))
+        .expect("put");
+    assert_eq!(n, 300_000);
+    assert_eq!(
+        last,
+        Some(Progress {
+            done: 300_000,
+            total: Some(300_000)
+        })
+    );
+    client.quit().expect("quit");
+    assert_eq!(server.file("up.bin"), Some(all_bytes()));
+}
+
+#[test]
+fn put_of_missing_local_file_is_a_local_error_and_sends_nothing() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let err = client
+        .put(&dir.path().join("nope"), "nope", |_| {})
+        .expect_err("must fail");
+    assert!(matches!(err, ClientError::LocalFile { .. }), "{err}");
+    assert!(client.is_usable());
+    client.quit().expect("quit");
+    assert!(!server.commands().iter().any(|c| c.starts_with("STOR")));
+}
+
+#[test]
+fn get_of_missing_file_leaves_no_local_file_and_keeps_an_existing_one() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let fresh = dir.path().join("missing.txt");
+    let err = client.get("missing.txt", &fresh, |_| {}).expect_err("550");
+    assert_eq!(err.reply_code(), Some(550), "{err}");
+    assert!(!fresh.exists());
+    let kept = dir.path().join("kept.txt");
+    std::fs::write(&kept, "good copy").expect("write");
+    let err = client.get("kept.txt", &kept, |_| {}).expect_err("550");
+    assert!(matches!(
+        err,
+        ClientError::UnexpectedReply { code: 550, .. }
+    ));
+    assert_eq!(std::fs::read_to_string(&kept).expect("read"), "good copy");
+    assert!(
+        client.is_usable(),
+        "a refusal does not break the connection"
+    );
+    client.quit().expect("quit");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+}
+
+#[test]
+fn dropped_connection_mid_get_removes_the_partial_file() {
+    let behavior = Behavior {
+        drop_mid_retr: true,
+        ..Behavior::default()
+    };
+    let server = FakeServer::start(behavior).with_file("big", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("big");
+    std::fs::write(&local, "old copy").expect("write");
+    let mut client = server.connect();
+    let err = client.get("big", &local, |_| {}).expect_err("dropped");
+    assert!(matches!(err, ClientError::Dropped(_)), "{err}");
+    assert!(!client.is_usable());
+    assert_eq!(std::fs::read_to_string(&local).expect("read"), "old copy");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    let again = client.noop().expect_err("unusable");
+    assert!(matches!(again, ClientError::Dropped(_)));
+}
+
+#[test]
+fn server_without_epsv_gets_pasv_and_is_remembered() {
+    let behavior = Behavior {
+        no_epsv: true,
+        ..Behavior::default()
+    };
+    let server = FakeServer::start(behavior).with_file("f", b"one");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    client
+        .get("f", &dir.path().join("f"), |_| {})
+        .expect("first");
+    assert!(!client.uses_epsv());
+    assert_eq!(client.nlst(None).expect("nlst"), vec!["f".to_owned()]);
+    client.quit().expect("quit");
+    let epsv = server.commands().iter().filter(|c| *c == "EPSV").count();
+    let pasv = server.commands().iter().filter(|c| *c == "PASV").count();
+    assert_eq!((epsv, pasv), (1, 2));
+}
+
+#[test]
+fn busy_greeting_is_the_server_saying_no() {
+    let behavior = Behavior {
+        greeting: Some("421 Too many connections"),
+        ..Behavior::default()
+    };
+    let server = FakeServer::start(behavior);
+    let err = Client::connect("127.0.0.1", server.port, TIMEOUT).expect_err("421");
+    assert_eq!(err.reply_code(), Some(421), "{err}");
+}
+
+#[test]
+fn multi_line_greeting_is_read_whole() {
+    let behavior = Behavior {
+        greeting: Some("220-Welcome\r\n to the test\r\n220 ready"),
+        ..Behavior::default()
+    };
+    let server = FakeServer::start(behavior);
+    let mut client = server.connect();
+    assert_eq!(client.greeting(), "Welcome\n to the test\nready");
+    client
+        .noop()
+        .expect("still in step after the multi-line reply");
+    client.quit().expect("quit");
+}
+
+#[test]
+fn closed_port_is_could_not_connect() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let err = Client::connect("127.0.0.1", port, TIMEOUT).expect_err("refused");
+    assert!(matches!(err, ClientError::Connect { .. }), "{err}");
+}
+
+#[test]
+fn silent_server_is_a_timeout() {
+    // The kernel completes the handshake from the backlog; nobody ever greets.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let err = Client::connect("127.0.0.1", port, Duration::from_millis(300)).expect_err("silent");
+    assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+    drop(listener);
+}
+
+#[test]
+fn line_breaks_in_names_are_never_sent() {
+    let server = FakeServer::start(Behavior::default());
+    let mut client = server.connect();
+    let err = client.size("a\r\nDELE b").expect_err("refused");
+    assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+    client.quit().expect("quit");
+    assert!(!server.commands().iter().any(|c| c.starts_with("DELE")));
+}
+
+#[test]
+fn epsv_and_pasv_replies_parse() {
+    assert_eq!(
+        parse_epsv_reply("Entering Extended Passive Mode (|||6446|)"),
+        Some(6446)
+    );
+    assert_eq!(parse_epsv_reply("ok (!!!21!)"), Some(21));
+    assert_eq!(parse_epsv_reply("(|||0|)"), None);
+    assert_eq!(parse_epsv_reply("(||1.2.3.4|21|)"), None);
+    assert_eq!(parse_epsv_reply("no parens |||21|"), None);
+    assert_eq!(
+        parse_pasv_reply("Entering Passive Mode (127,0,0,1,200,10)."),
+        Some(200 * 256 + 10)
+    );
+    assert_eq!(
+        parse_pasv_reply("Entering Passive Mode 10,0,0,1,4,1"),
+        Some(1025)
+    );
+    assert_eq!(parse_pasv_reply("=127, 0, 0, 1, 4, 1"), Some(1025));
+    assert_eq!(parse_pasv_reply("Entering Passive Mode (1,2,3)"), None);
+}
+
+/// Records what the REPL shows.
+#[derive(Default)]
+struct Recorder {
+    results: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl Ui for Recorder {
+    fn result(&mut self, line: &str) {
+        self.results.push(line.to_owned());
+    }
+    fn error(&mut self, message: &str) {
+        self.errors.push(message.to_owned());
+    }
+}
+
+#[test]
+fn repl_commands_before_open_say_not_connected_and_go_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    for line in ["GET a", "PUT a", "LS", "CLOSE"] {
+        assert_eq!(repl.run_line(line, &mut ui), Flow::Continue);
+    }
+    assert_eq!(ui.errors.len(), 4);
+    assert!(
+        ui.errors.iter().all(|e| e.contains("not connected")),
+        "{:?}",
+        ui.errors
+    );
+    assert_eq!(repl.run_line("HELP", &mut ui), Flow::Continue);
+    assert_eq!(repl.run_line("STATUS", &mut ui), Flow::Continue);
+    assert_eq!(repl.run_line("quit", &mut ui), Flow::Quit);
+    assert_eq!(repl.failures(), 4);
+}
+
+#[test]
+fn repl_refuses_names_outside_the_local_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line("GET ../x", &mut ui);
+    repl.run_line("PUT /etc/passwd", &mut ui);
+    assert_eq!(repl.failures(), 2);
+    assert!(ui
+        .errors
+        .iter()
+        .all(|e| e.contains("would leave the local directory")));
+}
+
+#[test]
+fn repl_survives_a_failed_open() {
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    assert_eq!(
+        repl.run_line(&format!("OPEN {port}"), &mut ui),
+        Flow::Continue
+    );
+    assert!(!repl.is_connected());
+    assert!(ui.errors[0].contains("cannot connect"), "{:?}", ui.errors);
+}
+
+#[test]
+fn repl_after_a_drop_mid_get_is_not_connected_and_can_open_again() {
+    let behavior = Behavior {
+        drop_mid_retr: true,
+        connections: 1,
+        ..Behavior::default()
+    };
+    let dropping = FakeServer::start(behavior).with_file("big", &all_bytes());
+    let good = FakeServer::start(Behavior::default()).with_file("small", b"hello");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", dropping.port), &mut ui);
+    repl.run_line("GET big", &mut ui);
+    assert!(!repl.is_connected());
+    assert!(ui.errors[0].contains("disconnected"), "{:?}", ui.errors);
+    assert!(!dir.path().join("big").exists());
+    repl.run_line("GET big", &mut ui);
+    assert!(ui.errors[1].contains("not connected"), "{:?}", ui.errors);
+    repl.run_line(&format!("OPEN {}", good.port), &mut ui);
+    repl.run_line("GET small", &mut ui);
+    assert_eq!(
+        std::fs::read(dir.path().join("small")).expect("read"),
+        b"hello"
+    );
+    assert_eq!(repl.failures(), 2);
+}
+
+#[test]
+fn repl_open_while_connected_closes_the_old_connection_first() {
+    let first = FakeServer::start(Behavior::default());
+    let second = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", first.port), &mut ui);
+    repl.run_line(&format!("OPEN 127.0.0.1:{}", second.port), &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    assert!(
+        ui.results
+            .iter()
+            .any(|l| l.contains("closed the connection")),
+        "{:?}",
+        ui.results
+    );
+    assert_eq!(first.commands().last().map(String::as_str), Some("QUIT"));
+    assert_eq!(repl.run_line("CLOSE", &mut ui), Flow::Continue);
+    assert_eq!(second.commands().last().map(String::as_str), Some("QUIT"));
+    assert_eq!(repl.failures(), 0);
+}
+
+#[test]
+fn repl_user_changes_the_next_login() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line("USER bob pw", &mut ui);
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("QUIT", &mut ui);
+    let cmds = server.commands();
+    assert_eq!(cmds[..2], ["USER bob".to_owned(), "PASS pw".to_owned()]);
+}
