@@ -17,5 +17,6 @@ pub mod path;
 pub mod protocol;
 pub mod server;
 pub mod time;
+pub mod transfer;
 
 pub use error::{Error, Result};

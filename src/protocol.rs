@@ -39,6 +39,8 @@ pub enum ReplyCode {
     ServiceReady,
     /// 221: service closing control connection (QUIT).
     ClosingControl,
+    /// 225: data connection open; no transfer in progress (ABOR with nothing to abort).
+    NoTransfer,
     /// 226: closing data connection; requested file action successful.
     TransferComplete,
     /// 227: entering passive mode (h1,h2,h3,h4,p1,p2).
@@ -53,6 +55,8 @@ pub enum ReplyCode {
     PathName,
     /// 331: user name okay, need password.
     NeedPassword,
+    /// 350: requested file action pending further information (REST, RNFR).
+    PendingFurtherInfo,
     /// 421: service not available, closing control connection.
     ServiceNotAvailable,
     /// 425: can't open data connection.
@@ -83,6 +87,8 @@ pub enum ReplyCode {
     FileUnavailable,
     /// 553: requested action not taken; file name not allowed.
     NameNotAllowed,
+    /// 554: requested action not taken: invalid REST parameter (RFC 3659 §5.4).
+    InvalidRestart,
 }
 
 impl ReplyCode {
@@ -99,6 +105,7 @@ impl ReplyCode {
             SystemType => 215,
             ServiceReady => 220,
             ClosingControl => 221,
+            NoTransfer => 225,
             TransferComplete => 226,
             PassiveMode => 227,
             ExtendedPassiveMode => 229,
@@ -106,6 +113,7 @@ impl ReplyCode {
             FileActionOk => 250,
             PathName => 257,
             NeedPassword => 331,
+            PendingFurtherInfo => 350,
             ServiceNotAvailable => 421,
             CantOpenDataConnection => 425,
             TransferAborted => 426,
@@ -121,6 +129,7 @@ impl ReplyCode {
             NotLoggedIn => 530,
             FileUnavailable => 550,
             NameNotAllowed => 553,
+            InvalidRestart => 554,
         }
     }
 }
@@ -318,6 +327,32 @@ pub enum Command {
     Retr(String),
     /// STOR path.
     Stor(String),
+    /// APPE path: append to the file (create it if missing).
+    Appe(String),
+    /// REST offset: the next RETR or STOR starts at this byte (RFC 3659 §5).
+    Rest(u64),
+    /// DELE path.
+    Dele(String),
+    /// MKD path (also XMKD).
+    Mkd(String),
+    /// RMD path (also XRMD).
+    Rmd(String),
+    /// RNFR path: the file to rename.
+    Rnfr(String),
+    /// RNTO path: its new name.
+    Rnto(String),
+    /// ABOR: abort the transfer in progress.
+    Abor,
+    /// STAT [path]: server status, or a listing over the control connection.
+    Stat(Option<String>),
+    /// SITE subcommand; only `SITE HELP` is supported.
+    Site(String),
+    /// MLST [path]: facts about one entry, on the control connection (RFC 3659 §7).
+    Mlst(Option<String>),
+    /// MLSD [path]: facts about a directory's entries, on a data connection.
+    Mlsd(Option<String>),
+    /// HASH path: a digest of the file (draft-bryan-ftpext-hash).
+    Hash(String),
     /// SIZE path (RFC 3659 §4).
     Size(String),
     /// MDTM path (RFC 3659 §3).
@@ -379,8 +414,7 @@ impl ParseError {
 
 /// Verbs from RFC 959 and its extensions that we recognize but do not implement.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "ACCT", "SMNT", "REIN", "STOU", "APPE", "REST", "RNFR", "RNTO", "ABOR", "DELE", "RMD", "MKD",
-    "XMKD", "XRMD", "SITE", "STAT", "MLSD", "MLST", "AUTH", "PBSZ", "PROT", "CCC", "LANG", "HOST",
+    "ACCT", "SMNT", "REIN", "STOU", "AUTH", "PBSZ", "PROT", "CCC", "LANG", "HOST", "RANG",
 ];
 
 impl Command {
@@ -393,7 +427,8 @@ impl Command {
     /// # Errors
     /// A [`ParseError`] naming what is wrong, which maps to a 500, 501, 502 or 504 reply.
     pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
-        let line = std::str::from_utf8(line)
+        let line = strip_telnet(line);
+        let line = std::str::from_utf8(&line)
             .map_err(|_| ParseError::BadArguments("command line is not valid UTF-8".into()))?;
         if line.contains('\0') {
             return Err(ParseError::BadArguments(
@@ -427,12 +462,25 @@ impl Command {
             "EPRT" => Command::Eprt(parse_eprt(arg)?),
             "RETR" => Command::Retr(required(arg, "RETR needs a file name")?),
             "STOR" => Command::Stor(required(arg, "STOR needs a file name")?),
+            "APPE" => Command::Appe(required(arg, "APPE needs a file name")?),
+            "REST" => Command::Rest(parse_rest(arg)?),
+            "DELE" => Command::Dele(required(arg, "DELE needs a file name")?),
+            "MKD" | "XMKD" => Command::Mkd(required(arg, "MKD needs a directory name")?),
+            "RMD" | "XRMD" => Command::Rmd(required(arg, "RMD needs a directory name")?),
+            "RNFR" => Command::Rnfr(required(arg, "RNFR needs a file name")?),
+            "RNTO" => Command::Rnto(required(arg, "RNTO needs a file name")?),
+            "ABOR" => no_arg(arg, Command::Abor)?,
+            "STAT" => Command::Stat(optional(arg)),
+            "SITE" => Command::Site(required(arg, "SITE needs a subcommand")?),
+            "MLST" => Command::Mlst(optional(arg)),
+            "MLSD" => Command::Mlsd(optional(arg)),
+            "HASH" => Command::Hash(required(arg, "HASH needs a file name")?),
             "SIZE" => Command::Size(required(arg, "SIZE needs a file name")?),
             "MDTM" => Command::Mdtm(required(arg, "MDTM needs a file name")?),
             "LIST" => Command::List(listing_path(arg)),
             "NLST" => Command::Nlst(listing_path(arg)),
             "NOOP" => Command::Noop,
-            "HELP" => Command::Help(arg.map(str::trim).filter(|a| !a.is_empty()).map(Into::into)),
+            "HELP" => Command::Help(optional(arg)),
             "ALLO" => Command::Allo,
             "QUIT" => Command::Quit,
             other if NOT_IMPLEMENTED.contains(&other) => {
@@ -463,6 +511,19 @@ impl Command {
             Command::Eprt(_) => "EPRT",
             Command::Retr(_) => "RETR",
             Command::Stor(_) => "STOR",
+            Command::Appe(_) => "APPE",
+            Command::Rest(_) => "REST",
+            Command::Dele(_) => "DELE",
+            Command::Mkd(_) => "MKD",
+            Command::Rmd(_) => "RMD",
+            Command::Rnfr(_) => "RNFR",
+            Command::Rnto(_) => "RNTO",
+            Command::Abor => "ABOR",
+            Command::Stat(_) => "STAT",
+            Command::Site(_) => "SITE",
+            Command::Mlst(_) => "MLST",
+            Command::Mlsd(_) => "MLSD",
+            Command::Hash(_) => "HASH",
             Command::Size(_) => "SIZE",
             Command::Mdtm(_) => "MDTM",
             Command::List(_) => "LIST",
@@ -487,8 +548,22 @@ impl fmt::Display for Command {
             | Command::Retr(a)
             | Command::Stor(a)
             | Command::Size(a)
-            | Command::Mdtm(a) => write!(f, "{verb} {a}"),
-            Command::List(a) | Command::Nlst(a) | Command::Help(a) => match a {
+            | Command::Mdtm(a)
+            | Command::Appe(a)
+            | Command::Dele(a)
+            | Command::Mkd(a)
+            | Command::Rmd(a)
+            | Command::Rnfr(a)
+            | Command::Rnto(a)
+            | Command::Site(a)
+            | Command::Hash(a) => write!(f, "{verb} {a}"),
+            Command::Rest(n) => write!(f, "REST {n}"),
+            Command::List(a)
+            | Command::Nlst(a)
+            | Command::Help(a)
+            | Command::Stat(a)
+            | Command::Mlst(a)
+            | Command::Mlsd(a) => match a {
                 Some(a) => write!(f, "{verb} {a}"),
                 None => f.write_str(verb),
             },
@@ -515,6 +590,7 @@ impl fmt::Display for Command {
             | Command::Pasv
             | Command::Noop
             | Command::Allo
+            | Command::Abor
             | Command::Quit => f.write_str(verb),
         }
     }
@@ -531,6 +607,39 @@ fn required(arg: Option<&str>, message: &str) -> Result<String, ParseError> {
         Some(a) if !a.is_empty() => Ok(a.to_owned()),
         _ => Err(ParseError::BadArguments(message.to_owned())),
     }
+}
+
+/// An optional argument: absent or blank is `None`, otherwise trimmed.
+fn optional(arg: Option<&str>) -> Option<String> {
+    arg.map(str::trim).filter(|a| !a.is_empty()).map(Into::into)
+}
+
+fn parse_rest(arg: Option<&str>) -> Result<u64, ParseError> {
+    arg.map(str::trim)
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| ParseError::BadArguments("REST needs a byte offset".into()))
+}
+
+/// Removes Telnet commands (IAC and the byte after it) from a command line. Clients
+/// send `IAC IP IAC DM` before ABOR (RFC 959 §4.1.3); the DM may have been taken out
+/// of band, leaving a lone IAC. UTF-8 text never contains 0xFF, so nothing else is lost.
+fn strip_telnet(line: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    const IAC: u8 = 0xFF;
+    if !line.contains(&IAC) {
+        return std::borrow::Cow::Borrowed(line);
+    }
+    let mut out = Vec::with_capacity(line.len());
+    let mut bytes = line.iter().copied().peekable();
+    while let Some(b) = bytes.next() {
+        if b == IAC {
+            if bytes.peek().is_some_and(|&next| next >= 0xF0) {
+                bytes.next();
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 fn no_arg(arg: Option<&str>, cmd: Command) -> Result<Command, ParseError> {
@@ -752,7 +861,9 @@ mod tests {
     fn errors_map_to_the_right_reply_codes() {
         let code = |s: &str| parse(s).map_err(|e| e.reply().code.number());
         assert_eq!(code("FOO"), Err(500));
-        assert_eq!(code("SITE CHMOD 777 x"), Err(502));
+        assert_eq!(code("ACCT x"), Err(502));
+        assert_eq!(code("REST abc"), Err(501));
+        assert_eq!(code("ABOR now"), Err(501));
         assert_eq!(code("RETR"), Err(501));
         assert_eq!(code("PORT 1,2,3"), Err(501));
         assert_eq!(code("TYPE E"), Err(504));
@@ -762,6 +873,13 @@ mod tests {
         assert_eq!(code("PWD now"), Err(501));
         assert_eq!(code(""), Err(500));
         assert_eq!(code("RE\u{e9}R x"), Err(500));
+    }
+
+    #[test]
+    fn telnet_interrupt_before_abor_is_ignored() {
+        assert_eq!(Command::parse(b"\xff\xf4\xff\xf2ABOR"), Ok(Command::Abor));
+        assert_eq!(Command::parse(b"\xff\xf4\xffABOR"), Ok(Command::Abor));
+        assert_eq!(Command::parse(b"XMKD new"), Ok(Command::Mkd("new".into())));
     }
 
     #[test]
@@ -800,6 +918,14 @@ mod tests {
             Command::List(Some("sub".into())),
             Command::Nlst(None),
             Command::Quit,
+            Command::Rest(1 << 40),
+            Command::Appe("a b".into()),
+            Command::Mlsd(Some("dir".into())),
+            Command::Mlst(None),
+            Command::Stat(Some("x".into())),
+            Command::Rnto("new name".into()),
+            Command::Hash("f".into()),
+            Command::Abor,
         ];
         for cmd in cmds {
             assert_eq!(parse(&cmd.to_string()), Ok(cmd.clone()), "{cmd}");

@@ -16,6 +16,7 @@
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
 
 mod data;
+mod listing;
 mod pool;
 mod session;
 

@@ -6,23 +6,36 @@
 //!
 //! Reading a command waits at most the idle timeout; the read is also woken when the
 //! server shuts down (the acceptor's sweep shuts down our reading half), and then the
-//! session says `421` and ends. A transfer in progress does not read the control
-//! connection, so it finishes first.
+//! session says `421` and ends. During a transfer the control connection is only looked
+//! at between chunks, without waiting: an ABOR stops the transfer, any other command
+//! waits its turn until the transfer is over.
 
+use std::collections::VecDeque;
 use std::fs::{self, File, Metadata};
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
+use sha2::Digest;
+
 use super::data::{self, DataPlan};
+use super::listing::{ls_line, Facts};
 use super::{ConnToken, Shared};
+use crate::locks::FileGuard;
 use crate::path::{PathError, Resolved, VirtualPath, TEMP_PREFIX};
 use crate::protocol::{
     read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
 };
-use crate::time::{ls_date, Utc};
+use crate::time::Utc;
+use crate::transfer::{CopyError, Pump};
+
+/// Bytes moved between two looks at the control connection during a transfer.
+const CHUNK: usize = 8 << 20;
+
+/// Commands a client may send ahead during a transfer; more are answered with an error.
+const MAX_QUEUED: usize = 32;
 
 /// Runs one session on `stream` to its end.
 pub(super) fn run(stream: TcpStream, shared: &Shared) {
@@ -54,11 +67,20 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         writer: stream,
         peer,
         local,
+        line: Vec::with_capacity(256),
+        line_state: LineState::default(),
+        queued: VecDeque::new(),
+        abort_seen: false,
         login: Login::None,
         cwd: VirtualPath::root(),
         data: None,
         epsv_all: false,
         transfer_type: TransferType::Ascii,
+        rest: 0,
+        rename_from: None,
+        facts: Facts::default(),
+        hash: HashAlgo::Sha256,
+        pump: Pump::new(),
     };
     let started = Instant::now();
     log::info!("{peer}: session start");
@@ -102,6 +124,49 @@ enum Login {
     In(String),
 }
 
+/// The digest HASH computes (draft-bryan-ftpext-hash), chosen with `OPTS HASH`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HashAlgo {
+    Sha256,
+    Sha512,
+}
+
+impl HashAlgo {
+    const ALL: [HashAlgo; 2] = [HashAlgo::Sha256, HashAlgo::Sha512];
+
+    fn name(self) -> &'static str {
+        match self {
+            HashAlgo::Sha256 => "SHA-256",
+            HashAlgo::Sha512 => "SHA-512",
+        }
+    }
+}
+
+/// A line read from the control connection during a transfer, to handle after it.
+#[derive(Debug)]
+enum Queued {
+    Line(Vec<u8>),
+    TooLong,
+}
+
+/// What a look at the control connection during a transfer found.
+enum Poll {
+    Nothing,
+    Abort,
+    Closed,
+}
+
+/// How STOR, APPE and REST+STOR start the new version of a file.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    /// From nothing (STOR).
+    Replace,
+    /// From the whole current file (APPE).
+    Append,
+    /// From the first `n` bytes of the current file (REST n, then STOR).
+    At(u64),
+}
+
 /// What went wrong handling a command. Each kind is documented by the reply it earns.
 #[derive(Debug)]
 enum Failure {
@@ -118,6 +183,8 @@ enum Failure {
     NoData(String),
     /// 426: the data connection failed during the transfer.
     Transfer(io::Error),
+    /// 426: the client sent ABOR during the transfer (the ABOR itself then gets 226).
+    Aborted,
     /// An explicit reply (a refusal that fits no kind above).
     Reply(Reply),
     /// The control connection failed: nothing can be sent, the session ends.
@@ -127,6 +194,15 @@ enum Failure {
 impl From<PathError> for Failure {
     fn from(e: PathError) -> Failure {
         Failure::Path(e)
+    }
+}
+
+impl From<CopyError> for Failure {
+    fn from(e: CopyError) -> Failure {
+        match e {
+            CopyError::Net(e) => Failure::Transfer(e),
+            CopyError::File(e) => Failure::Fs(e),
+        }
     }
 }
 
@@ -155,6 +231,7 @@ impl Failure {
                 TransferAborted,
                 format!("Connection closed; transfer aborted: {e}"),
             ),
+            Failure::Aborted => Reply::new(TransferAborted, "Transfer aborted by ABOR"),
             Failure::Reply(reply) => reply,
             Failure::Control(e) => Reply::new(ServiceNotAvailable, e.to_string()),
         }
@@ -163,35 +240,21 @@ impl Failure {
 
 /// The reply for a failed file-system action.
 fn fs_reply(e: &io::Error) -> Reply {
+    use io::ErrorKind as K;
     use ReplyCode::*;
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
-            Reply::new(FileUnavailable, "No such file or directory")
-        }
-        io::ErrorKind::PermissionDenied => Reply::new(FileUnavailable, "Permission denied"),
-        io::ErrorKind::IsADirectory => Reply::new(FileUnavailable, "Is a directory"),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge => {
-            Reply::new(
-                InsufficientStorage,
-                format!("Insufficient storage space: {e}"),
-            )
-        }
+        K::NotFound | K::NotADirectory => Reply::new(FileUnavailable, "No such file or directory"),
+        K::PermissionDenied => Reply::new(FileUnavailable, "Permission denied"),
+        K::IsADirectory => Reply::new(FileUnavailable, "Is a directory"),
+        K::AlreadyExists => Reply::new(FileUnavailable, "File exists"),
+        K::DirectoryNotEmpty => Reply::new(FileUnavailable, "Directory not empty"),
+        K::InvalidInput => Reply::new(FileUnavailable, format!("Not possible: {e}")),
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Reply::new(
+            InsufficientStorage,
+            format!("Insufficient storage space: {e}"),
+        ),
         _ => Reply::new(LocalError, format!("Local error: {e}")),
     }
-}
-
-/// Whether an upload error came from the disk (the client is not to blame).
-fn is_storage_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
-    ) || e.kind() == io::ErrorKind::PermissionDenied
-        || e.raw_os_error() == Some(5) // EIO
-}
-
-enum Flow {
-    Continue,
-    Close,
 }
 
 struct Session<'s> {
@@ -201,6 +264,13 @@ struct Session<'s> {
     writer: TcpStream,
     peer: SocketAddr,
     local: SocketAddr,
+    /// The command line being read; it survives a transfer that reads part of a line.
+    line: Vec<u8>,
+    line_state: LineState,
+    /// Lines the client sent during a transfer, handled after it.
+    queued: VecDeque<Queued>,
+    /// An ABOR stopped the last transfer: after its 426, the ABOR gets its 226.
+    abort_seen: bool,
     login: Login,
     cwd: VirtualPath,
     /// The data connection set up by the last PASV/EPSV/PORT/EPRT, used by the next
@@ -208,11 +278,18 @@ struct Session<'s> {
     data: Option<DataPlan>,
     /// After `EPSV ALL`, only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
-    /// Recorded for STAT and logs; bytes are never rewritten in either type.
+    /// Recorded for STAT; bytes are never rewritten in either type.
     transfer_type: TransferType,
+    /// The offset given by REST, used by the next RETR or STOR.
+    rest: u64,
+    /// The path given by RNFR, used by the next RNTO.
+    rename_from: Option<Resolved>,
+    facts: Facts,
+    hash: HashAlgo,
+    pump: Pump,
 }
 
-impl Session<'_> {
+impl<'s> Session<'s> {
     fn serve(&mut self) -> End {
         if self
             .send(&Reply::new(ReplyCode::ServiceReady, "simple-ftp ready"))
@@ -220,54 +297,66 @@ impl Session<'_> {
         {
             return End::Lost;
         }
-        let mut line = Vec::with_capacity(256);
-        let mut state = LineState::default();
         loop {
-            let read = read_line(&mut self.reader, &mut line, &mut state, MAX_LINE);
-            if self.shared.stopping() {
-                let reply = Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
-                let _ = self.send(&reply);
-                return End::Shutdown;
-            }
-            match read {
-                Ok(Line::Complete) => {}
-                Ok(Line::TooLong) => {
-                    let reply = Reply::new(ReplyCode::SyntaxError, "Command line too long");
-                    if self.send(&reply).is_err() {
-                        return End::Lost;
+            let parsed = match self.queued.pop_front() {
+                Some(Queued::Line(line)) => Some(Command::parse(&line)),
+                Some(Queued::TooLong) => None,
+                None => {
+                    let read = read_line(
+                        &mut self.reader,
+                        &mut self.line,
+                        &mut self.line_state,
+                        MAX_LINE,
+                    );
+                    if self.shared.stopping() {
+                        let reply =
+                            Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
+                        let _ = self.send(&reply);
+                        return End::Shutdown;
                     }
-                    continue;
+                    match read {
+                        Ok(Line::Complete) => Some(Command::parse(&self.line)),
+                        Ok(Line::TooLong) => None,
+                        Ok(Line::Eof) => return End::ClientClosed,
+                        Err(e)
+                            if matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                        {
+                            let reply =
+                                Reply::new(ReplyCode::ServiceNotAvailable, "Idle timeout, closing");
+                            let _ = self.send(&reply);
+                            return End::Idle;
+                        }
+                        Err(_) => return End::Lost,
+                    }
                 }
-                Ok(Line::Eof) => return End::ClientClosed,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    let reply = Reply::new(ReplyCode::ServiceNotAvailable, "Idle timeout, closing");
-                    let _ = self.send(&reply);
-                    return End::Idle;
-                }
-                Err(_) => return End::Lost,
-            }
-            let (reply, flow) = match Command::parse(&line) {
-                Ok(cmd) => {
+            };
+            let mut quit = false;
+            let reply = match parsed {
+                None => Reply::new(ReplyCode::SyntaxError, "Command line too long"),
+                Some(Err(e)) => e.reply(),
+                Some(Ok(cmd)) => {
                     self.log_command(&cmd);
-                    let quit = cmd == Command::Quit;
+                    quit = cmd == Command::Quit;
                     match self.handle(cmd) {
-                        Ok(reply) if quit => (reply, Flow::Close),
-                        Ok(reply) => (reply, Flow::Continue),
+                        Ok(reply) => reply,
                         Err(Failure::Control(_)) => return End::Lost,
-                        Err(failure) => (failure.reply(), Flow::Continue),
+                        Err(failure) => failure.reply(),
                     }
                 }
-                Err(e) => (e.reply(), Flow::Continue),
             };
             if self.send(&reply).is_err() {
                 return End::Lost;
             }
-            if let Flow::Close = flow {
+            if std::mem::take(&mut self.abort_seen) {
+                let reply = Reply::new(ReplyCode::TransferComplete, "ABOR successful");
+                if self.send(&reply).is_err() {
+                    return End::Lost;
+                }
+            }
+            if quit {
                 return End::Quit;
             }
         }
@@ -298,10 +387,13 @@ impl Session<'_> {
                 | Command::Help(_)
                 | Command::Noop
                 | Command::Opts(_)
+                | Command::Abor
         );
         if needs_login && !matches!(self.login, Login::In(_)) {
             return Err(Failure::NotLoggedIn);
         }
+        // RNTO must come right after RNFR (RFC 959 §4.1.3).
+        let rename_from = self.rename_from.take();
         Ok(match cmd {
             Command::User(name) => {
                 let anonymous = ["anonymous", "ftp"]
@@ -312,22 +404,29 @@ impl Session<'_> {
             }
             Command::Pass(_) => self.pass()?,
             Command::Syst => Reply::new(SystemType, "UNIX Type: L8"),
-            Command::Feat => feat(),
-            Command::Opts(opt) => opts(&opt)?,
+            Command::Feat => self.feat(),
+            Command::Opts(opt) => self.opts(&opt)?,
             Command::Type(t) => {
                 self.transfer_type = t;
-                let name = match t {
-                    TransferType::Ascii => "A",
-                    TransferType::Image => "I",
-                };
-                Reply::new(CommandOk, format!("Type set to {name}"))
+                Reply::new(CommandOk, format!("Type set to {}", type_name(t)))
             }
             Command::Mode => Reply::new(CommandOk, "Mode set to S"),
             Command::Stru => Reply::new(CommandOk, "Structure set to F"),
             Command::Allo => Reply::new(Superfluous, "ALLO not needed"),
             Command::Noop => Reply::new(CommandOk, "NOOP ok"),
             Command::Help(_) => help(),
+            Command::Site(sub) if sub.trim().eq_ignore_ascii_case("HELP") => {
+                Reply::new(HelpMessage, "SITE commands: HELP")
+            }
+            Command::Site(sub) => {
+                let name = sub.split_whitespace().next().unwrap_or("").to_uppercase();
+                return Err(Failure::refuse(
+                    ParameterNotImplemented,
+                    format!("SITE {name} not supported; SITE HELP lists what is"),
+                ));
+            }
             Command::Quit => Reply::new(ClosingControl, "Goodbye"),
+            Command::Abor => Reply::new(NoTransfer, "No transfer to abort"),
             Command::Pwd => Reply::new(
                 PathName,
                 format!("{} is the current directory", quote(self.cwd.as_str())),
@@ -346,10 +445,45 @@ impl Session<'_> {
                 let modified = meta.modified().map_err(Failure::Fs)?;
                 Reply::new(FileStatus, Utc::from_system_time(modified).mdtm())
             }
+            Command::Rest(offset) => {
+                self.rest = offset;
+                Reply::new(
+                    PendingFurtherInfo,
+                    format!("Restarting at {offset}; send RETR or STOR"),
+                )
+            }
             Command::Retr(name) => self.retr(&name)?,
-            Command::Stor(name) => self.stor(&name)?,
-            Command::List(arg) => self.list(arg.as_deref(), true)?,
-            Command::Nlst(arg) => self.list(arg.as_deref(), false)?,
+            Command::Stor(name) => {
+                let how = match std::mem::take(&mut self.rest) {
+                    0 => Store::Replace,
+                    n => Store::At(n),
+                };
+                self.store(&name, how)?
+            }
+            Command::Appe(name) => {
+                self.rest = 0;
+                self.store(&name, Store::Append)?
+            }
+            Command::List(arg) => self.list(arg.as_deref(), Listing::Long)?,
+            Command::Nlst(arg) => self.list(arg.as_deref(), Listing::Names)?,
+            Command::Mlsd(arg) => self.list(arg.as_deref(), Listing::Facts)?,
+            Command::Mlst(arg) => self.mlst(arg.as_deref())?,
+            Command::Stat(arg) => self.stat(arg.as_deref())?,
+            Command::Hash(name) => self.hash(&name)?,
+            Command::Dele(name) => self.dele(&name)?,
+            Command::Mkd(name) => self.mkd(&name)?,
+            Command::Rmd(name) => self.rmd(&name)?,
+            Command::Rnfr(name) => {
+                let path = self.resolve(&name)?;
+                fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+                self.rename_from = Some(path);
+                Reply::new(PendingFurtherInfo, "Ready for RNTO")
+            }
+            Command::Rnto(name) => {
+                let from =
+                    rename_from.ok_or_else(|| Failure::refuse(BadSequence, "Send RNFR first"))?;
+                self.rnto(from, &name)?
+            }
         })
     }
 
@@ -376,6 +510,63 @@ impl Session<'_> {
         }
     }
 
+    fn feat(&self) -> Reply {
+        let hashes: Vec<String> = HashAlgo::ALL
+            .iter()
+            .map(|h| format!("{}{}", h.name(), if *h == self.hash { "*" } else { "" }))
+            .collect();
+        let lines = [
+            "EPRT".to_owned(),
+            "EPSV".to_owned(),
+            format!("HASH {}", hashes.join(";")),
+            "MDTM".to_owned(),
+            self.facts.feature(),
+            "PASV".to_owned(),
+            "REST STREAM".to_owned(),
+            "SIZE".to_owned(),
+            "TVFS".to_owned(),
+            "UTF8".to_owned(),
+        ];
+        Reply::multi(ReplyCode::SystemStatus, "Features:", &lines, "End")
+    }
+
+    fn opts(&mut self, opt: &str) -> Result<Reply, Failure> {
+        use ReplyCode::*;
+        let (name, value) = match opt.trim().split_once(' ') {
+            Some((name, value)) => (name, Some(value.trim())),
+            None => (opt.trim(), None),
+        };
+        if name.eq_ignore_ascii_case("UTF8") {
+            return match value {
+                None => Ok(Reply::new(CommandOk, "Always in UTF8 mode")),
+                Some(on) if on.eq_ignore_ascii_case("ON") => {
+                    Ok(Reply::new(CommandOk, "Always in UTF8 mode"))
+                }
+                Some(_) => Err(Failure::refuse(
+                    ParameterNotImplemented,
+                    "UTF8 cannot be turned off",
+                )),
+            };
+        }
+        if name.eq_ignore_ascii_case("MLST") {
+            self.facts = Facts::select(value.unwrap_or(""));
+            return Ok(Reply::new(
+                CommandOk,
+                format!("MLST OPTS {}", self.facts.names()),
+            ));
+        }
+        if name.eq_ignore_ascii_case("HASH") {
+            if let Some(value) = value {
+                self.hash = HashAlgo::ALL
+                    .into_iter()
+                    .find(|h| h.name().eq_ignore_ascii_case(value))
+                    .ok_or_else(|| Failure::refuse(BadArguments, "Unknown algorithm"))?;
+            }
+            return Ok(Reply::new(CommandOk, self.hash.name()));
+        }
+        Err(Failure::refuse(BadArguments, "Option not understood"))
+    }
+
     fn resolve(&self, arg: &str) -> Result<Resolved, Failure> {
         Ok(self.shared.root.resolve(&self.cwd, arg)?)
     }
@@ -392,6 +583,16 @@ impl Session<'_> {
             ));
         }
         Ok((path, meta))
+    }
+
+    fn read_lock(&self, path: &Resolved) -> Result<FileGuard<'s>, Failure> {
+        let wait = self.shared.config.lock_wait;
+        self.shared.locks.read(path, wait).ok_or(Failure::Busy)
+    }
+
+    fn write_lock(&self, path: &Resolved) -> Result<FileGuard<'s>, Failure> {
+        let wait = self.shared.config.lock_wait;
+        self.shared.locks.write(path, wait).ok_or(Failure::Busy)
     }
 
     fn cwd(&mut self, dir: &str) -> Result<Reply, Failure> {
@@ -506,15 +707,65 @@ impl Session<'_> {
         drop(stream);
     }
 
+    /// Looks at the control connection without waiting: an ABOR or a closed
+    /// connection is reported, other complete lines are queued for later.
+    fn poll_control(&mut self) -> Poll {
+        if self.writer.set_nonblocking(true).is_err() {
+            return Poll::Nothing;
+        }
+        let mut found = Poll::Nothing;
+        loop {
+            match read_line(
+                &mut self.reader,
+                &mut self.line,
+                &mut self.line_state,
+                MAX_LINE,
+            ) {
+                Ok(Line::Complete) => {
+                    if Command::parse(&self.line) == Ok(Command::Abor) {
+                        found = Poll::Abort;
+                        break;
+                    }
+                    if self.queued.len() < MAX_QUEUED {
+                        self.queued.push_back(Queued::Line(self.line.clone()));
+                    } else {
+                        self.queued.push_back(Queued::TooLong);
+                    }
+                }
+                Ok(Line::TooLong) => self.queued.push_back(Queued::TooLong),
+                Ok(Line::Eof) => {
+                    found = Poll::Closed;
+                    break;
+                }
+                Err(_) => break, // nothing more for now; a partial line is kept
+            }
+        }
+        let _ = self.writer.set_nonblocking(false);
+        found
+    }
+
+    /// Between chunks of a transfer: stop on ABOR or a vanished client.
+    fn check_abort(&mut self) -> Result<(), Failure> {
+        match self.poll_control() {
+            Poll::Nothing => Ok(()),
+            Poll::Abort => {
+                self.abort_seen = true;
+                Err(Failure::Aborted)
+            }
+            Poll::Closed if self.shared.stopping() => Ok(()), // our own sweep
+            Poll::Closed => Err(Failure::Transfer(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "the client closed the control connection",
+            ))),
+        }
+    }
+
     fn retr(&mut self, name: &str) -> Result<Reply, Failure> {
         let plan = self.data.take();
+        let mut offset = std::mem::take(&mut self.rest);
         let path = self.resolve(name)?;
-        let _guard = self
-            .shared
-            .locks
-            .read(&path, self.shared.config.lock_wait)
-            .ok_or(Failure::Busy)?;
-        let mut file = File::open(path.real()).map_err(Failure::Fs)?;
+        let _guard = self.read_lock(&path)?;
+        let file = File::open(path.real()).map_err(Failure::Fs)?;
         let meta = file.metadata().map_err(Failure::Fs)?;
         if !meta.is_file() {
             return Err(Failure::refuse(
@@ -522,21 +773,54 @@ impl Session<'_> {
                 "Not a plain file",
             ));
         }
+        if offset > meta.len() {
+            return Err(Failure::refuse(
+                ReplyCode::InvalidRestart,
+                format!(
+                    "REST {offset} is past the end of the file ({} bytes)",
+                    meta.len()
+                ),
+            ));
+        }
         let shown = path.virtual_path();
         let mut stream = self.open_data(plan, &format!("{shown} ({} bytes)", meta.len()))?;
         let started = Instant::now();
-        // File -> TcpStream: std::io::copy uses sendfile here, keep it unwrapped.
-        let result = io::copy(&mut file, &mut stream);
+        let start = offset;
+        let result = self.send_file(&file, &mut offset, &stream);
+        stream.flush().ok();
         self.close_data(stream);
-        let n = result.map_err(Failure::Transfer)?;
-        self.log_transfer("RETR", shown, n, started);
+        result?;
+        self.log_transfer("RETR", shown, offset - start, started);
         Ok(Reply::new(
             ReplyCode::TransferComplete,
-            format!("Transfer complete, {n} bytes"),
+            format!("Transfer complete, {} bytes", offset - start),
         ))
     }
 
-    fn stor(&mut self, name: &str) -> Result<Reply, Failure> {
+    fn send_file(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        stream: &TcpStream,
+    ) -> Result<(), Failure> {
+        loop {
+            let n = self.pump.file_to_socket(file, offset, stream, CHUNK)?;
+            if n < CHUNK {
+                // A short chunk is the end of the file, or the next call finds it.
+                if n == 0 {
+                    return Ok(());
+                }
+                continue;
+            }
+            self.check_abort()?;
+        }
+    }
+
+    /// STOR, APPE and REST+STOR: the new version is built in a hidden temporary file
+    /// beside the target (starting from part of the current file when resuming or
+    /// appending) and renamed over the target only when the upload is complete.
+    /// Readers see the old version or the new one, never a mix.
+    fn store(&mut self, name: &str, how: Store) -> Result<Reply, Failure> {
         let plan = self.data.take();
         let path = self.resolve(name)?;
         if path.real().is_dir() {
@@ -545,29 +829,41 @@ impl Session<'_> {
                 "Is a directory",
             ));
         }
-        let _guard = self
-            .shared
-            .locks
-            .write(&path, self.shared.config.lock_wait)
-            .ok_or(Failure::Busy)?;
+        let _guard = self.write_lock(&path)?;
+        let current = match fs::metadata(path.real()) {
+            Ok(meta) => Some(meta.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Failure::Fs(e)),
+        };
+        let keep = match (how, current) {
+            (Store::Replace, _) | (Store::Append, None) => 0,
+            (Store::Append, Some(len)) => len,
+            (Store::At(n), Some(len)) if n <= len => n,
+            (Store::At(n), _) => {
+                return Err(Failure::refuse(
+                    ReplyCode::InvalidRestart,
+                    format!("REST {n} is past the end of the file"),
+                ))
+            }
+        };
         let dir = path.real().parent().unwrap_or(self.shared.root.dir());
-        // The upload goes to a hidden temporary file beside the target, renamed over it
-        // only when complete. Dropping `part` on any error removes it.
+        // Dropping `part` on any error removes it.
         let mut part = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
             .permissions(fs::Permissions::from_mode(0o644))
             .tempfile_in(dir)
             .map_err(Failure::Fs)?;
+        if keep > 0 {
+            // File to file: std::io::copy uses copy_file_range here.
+            let current = File::open(path.real()).map_err(Failure::Fs)?;
+            io::copy(&mut current.take(keep), part.as_file_mut()).map_err(Failure::Fs)?;
+        }
         let shown = path.virtual_path();
-        let mut stream = self.open_data(plan, &shown.to_string())?;
+        let stream = self.open_data(plan, shown.as_str())?;
         let started = Instant::now();
-        let result = io::copy(&mut stream, part.as_file_mut());
+        let result = self.receive_file(&stream, part.as_file());
         self.close_data(stream);
-        let n = match result {
-            Ok(n) => n,
-            Err(e) if is_storage_error(&e) => return Err(Failure::Fs(e)),
-            Err(e) => return Err(Failure::Transfer(e)),
-        };
+        let n = result?;
         // After the grace period the server shuts our data connection down, and the
         // read sees an end of file: that upload is cut short, not complete.
         if self.shared.forced.load(Ordering::SeqCst) {
@@ -577,66 +873,79 @@ impl Session<'_> {
             );
             return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
         }
-        if self.client_vanished() {
-            log::warn!("{}: STOR {shown}: client gone, upload discarded", self.peer);
-            return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
-        }
+        // A client that went away (or sent ABOR) right as the data ended did not finish
+        // its upload: the end of the data connection was not the end of the file.
+        // Best effort: it looks without waiting.
+        self.check_abort().inspect_err(|_| {
+            log::warn!(
+                "{}: STOR {shown}: client gone or aborted, upload discarded",
+                self.peer
+            );
+        })?;
         part.persist(path.real())
             .map_err(|e| Failure::Fs(e.error))?;
-        self.log_transfer("STOR", shown, n, started);
+        let verb = match how {
+            Store::Append => "APPE",
+            _ => "STOR",
+        };
+        self.log_transfer(verb, shown, n, started);
         Ok(Reply::new(
             ReplyCode::TransferComplete,
             format!("Transfer complete, {n} bytes"),
         ))
     }
 
-    /// Whether the client closed the control connection, which means an upload that
-    /// just ended was cut short by a client that went away, not finished. Best effort:
-    /// a peek that does not wait. During shutdown our own sweep closed the reading
-    /// half, so then the answer is always no.
-    fn client_vanished(&self) -> bool {
-        if self.shared.stopping() || !self.reader.buffer().is_empty() {
-            return false;
+    fn receive_file(&mut self, stream: &TcpStream, file: &File) -> Result<u64, Failure> {
+        let mut total = 0u64;
+        let mut since_look = 0;
+        loop {
+            let n = self.pump.socket_to_file(stream, file, CHUNK)?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+            since_look += n;
+            if since_look >= CHUNK {
+                since_look = 0;
+                self.check_abort()?;
+            }
         }
-        if self.writer.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let mut byte = [0u8; 1];
-        let closed = matches!(self.writer.peek(&mut byte), Ok(0));
-        let _ = self.writer.set_nonblocking(false);
-        closed
     }
 
-    fn list(&mut self, arg: Option<&str>, long: bool) -> Result<Reply, Failure> {
+    fn list(&mut self, arg: Option<&str>, kind: Listing) -> Result<Reply, Failure> {
         let plan = self.data.take();
         let path = self.resolve(arg.unwrap_or("."))?;
         let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
         let now = SystemTime::now();
         let mut text = String::new();
         if meta.is_dir() {
-            let mut entries = Vec::new();
-            for entry in fs::read_dir(path.real()).map_err(Failure::Fs)? {
-                let Ok(entry) = entry else { continue };
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with(TEMP_PREFIX) {
-                    continue;
-                }
-                if let Some(meta) = self.listed_meta(&path, &name) {
-                    entries.push((name, meta));
+            for (name, meta) in self.entries(&path)? {
+                match kind {
+                    Listing::Long => ls_line(&mut text, &name, &meta, now),
+                    Listing::Names => {
+                        text.push_str(&name);
+                        text.push_str("\r\n");
+                    }
+                    Listing::Facts => {
+                        text.push_str(&self.facts.line(&name, &meta, true));
+                        text.push_str("\r\n");
+                    }
                 }
             }
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            for (name, meta) in &entries {
-                push_entry(&mut text, name, meta, long, now);
-            }
+        } else if kind == Listing::Facts {
+            return Err(Failure::refuse(
+                ReplyCode::BadArguments,
+                "MLSD needs a directory",
+            ));
         } else {
-            let name = path
-                .virtual_path()
-                .components()
-                .last()
-                .unwrap_or("/")
-                .to_owned();
-            push_entry(&mut text, &name, &meta, long, now);
+            let name = path.virtual_path().components().last().unwrap_or("/");
+            match kind {
+                Listing::Long => ls_line(&mut text, name, &meta, now),
+                _ => {
+                    text.push_str(name);
+                    text.push_str("\r\n");
+                }
+            }
         }
         let mut stream = self.open_data(plan, "directory listing")?;
         let result = stream.write_all(text.as_bytes());
@@ -645,8 +954,25 @@ impl Session<'_> {
         Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
     }
 
-    /// The metadata to list for `name` in `dir`: a symlink shows what it points to,
-    /// and one that leads outside the root (or nowhere) is not listed at all.
+    /// The entries of a directory, sorted by name, without our temporary files and
+    /// without symlinks that lead outside the root (or nowhere).
+    fn entries(&self, dir: &Resolved) -> Result<Vec<(String, Metadata)>, Failure> {
+        let mut entries = Vec::new();
+        for entry in fs::read_dir(dir.real()).map_err(Failure::Fs)? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(TEMP_PREFIX) {
+                continue;
+            }
+            if let Some(meta) = self.listed_meta(dir, &name) {
+                entries.push((name, meta));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
+
+    /// The metadata to list for `name` in `dir`: a symlink shows what it points to.
     fn listed_meta(&self, dir: &Resolved, name: &str) -> Option<Metadata> {
         let real = dir.real().join(name);
         let meta = fs::symlink_metadata(&real).ok()?;
@@ -658,38 +984,191 @@ impl Session<'_> {
         fs::metadata(resolved.real()).ok()
     }
 
+    fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
+        let path = self.resolve(arg.unwrap_or("."))?;
+        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let shown = path.virtual_path().as_str();
+        let facts = self.facts.line(shown, &meta, true);
+        Ok(Reply::multi(
+            ReplyCode::FileActionOk,
+            &format!("Listing {shown}"),
+            &[facts],
+            "End",
+        ))
+    }
+
+    fn stat(&self, arg: Option<&str>) -> Result<Reply, Failure> {
+        let Some(arg) = arg else {
+            let user = match &self.login {
+                Login::In(name) => name.as_str(),
+                _ => "nobody",
+            };
+            let data = match &self.data {
+                Some(DataPlan::Passive(_)) => "Passive data connection ready",
+                Some(DataPlan::Active(_)) => "Active data connection set up",
+                None => "No data connection",
+            };
+            let lines = [
+                format!("Connected from {}", self.peer.ip()),
+                format!("Logged in as {user}"),
+                format!("TYPE: {}", type_name(self.transfer_type)),
+                data.to_owned(),
+            ];
+            return Ok(Reply::multi(
+                ReplyCode::SystemStatus,
+                "simple-ftp status:",
+                &lines,
+                "End of status",
+            ));
+        };
+        let path = self.resolve(arg)?;
+        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let now = SystemTime::now();
+        let mut text = String::new();
+        if meta.is_dir() {
+            for (name, meta) in self.entries(&path)? {
+                ls_line(&mut text, &name, &meta, now);
+            }
+        } else {
+            let name = path.virtual_path().components().last().unwrap_or("/");
+            ls_line(&mut text, name, &meta, now);
+        }
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        Ok(Reply::multi(
+            ReplyCode::FileStatus,
+            &format!("Status of {}:", path.virtual_path()),
+            &lines,
+            "End of status",
+        ))
+    }
+
+    fn hash(&self, name: &str) -> Result<Reply, Failure> {
+        let (path, _) = self.plain_file(name)?;
+        let _guard = self.read_lock(&path)?;
+        let mut file = File::open(path.real()).map_err(Failure::Fs)?;
+        let (len, digest) = match self.hash {
+            HashAlgo::Sha256 => {
+                let mut h = sha2::Sha256::new();
+                let len = io::copy(&mut file, &mut h).map_err(Failure::Fs)?;
+                (len, hex(&h.finalize()))
+            }
+            HashAlgo::Sha512 => {
+                let mut h = sha2::Sha512::new();
+                let len = io::copy(&mut file, &mut h).map_err(Failure::Fs)?;
+                (len, hex(&h.finalize()))
+            }
+        };
+        Ok(Reply::new(
+            ReplyCode::FileStatus,
+            format!("{} 0-{len} {digest} {name}", self.hash.name()),
+        ))
+    }
+
+    fn dele(&self, name: &str) -> Result<Reply, Failure> {
+        let path = self.resolve(name)?;
+        let meta = fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+        if meta.is_dir() {
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Is a directory; use RMD",
+            ));
+        }
+        let _guard = self.write_lock(&path)?;
+        fs::remove_file(path.real()).map_err(Failure::Fs)?;
+        log::info!("{}: DELE {}", self.peer, path.virtual_path());
+        Ok(Reply::new(ReplyCode::FileActionOk, "File deleted"))
+    }
+
+    fn mkd(&self, name: &str) -> Result<Reply, Failure> {
+        let path = self.resolve(name)?;
+        fs::create_dir(path.real()).map_err(Failure::Fs)?;
+        log::info!("{}: MKD {}", self.peer, path.virtual_path());
+        Ok(Reply::new(
+            ReplyCode::PathName,
+            format!("{} created", quote(path.virtual_path().as_str())),
+        ))
+    }
+
+    fn rmd(&self, name: &str) -> Result<Reply, Failure> {
+        let path = self.resolve(name)?;
+        if path.virtual_path().is_root() {
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Cannot remove the root",
+            ));
+        }
+        let meta = fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+        if !meta.is_dir() {
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Not a directory",
+            ));
+        }
+        fs::remove_dir(path.real()).map_err(Failure::Fs)?;
+        log::info!("{}: RMD {}", self.peer, path.virtual_path());
+        Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
+    }
+
+    fn rnto(&self, from: Resolved, name: &str) -> Result<Reply, Failure> {
+        let to = self.resolve(name)?;
+        if from.virtual_path().is_root() || to.virtual_path().is_root() {
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Cannot rename the root",
+            ));
+        }
+        // Both names are locked, in a fixed order so two renames never deadlock.
+        let (first, second) = if from.real() <= to.real() {
+            (&from, &to)
+        } else {
+            (&to, &from)
+        };
+        let _a = self.write_lock(first)?;
+        let _b = (first.real() != second.real())
+            .then(|| self.write_lock(second))
+            .transpose()?;
+        fs::rename(from.real(), to.real()).map_err(Failure::Fs)?;
+        log::info!(
+            "{}: rename {} to {}",
+            self.peer,
+            from.virtual_path(),
+            to.virtual_path()
+        );
+        Ok(Reply::new(ReplyCode::FileActionOk, "Rename successful"))
+    }
+
     fn log_transfer(&self, verb: &str, path: &VirtualPath, bytes: u64, started: Instant) {
         let secs = started.elapsed().as_secs_f64();
         log::info!("{}: {verb} {path} {bytes} bytes in {secs:.3} s", self.peer);
     }
 }
 
-/// One line of a listing: `ls -l` style, or the bare name.
-fn push_entry(text: &mut String, name: &str, meta: &Metadata, long: bool, now: SystemTime) {
-    use std::fmt::Write as _;
-    if long {
-        let kind = if meta.is_dir() { 'd' } else { '-' };
-        let mode = meta.permissions().mode();
-        let mut perms = String::with_capacity(9);
-        for shift in [6, 3, 0] {
-            let bits = (mode >> shift) & 7;
-            perms.push(if bits & 4 != 0 { 'r' } else { '-' });
-            perms.push(if bits & 2 != 0 { 'w' } else { '-' });
-            perms.push(if bits & 1 != 0 { 'x' } else { '-' });
-        }
-        let date = meta
-            .modified()
-            .map_or_else(|_| ls_date(now, now), |t| ls_date(t, now));
-        let _ = write!(
-            text,
-            "{kind}{perms} {:>3} ftp      ftp      {:>12} {date} {name}\r\n",
-            meta.nlink(),
-            meta.len()
-        );
-    } else {
-        text.push_str(name);
-        text.push_str("\r\n");
+/// What a listing command sends for each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listing {
+    /// LIST: `ls -l` lines.
+    Long,
+    /// NLST: names.
+    Names,
+    /// MLSD: facts and names.
+    Facts,
+}
+
+fn type_name(t: TransferType) -> &'static str {
+    match t {
+        TransferType::Ascii => "A",
+        TransferType::Image => "I",
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A path in double quotes, with quotes inside doubled (RFC 959 Appendix II).
@@ -697,39 +1176,12 @@ fn quote(path: &str) -> String {
     format!("\"{}\"", path.replace('"', "\"\""))
 }
 
-/// Everything we implement beyond RFC 959, one feature per line (RFC 2389).
-const FEATURES: &[&str] = &["EPRT", "EPSV", "MDTM", "PASV", "SIZE", "TVFS", "UTF8"];
-
-fn feat() -> Reply {
-    let lines: Vec<String> = FEATURES.iter().map(|f| (*f).to_owned()).collect();
-    Reply::multi(ReplyCode::SystemStatus, "Features:", &lines, "End")
-}
-
-fn opts(opt: &str) -> Result<Reply, Failure> {
-    let mut words = opt.split_whitespace();
-    let name = words.next().unwrap_or("");
-    if name.eq_ignore_ascii_case("UTF8") {
-        return match words.next() {
-            None => Ok(Reply::new(ReplyCode::CommandOk, "Always in UTF8 mode")),
-            Some(on) if on.eq_ignore_ascii_case("ON") => {
-                Ok(Reply::new(ReplyCode::CommandOk, "Always in UTF8 mode"))
-            }
-            Some(_) => Err(Failure::refuse(
-                ReplyCode::ParameterNotImplemented,
-                "UTF8 cannot be turned off",
-            )),
-        };
-    }
-    Err(Failure::refuse(
-        ReplyCode::BadArguments,
-        "Option not understood",
-    ))
-}
-
 fn help() -> Reply {
     let lines = [
-        "ALLO CDUP CWD  EPRT EPSV FEAT HELP LIST MDTM MODE NLST NOOP OPTS PASS",
-        "PASV PORT PWD  QUIT RETR SIZE STOR STRU SYST TYPE USER XCUP XCWD XPWD",
+        "ABOR ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST MDTM MKD",
+        "MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR RMD",
+        "RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE USER XCUP XCWD XMKD XPWD",
+        "XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(

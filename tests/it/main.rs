@@ -3,6 +3,7 @@
 mod bad_input;
 mod client_pyftpdlib;
 mod client_server;
+mod commands;
 mod common;
 mod faults;
 mod lifecycle;

@@ -28,7 +28,7 @@ fn greeting_login_and_basic_commands() {
     ftp.expect("OPTS UTF8 ON", 200);
     ftp.expect("ALLO 100", 202);
     ftp.expect("FROB", 500);
-    ftp.expect("DELE x", 502);
+    ftp.expect("ACCT x", 502);
     ftp.expect("RETR", 501);
     let help = ftp.expect("HELP", 214);
     assert!(
