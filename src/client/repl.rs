@@ -490,8 +490,12 @@ impl Repl {
             }
         });
         ui.progress_end();
-        let bytes = result?;
-        ui.result(&transfer_line(verb, name.as_str(), bytes, start.elapsed()));
+        let done = result?;
+        let mut line = transfer_line(verb, name.as_str(), done.bytes, start.elapsed());
+        if done.verified {
+            line.push_str(", SHA-256 verified");
+        }
+        ui.result(&line);
         Ok(())
     }
 

@@ -21,6 +21,14 @@ struct Behavior {
     greeting: Option<&'static str>,
     /// Connections to serve before the thread ends.
     connections: usize,
+    /// Offer `HASH SHA-256` in FEAT and answer HASH: truthfully, or with a wrong digest.
+    hash: Option<HashAnswer>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HashAnswer {
+    Truth,
+    Lie,
 }
 
 /// A scripted in-process FTP server on a port-0 listener, serving `connections`
@@ -115,6 +123,19 @@ fn serve(
                     )
                 }
             }
+            "FEAT" if behavior.hash.is_some() => {
+                "211-Features:\r\n HASH SHA-256*\r\n211 End".to_owned()
+            }
+            "HASH" if behavior.hash.is_some() => match files.lock().expect("lock").get(arg) {
+                Some(bytes) => {
+                    let mut digest = sha256_hex(bytes);
+                    if behavior.hash == Some(HashAnswer::Lie) {
+                        digest = digest.replace(|c: char| c != '0', "0");
+                    }
+                    format!("213 SHA-256 0-{} {digest} {arg}", bytes.len())
+                }
+                None => "550 no such file".to_owned(),
+            },
             "SIZE" => match files.lock().expect("lock").get(arg) {
                 Some(bytes) => format!("213 {}", bytes.len()),
                 None => "550 no such file".to_owned(),
@@ -172,6 +193,13 @@ fn serve(
     }
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn all_bytes() -> Vec<u8> {
     (0..=255u8).cycle().take(300_000).collect()
 }
@@ -184,7 +212,7 @@ fn get_streams_the_file_and_reports_progress() {
     let mut seen = Vec::new();
     let local = dir.path().join("a.bin");
     let n = client.get("a.bin", &local, |p| seen.push(p)).expect("get");
-    assert_eq!(n, 300_000);
+    assert_eq!(n.bytes, 300_000);
     assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
     assert_eq!(
         seen.first(),
@@ -213,7 +241,7 @@ fn put_sends_the_file_and_the_server_gets_every_byte() {
     let n = client
         .put(&local, "up.bin", |p| last = Some(p))
         .expect("put");
-    assert_eq!(n, 300_000);
+    assert_eq!(n.bytes, 300_000);
     assert_eq!(
         last,
         Some(Progress {
@@ -511,4 +539,67 @@ fn repl_user_changes_the_next_login() {
     repl.run_line("QUIT", &mut ui);
     let cmds = server.commands();
     assert_eq!(cmds[..2], ["USER bob".to_owned(), "PASS pw".to_owned()]);
+}
+
+#[test]
+fn transfers_are_verified_when_the_server_offers_hash() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let local = dir.path().join("a.bin");
+    let got = client.get("a.bin", &local, |_| {}).expect("get");
+    assert_eq!(
+        got,
+        Transferred {
+            bytes: 300_000,
+            verified: true
+        }
+    );
+    let sent = client.put(&local, "b.bin", |_| {}).expect("put");
+    assert!(sent.verified);
+    client.quit().expect("quit");
+    let hashes: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("HASH") || c.starts_with("FEAT"))
+        .collect();
+    assert_eq!(
+        hashes,
+        ["FEAT", "HASH a.bin", "HASH b.bin"],
+        "FEAT is asked once"
+    );
+}
+
+#[test]
+fn a_download_that_differs_from_the_servers_hash_is_not_kept() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Lie),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("a.bin");
+    std::fs::write(&local, b"my good copy").expect("write");
+    let mut client = server.connect();
+    let err = client.get("a.bin", &local, |_| {}).expect_err("mismatch");
+    assert!(matches!(err, ClientError::Mismatch { .. }), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), b"my good copy");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    let err = client.put(&local, "up.bin", |_| {}).expect_err("mismatch");
+    assert!(matches!(err, ClientError::Mismatch { .. }), "{err}");
+    // Verification off: the same transfer is accepted, unverified.
+    client.set_verify(false);
+    let got = client.get("a.bin", &local, |_| {}).expect("get");
+    assert_eq!(
+        got,
+        Transferred {
+            bytes: 300_000,
+            verified: false
+        }
+    );
+    assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
 }

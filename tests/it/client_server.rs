@@ -43,6 +43,14 @@ fn lab_check_moves_files_byte_exact_between_two_servers() {
     assert!(hidden_names_in(client.path()).is_empty());
     let line = format!("GET down-big.bin: {} bytes in ", (50 << 20) + 3);
     assert!(run.stdout.contains(&line), "{}", run.stdout);
+    // Our server offers HASH, so every transfer was checked against its SHA-256.
+    let transfers = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("GET ") || l.starts_with("PUT "));
+    for transfer in transfers {
+        assert!(transfer.ends_with(", SHA-256 verified"), "{transfer}");
+    }
 }
 
 #[test]
