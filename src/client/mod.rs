@@ -15,6 +15,9 @@
 //! When the server offers `HASH` with SHA-256 (draft-bryan-ftpext-hash), every GET
 //! and PUT is verified afterwards: the server's digest of its file must equal ours,
 //! or the transfer is an error ([`ClientError::Mismatch`]) and a download is not kept.
+//! The check reads the file again after the transfer, so a file that another client
+//! replaces in between is reported as a mismatch too: turn verification off with
+//! [`Client::set_verify`] for files that change under you.
 //!
 //! Downloads land in a temporary file next to their target and are renamed over it
 //! only once the server confirmed the whole transfer: a failed [`Client::get`] leaves

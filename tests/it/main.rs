@@ -10,3 +10,4 @@ mod lifecycle;
 mod load;
 mod peers;
 mod server;
+mod stress;
