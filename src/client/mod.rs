@@ -33,6 +33,8 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::Digest;
@@ -97,6 +99,10 @@ pub enum ClientError {
     /// An argument that cannot be sent, such as a file name containing a line break.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The transfer was stopped through its [`Interrupt`] (Ctrl-C); the server was sent
+    /// ABOR and a download left nothing behind.
+    #[error("interrupted")]
+    Interrupted,
     /// The transfer completed, but the server's SHA-256 of its file differs from ours.
     #[error("{path}: SHA-256 differs after the transfer (local {local}, server {remote})")]
     Mismatch {
@@ -132,6 +138,55 @@ pub struct Progress {
     pub total: Option<u64>,
 }
 
+/// Lets another thread (a Ctrl-C handler, say) stop the transfer in progress.
+///
+/// The transfer notices between chunks of a megabyte, sends ABOR, closes its data
+/// connection and fails with [`ClientError::Interrupted`].
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    requested: AtomicBool,
+    transferring: AtomicBool,
+}
+
+impl Interrupt {
+    /// A new handle, to share between the client and whoever may interrupt it.
+    pub fn new() -> Arc<Interrupt> {
+        Arc::new(Interrupt::default())
+    }
+
+    /// Asks the running transfer to stop. Returns false when no transfer is running
+    /// (then nothing happens: a Ctrl-C handler may exit instead).
+    pub fn request(&self) -> bool {
+        if self.transferring.load(Ordering::SeqCst) {
+            self.requested.store(true, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Marks a transfer as running for as long as it lives.
+struct Running<'a>(&'a Interrupt);
+
+impl<'a> Running<'a> {
+    fn start(interrupt: &'a Interrupt) -> Running<'a> {
+        interrupt.requested.store(false, Ordering::SeqCst);
+        interrupt.transferring.store(true, Ordering::SeqCst);
+        Running(interrupt)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.0.requested.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.transferring.store(false, Ordering::SeqCst);
+    }
+}
+
 /// What a finished [`Client::get`] or [`Client::put`] moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transferred {
@@ -157,6 +212,7 @@ pub struct Client {
     /// Whether the server computes SHA-256 with HASH; found out on first use.
     server_sha256: Option<bool>,
     pump: Pump,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Client {
@@ -211,6 +267,7 @@ impl Client {
             verify: true,
             server_sha256: None,
             pump: Pump::new(),
+            interrupt: Interrupt::new(),
         };
         for _ in 0..MAX_PRELIMINARY_GREETINGS {
             let reply = client.read_reply()?;
@@ -307,9 +364,14 @@ impl Client {
         let data = self.open_data()?;
         self.send(&Command::Retr(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let interrupt = Arc::clone(&self.interrupt);
+        let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
         let mut done = 0u64;
         let copied = loop {
+            if running.stop_requested() {
+                return Err(self.abort_transfer(data));
+            }
             match self
                 .pump
                 .socket_to_file(&data, temp.as_file(), PROGRESS_STEP)
@@ -322,6 +384,7 @@ impl Client {
                 Err(e) => break Err(e),
             }
         };
+        drop(running);
         drop(data);
         let bytes = self.finish_transfer(copied, local)?;
         // A download that does not match the server's file is not kept (dropping
@@ -364,9 +427,14 @@ impl Client {
         let data = self.open_data()?;
         self.send(&Command::Stor(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let interrupt = Arc::clone(&self.interrupt);
+        let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
         let mut offset = 0u64;
         let copied = loop {
+            if running.stop_requested() {
+                return Err(self.abort_transfer(data));
+            }
             match self
                 .pump
                 .file_to_socket(&file, &mut offset, &data, PROGRESS_STEP)
@@ -379,11 +447,38 @@ impl Client {
                 Err(e) => break Err(e),
             }
         };
+        drop(running);
         // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4).
         drop(data);
         let bytes = self.finish_transfer(copied, local)?;
         let verified = self.verify_against_server(remote, local)?;
         Ok(Transferred { bytes, verified })
+    }
+
+    /// Shares `interrupt` with this client: requesting it stops the transfer in progress.
+    pub fn set_interrupt(&mut self, interrupt: Arc<Interrupt>) {
+        self.interrupt = interrupt;
+    }
+
+    /// Stops a transfer: ABOR first (so the server does not take the end of an upload
+    /// for the end of the file), then the data connection goes. The server answers
+    /// twice: for the transfer (426, or 226 if it had finished) and for the ABOR
+    /// (226 or 225). A server that does not leaves the connection unusable.
+    fn abort_transfer(&mut self, data: TcpStream) -> ClientError {
+        let sent = self.send(&Command::Abor);
+        drop(data);
+        if sent.is_ok() {
+            for _ in 0..2 {
+                match self.read_reply() {
+                    Ok(r) if matches!(r.code, 225 | 226 | 426 | 451) => {}
+                    _ => {
+                        self.usable = false;
+                        break;
+                    }
+                }
+            }
+        }
+        ClientError::Interrupted
     }
 
     /// Turns verification after each transfer on (the default) or off.

@@ -152,9 +152,14 @@ fn serve(
                     data.write_all(&bytes[..bytes.len() / 2])?;
                     return Ok(());
                 }
-                data.write_all(&bytes)?;
+                // A client that closes the data connection early gets 426, as from a
+                // real server.
+                let sent = data.write_all(&bytes);
                 drop(data);
-                "226 done".to_owned()
+                match sent {
+                    Ok(()) => "226 done".to_owned(),
+                    Err(_) => "426 connection closed; transfer aborted".to_owned(),
+                }
             }
             "STOR" => {
                 let Some(l) = passive.take() else {
@@ -183,6 +188,7 @@ fn serve(
                 drop(data);
                 "226 listed".to_owned()
             }
+            "ABOR" => "226 ABOR done".to_owned(),
             "QUIT" => {
                 writeln!(out, "221 bye\r")?;
                 return Ok(());
@@ -602,4 +608,62 @@ fn a_download_that_differs_from_the_servers_hash_is_not_kept() {
         }
     );
     assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
+}
+
+#[test]
+fn an_interrupted_download_sends_abor_leaves_nothing_and_the_client_goes_on() {
+    let big: Vec<u8> = (0..=255u8).cycle().take(8 << 20).collect();
+    let server = FakeServer::start(Behavior::default()).with_file("big.bin", &big);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("big.bin");
+    std::fs::write(&local, b"keep me").expect("write");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    // Ctrl-C as the transfer starts: the callback runs while it is in progress.
+    let err = client
+        .get("big.bin", &local, |_| {
+            assert!(interrupt.request(), "a transfer is running");
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), b"keep me");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "no temp file"
+    );
+    assert!(!interrupt.request(), "no transfer is running now");
+    // The control connection is in step: the next transfer works.
+    client.noop().expect("noop");
+    let small = dir.path().join("small.bin");
+    let server_file = server.file("big.bin").expect("file");
+    assert_eq!(server_file.len(), 8 << 20);
+    client.put(&local, "small.bin", |_| {}).expect("put");
+    assert!(server.commands().contains(&"ABOR".to_owned()));
+    drop(small);
+}
+
+#[test]
+fn an_interrupted_upload_sends_abor_before_closing_the_data_connection() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, vec![7u8; 4 << 20]).expect("write");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    let err = client
+        .put(&local, "up.bin", |_| {
+            interrupt.request();
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    client.noop().expect("the connection is still in step");
+    let commands = server.commands();
+    let stor = commands
+        .iter()
+        .position(|c| c == "STOR up.bin")
+        .expect("STOR");
+    assert_eq!(commands.get(stor + 1).map(String::as_str), Some("ABOR"));
 }
