@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one file per theme.
 
+mod accounts;
 mod bad_input;
 mod client_pyftpdlib;
 mod client_server;
