@@ -17,6 +17,7 @@ pub mod path;
 pub mod protocol;
 pub mod server;
 pub mod time;
+pub mod tls;
 pub mod transfer;
 
 pub use error::{Error, Result};

@@ -49,6 +49,8 @@ pub enum ReplyCode {
     ExtendedPassiveMode,
     /// 230: user logged in, proceed.
     LoggedIn,
+    /// 234: security data exchange complete; the TLS handshake follows (RFC 4217 §4).
+    SecurityExchange,
     /// 250: requested file action okay, completed.
     FileActionOk,
     /// 257: "PATHNAME" created / current directory.
@@ -81,8 +83,16 @@ pub enum ReplyCode {
     ParameterNotImplemented,
     /// 522: network protocol not supported (RFC 2428).
     ProtocolNotSupported,
+    /// 521: the data connection cannot be opened with this PROT setting (RFC 4217 §9).
+    ProtectionRequired,
     /// 530: not logged in.
     NotLoggedIn,
+    /// 533: command protection level denied for policy reasons (RFC 2228; CCC here).
+    ProtectionDenied,
+    /// 534: request denied for policy reasons (RFC 2228; a plain login where TLS is required).
+    PolicyDenied,
+    /// 536: requested PROT level not supported (RFC 2228).
+    ProtLevelNotSupported,
     /// 550: requested action not taken; file unavailable (not found, no access).
     FileUnavailable,
     /// 553: requested action not taken; file name not allowed.
@@ -110,6 +120,7 @@ impl ReplyCode {
             PassiveMode => 227,
             ExtendedPassiveMode => 229,
             LoggedIn => 230,
+            SecurityExchange => 234,
             FileActionOk => 250,
             PathName => 257,
             NeedPassword => 331,
@@ -126,7 +137,11 @@ impl ReplyCode {
             BadSequence => 503,
             ParameterNotImplemented => 504,
             ProtocolNotSupported => 522,
+            ProtectionRequired => 521,
             NotLoggedIn => 530,
+            ProtectionDenied => 533,
+            PolicyDenied => 534,
+            ProtLevelNotSupported => 536,
             FileUnavailable => 550,
             NameNotAllowed => 553,
             InvalidRestart => 554,
@@ -353,6 +368,14 @@ pub enum Command {
     Mlsd(Option<String>),
     /// HASH path: a digest of the file (draft-bryan-ftpext-hash).
     Hash(String),
+    /// AUTH mechanism: `TLS` starts explicit FTPS (RFC 4217 §4).
+    Auth(String),
+    /// PBSZ size: the protection buffer size, always 0 with TLS (RFC 4217 §8).
+    Pbsz(u64),
+    /// PROT level: `C` (clear) or `P` (private) data connections (RFC 4217 §9).
+    Prot(char),
+    /// CCC: back to a clear control connection (refused here).
+    Ccc,
     /// SIZE path (RFC 3659 §4).
     Size(String),
     /// MDTM path (RFC 3659 §3).
@@ -414,7 +437,7 @@ impl ParseError {
 
 /// Verbs from RFC 959 and its extensions that we recognize but do not implement.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "ACCT", "SMNT", "REIN", "STOU", "AUTH", "PBSZ", "PROT", "CCC", "LANG", "HOST", "RANG",
+    "ACCT", "SMNT", "REIN", "STOU", "LANG", "HOST", "RANG", "ADAT", "MIC", "CONF", "ENC",
 ];
 
 impl Command {
@@ -475,6 +498,14 @@ impl Command {
             "MLST" => Command::Mlst(optional(arg)),
             "MLSD" => Command::Mlsd(optional(arg)),
             "HASH" => Command::Hash(required(arg, "HASH needs a file name")?),
+            "AUTH" => Command::Auth(required(arg, "AUTH needs a mechanism")?.trim().to_owned()),
+            "PBSZ" => Command::Pbsz(
+                arg.map(str::trim)
+                    .and_then(|a| a.parse().ok())
+                    .ok_or_else(|| ParseError::BadArguments("PBSZ needs a number".into()))?,
+            ),
+            "PROT" => Command::Prot(parse_prot(arg)?),
+            "CCC" => no_arg(arg, Command::Ccc)?,
             "SIZE" => Command::Size(required(arg, "SIZE needs a file name")?),
             "MDTM" => Command::Mdtm(required(arg, "MDTM needs a file name")?),
             "LIST" => Command::List(listing_path(arg)),
@@ -524,6 +555,10 @@ impl Command {
             Command::Mlst(_) => "MLST",
             Command::Mlsd(_) => "MLSD",
             Command::Hash(_) => "HASH",
+            Command::Auth(_) => "AUTH",
+            Command::Pbsz(_) => "PBSZ",
+            Command::Prot(_) => "PROT",
+            Command::Ccc => "CCC",
             Command::Size(_) => "SIZE",
             Command::Mdtm(_) => "MDTM",
             Command::List(_) => "LIST",
@@ -556,7 +591,10 @@ impl fmt::Display for Command {
             | Command::Rnfr(a)
             | Command::Rnto(a)
             | Command::Site(a)
-            | Command::Hash(a) => write!(f, "{verb} {a}"),
+            | Command::Hash(a)
+            | Command::Auth(a) => write!(f, "{verb} {a}"),
+            Command::Pbsz(n) => write!(f, "PBSZ {n}"),
+            Command::Prot(level) => write!(f, "PROT {level}"),
             Command::Rest(n) => write!(f, "REST {n}"),
             Command::List(a)
             | Command::Nlst(a)
@@ -591,6 +629,7 @@ impl fmt::Display for Command {
             | Command::Noop
             | Command::Allo
             | Command::Abor
+            | Command::Ccc
             | Command::Quit => f.write_str(verb),
         }
     }
@@ -681,6 +720,15 @@ fn parse_single_letter(
             "{verb} {arg} not supported; only {verb} {supported}"
         ))),
         _ => Err(ParseError::BadArguments(format!("{verb} needs one letter"))),
+    }
+}
+
+fn parse_prot(arg: Option<&str>) -> Result<char, ParseError> {
+    let arg = arg.unwrap_or("").trim();
+    let mut chars = arg.chars();
+    match (chars.next().map(|c| c.to_ascii_uppercase()), chars.next()) {
+        (Some(c @ ('C' | 'S' | 'E' | 'P')), None) => Ok(c),
+        _ => Err(ParseError::BadArguments("PROT needs C, S, E or P".into())),
     }
 }
 
@@ -926,6 +974,10 @@ mod tests {
             Command::Rnto("new name".into()),
             Command::Hash("f".into()),
             Command::Abor,
+            Command::Auth("TLS".into()),
+            Command::Pbsz(0),
+            Command::Prot('P'),
+            Command::Ccc,
         ];
         for cmd in cmds {
             assert_eq!(parse(&cmd.to_string()), Ok(cmd.clone()), "{cmd}");

@@ -94,6 +94,20 @@ impl Pump {
                 }
             }
         }
+        self.file_to_writer(file, offset, &mut &*sock, max)
+    }
+
+    /// As [`Pump::file_to_socket`], through the buffer, to any writer (a TLS stream).
+    ///
+    /// # Errors
+    /// As [`Pump::file_to_socket`].
+    pub fn file_to_writer<W: Write>(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        to: &mut W,
+        max: usize,
+    ) -> Result<usize, CopyError> {
         let want = max.min(PIPE_SIZE);
         let buf = &mut self.buffer()[..want];
         let n = loop {
@@ -103,7 +117,7 @@ impl Pump {
                 Err(e) => return Err(CopyError::File(e)),
             }
         };
-        (&*sock).write_all(&buf[..n]).map_err(CopyError::Net)?;
+        to.write_all(&buf[..n]).map_err(CopyError::Net)?;
         *offset += n as u64;
         Ok(n)
     }
@@ -128,10 +142,23 @@ impl Pump {
                 other => return other,
             }
         }
+        self.reader_to_file(&mut &*sock, file, max)
+    }
+
+    /// As [`Pump::socket_to_file`], through the buffer, from any reader (a TLS stream).
+    ///
+    /// # Errors
+    /// As [`Pump::socket_to_file`].
+    pub fn reader_to_file<R: Read>(
+        &mut self,
+        from: &mut R,
+        file: &File,
+        max: usize,
+    ) -> Result<usize, CopyError> {
         let want = max.min(PIPE_SIZE);
         let buf = &mut self.buffer()[..want];
         let n = loop {
-            match (&*sock).read(buf) {
+            match from.read(buf) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(CopyError::Net(e)),

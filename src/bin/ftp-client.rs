@@ -16,7 +16,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::error::ReadlineError;
-use simple_ftp::client::repl::{Flow, Input, Repl, Ui, ANONYMOUS_PASSWORD, ANONYMOUS_USER};
+use simple_ftp::client::repl::{
+    Flow, Input, Repl, TlsSettings, Ui, ANONYMOUS_PASSWORD, ANONYMOUS_USER,
+};
 use simple_ftp::client::Progress;
 
 /// Command-line arguments of `ftp-client`.
@@ -32,9 +34,19 @@ struct Args {
     /// User name for OPEN.
     #[arg(long, default_value = ANONYMOUS_USER)]
     user: String,
-    /// Password for OPEN (default: "anonymous@" for anonymous, empty otherwise).
+    /// Password for OPEN (default: "anonymous@" for anonymous; for other users it is
+    /// asked for without echo on a terminal).
     #[arg(long)]
     password: Option<String>,
+    /// Secure every OPEN with AUTH TLS (explicit FTPS); `OPEN ... tls` does it for one.
+    #[arg(long)]
+    tls: bool,
+    /// Trust the certificates in this PEM file instead of the system's roots.
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Accept any server certificate (insecure: anyone in the middle can read along).
+    #[arg(long, conflicts_with = "ca_file")]
+    insecure: bool,
     /// Seconds to wait for a connection, a reply or data before giving up.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
@@ -55,15 +67,18 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<bool> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create local directory {}", args.dir.display()))?;
-    let password = args.password.unwrap_or_else(|| {
-        if args.user == ANONYMOUS_USER {
-            ANONYMOUS_PASSWORD.to_owned()
-        } else {
-            String::new()
-        }
-    });
+    let password = match args.password {
+        Some(p) => Some(p),
+        None if args.user == ANONYMOUS_USER => Some(ANONYMOUS_PASSWORD.to_owned()),
+        None => None,
+    };
     let timeout = Duration::from_secs(args.timeout);
     let mut repl = Repl::new(args.dir, args.user, password, timeout);
+    repl.set_tls(TlsSettings {
+        always: args.tls,
+        ca_file: args.ca_file,
+        insecure: args.insecure,
+    });
     // Ctrl-C during a transfer stops that transfer (ABOR, no partial file left) and
     // the REPL goes on; at any other time it exits, as it always would.
     let interrupt = repl.interrupt();
@@ -198,5 +213,9 @@ impl Ui for TerminalUi {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+
+    fn ask_password(&mut self, prompt: &str) -> Option<String> {
+        rpassword::prompt_password(prompt).ok()
     }
 }

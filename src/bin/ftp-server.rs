@@ -75,6 +75,19 @@ struct Args {
     /// Failed passwords after which the connection is closed.
     #[arg(long, default_value_t = Config::default().max_login_failures)]
     max_login_failures: u32,
+    /// PEM certificate chain for AUTH TLS (explicit FTPS).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Refuse logins on plain control connections and clear data connections.
+    #[arg(long, requires = "tls_cert")]
+    require_tls: bool,
+    /// Accept TLS data connections that do not resume the control connection's TLS
+    /// session (Python's ftplib never resumes); weaker against data-port hijacking.
+    #[arg(long, requires = "tls_cert")]
+    tls_without_resumption: bool,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -186,6 +199,20 @@ fn run() -> anyhow::Result<()> {
         },
         users.len()
     );
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(simple_ftp::tls::server_config(cert, key)?),
+        _ => None,
+    };
+    if tls.is_some() {
+        log::info!(
+            "TLS: AUTH TLS offered{}",
+            if args.require_tls {
+                ", and required for logins and data"
+            } else {
+                ""
+            }
+        );
+    }
     if !(0.0..=60.0).contains(&args.failed_login_delay) {
         bail!("--failed-login-delay must be between 0 and 60 seconds");
     }
@@ -205,6 +232,9 @@ fn run() -> anyhow::Result<()> {
         max_per_ip: args.max_per_ip.unwrap_or(if loopback { 0 } else { 16 }),
         failed_login_delay: Duration::from_secs_f64(args.failed_login_delay),
         max_login_failures: args.max_login_failures.max(1),
+        tls,
+        require_tls: args.require_tls,
+        tls_without_resumption: args.tls_without_resumption,
     };
     let grace = config.grace;
     let server = Server::bind(config)?;

@@ -39,9 +39,13 @@ use std::time::Duration;
 
 use sha2::Digest;
 
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
 use crate::protocol::{
     parse_host_port, Command, EpsvArg, ReceivedReply, Reply, ReplyCode, ReplyError, TransferType,
 };
+use crate::tls::{self, ClientStream};
 use crate::transfer::{CopyError, Pump};
 
 /// The timeout [`Client::connect`] callers use unless they have a reason to differ:
@@ -99,6 +103,10 @@ pub enum ClientError {
     /// An argument that cannot be sent, such as a file name containing a line break.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The TLS handshake failed: an untrusted or mismatched certificate, or a server
+    /// that broke off.
+    #[error("TLS: {0}")]
+    Tls(io::Error),
     /// The transfer was stopped through its [`Interrupt`] (Ctrl-C); the server was sent
     /// ABOR and a download left nothing behind.
     #[error("interrupted")]
@@ -199,7 +207,9 @@ pub struct Transferred {
 /// A blocking FTP client on one control connection.
 #[derive(Debug)]
 pub struct Client {
-    control: BufReader<TcpStream>,
+    control: BufReader<ClientStream>,
+    /// After [`Client::secure`]: the TLS settings data connections use too.
+    tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
     peer: SocketAddr,
     timeout: Duration,
     greeting: String,
@@ -258,7 +268,8 @@ impl Client {
         // Commands are single small writes; do not let Nagle hold them back.
         stream.set_nodelay(true).map_err(connect_err)?;
         let mut client = Client {
-            control: BufReader::new(stream),
+            control: BufReader::new(ClientStream::plain(stream)),
+            tls: None,
             peer,
             timeout,
             greeting: String::new(),
@@ -281,6 +292,43 @@ impl Client {
             return Ok(client);
         }
         Err(ClientError::Protocol("no 220 greeting".into()))
+    }
+
+    /// Switches to explicit FTPS (RFC 4217): `AUTH TLS`, the handshake (checking the
+    /// server's certificate for `host` as `config` says), then `PBSZ 0` and `PROT P`
+    /// so data connections are in TLS too. Call it before [`Client::login`].
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server does not offer TLS;
+    /// [`ClientError::Tls`] when the handshake fails (an untrusted certificate).
+    pub fn secure(&mut self, config: Arc<ClientConfig>, host: &str) -> Result<()> {
+        self.check_usable()?;
+        let name = tls::server_name(host).map_err(ClientError::Tls)?;
+        self.send(&Command::Auth("TLS".into()))?;
+        self.expect(&[ReplyCode::SecurityExchange])?;
+        if !self.control.buffer().is_empty() {
+            self.usable = false;
+            return Err(ClientError::Protocol(
+                "data after the AUTH TLS reply".into(),
+            ));
+        }
+        let conn = ClientConnection::new(Arc::clone(&config), name.clone())
+            .map_err(|e| ClientError::Tls(io::Error::other(e)))?;
+        if let Err(e) = self.control.get_mut().upgrade(conn) {
+            self.usable = false;
+            return Err(ClientError::Tls(e));
+        }
+        self.tls = Some((config, name));
+        self.send(&Command::Pbsz(0))?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        self.send(&Command::Prot('P'))?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        Ok(())
+    }
+
+    /// Whether the control connection is in TLS.
+    pub fn is_secure(&self) -> bool {
+        self.control.get_ref().is_tls()
     }
 
     /// Logs in with `USER` and, when the server asks for one, `PASS`.
@@ -364,6 +412,7 @@ impl Client {
         let data = self.open_data()?;
         self.send(&Command::Retr(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let mut data = self.secure_data(data)?;
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -372,10 +421,13 @@ impl Client {
             if running.stop_requested() {
                 return Err(self.abort_transfer(data));
             }
-            match self
-                .pump
-                .socket_to_file(&data, temp.as_file(), PROGRESS_STEP)
-            {
+            let moved = match data.as_plain() {
+                Some(tcp) => self.pump.socket_to_file(tcp, temp.as_file(), PROGRESS_STEP),
+                None => self
+                    .pump
+                    .reader_to_file(&mut data, temp.as_file(), PROGRESS_STEP),
+            };
+            match moved {
                 Ok(0) => break Ok(done),
                 Ok(n) => {
                     done += n as u64;
@@ -427,6 +479,7 @@ impl Client {
         let data = self.open_data()?;
         self.send(&Command::Stor(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let mut data = self.secure_data(data)?;
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -435,10 +488,15 @@ impl Client {
             if running.stop_requested() {
                 return Err(self.abort_transfer(data));
             }
-            match self
-                .pump
-                .file_to_socket(&file, &mut offset, &data, PROGRESS_STEP)
-            {
+            let moved = match data.as_plain() {
+                Some(tcp) => self
+                    .pump
+                    .file_to_socket(&file, &mut offset, tcp, PROGRESS_STEP),
+                None => self
+                    .pump
+                    .file_to_writer(&file, &mut offset, &mut data, PROGRESS_STEP),
+            };
+            match moved {
                 Ok(0) => break Ok(offset),
                 Ok(_) => progress(Progress {
                     done: offset,
@@ -448,8 +506,9 @@ impl Client {
             }
         };
         drop(running);
-        // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4).
-        drop(data);
+        // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4);
+        // in TLS a close_notify comes first, so the end cannot be faked by a cut.
+        let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
         let bytes = self.finish_transfer(copied, local)?;
         let verified = self.verify_against_server(remote, local)?;
         Ok(Transferred { bytes, verified })
@@ -464,7 +523,7 @@ impl Client {
     /// for the end of the file), then the data connection goes. The server answers
     /// twice: for the transfer (426, or 226 if it had finished) and for the ABOR
     /// (226 or 225). A server that does not leaves the connection unusable.
-    fn abort_transfer(&mut self, data: TcpStream) -> ClientError {
+    fn abort_transfer(&mut self, data: ClientStream) -> ClientError {
         let sent = self.send(&Command::Abor);
         drop(data);
         if sent.is_ok() {
@@ -663,7 +722,10 @@ impl Client {
             )));
         }
         let wire = format!("{line}\r\n");
-        let result = self.control.get_ref().write_all(wire.as_bytes());
+        let control = self.control.get_mut();
+        let result = control
+            .write_all(wire.as_bytes())
+            .and_then(|()| control.flush());
         result.map_err(|e| self.lost(e, "the server to accept a command"))
     }
 
@@ -771,11 +833,31 @@ impl Client {
         Ok(stream)
     }
 
+    /// Wraps a data connection in TLS after [`Client::secure`]. It happens after the
+    /// server's `150`, when the server is ready for the handshake; the control
+    /// connection's TLS session is resumed, as servers may insist (RFC 4217 §10).
+    fn secure_data(&mut self, tcp: TcpStream) -> Result<ClientStream> {
+        let Some((config, name)) = &self.tls else {
+            return Ok(ClientStream::plain(tcp));
+        };
+        let conn = ClientConnection::new(Arc::clone(config), name.clone())
+            .map_err(|e| ClientError::Tls(io::Error::other(e)))?;
+        match ClientStream::tls(tcp, conn) {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                // The server answers the failed transfer; read it to stay in step.
+                let _ = self.read_reply();
+                Err(ClientError::Tls(e))
+            }
+        }
+    }
+
     fn fetch_listing(&mut self, cmd: Command) -> Result<Vec<u8>> {
         self.check_usable()?;
-        let mut data = self.open_data()?;
+        let data = self.open_data()?;
         self.send(&cmd)?;
         self.expect_preliminary()?;
+        let mut data = self.secure_data(data)?;
         let mut bytes = Vec::new();
         let read = (&mut data)
             .take(MAX_LISTING + 1)

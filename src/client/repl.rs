@@ -51,6 +51,8 @@ pub enum Input {
         host: String,
         /// TCP port, never 0.
         port: u16,
+        /// `OPEN ... tls`: secure the connection with AUTH TLS.
+        tls: bool,
     },
     /// `GET <file>`: download into the local directory.
     Get(FileName),
@@ -151,7 +153,7 @@ pub enum InputError {
     BadName(String, &'static str),
 }
 
-const OPEN_USAGE: &str = "OPEN <port> | OPEN <host> <port> | OPEN <host>:<port>";
+const OPEN_USAGE: &str = "OPEN <port> | OPEN <host> <port> | OPEN <host>:<port>, then tls for FTPS";
 
 /// Parses one line of REPL input. Commands are case-insensitive; for `GET`, `PUT`
 /// and `LS` the rest of the line is the name, so names may contain spaces, and may
@@ -224,7 +226,11 @@ fn unquote(text: &str) -> Result<String, InputError> {
 }
 
 fn parse_open(rest: &str) -> Result<Input, InputError> {
-    let words: Vec<&str> = rest.split_whitespace().collect();
+    let mut words: Vec<&str> = rest.split_whitespace().collect();
+    let tls = words.last().is_some_and(|w| w.eq_ignore_ascii_case("tls"));
+    if tls {
+        words.pop();
+    }
     let (host, port) = match words.as_slice() {
         [one] if one.bytes().all(|b| b.is_ascii_digit()) => (DEFAULT_HOST, *one),
         [one] => split_host_port(one).ok_or(InputError::Usage(OPEN_USAGE))?,
@@ -245,6 +251,7 @@ fn parse_open(rest: &str) -> Result<Input, InputError> {
     Ok(Input::Open {
         host: host.to_owned(),
         port,
+        tls,
     })
 }
 
@@ -274,6 +281,22 @@ pub trait Ui {
     fn progress(&mut self, _name: &str, _progress: Progress) {}
     /// The current transfer ended, well or not.
     fn progress_end(&mut self) {}
+    /// Asks for a password without showing it; `None` when there is no one to ask
+    /// (piped input), and then the password is empty.
+    fn ask_password(&mut self, _prompt: &str) -> Option<String> {
+        None
+    }
+}
+
+/// How `OPEN` secures connections (explicit FTPS).
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// Every `OPEN` uses TLS, not only `OPEN ... tls`.
+    pub always: bool,
+    /// Trust this PEM file's certificates instead of the system's roots.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate (an explicit, insecure choice).
+    pub insecure: bool,
 }
 
 /// Whether the loop goes on after a command.
@@ -304,6 +327,9 @@ pub enum CommandError {
         /// Whether the connection was lost and has been dropped.
         disconnected: bool,
     },
+    /// The TLS settings are unusable (an unreadable CA file, no system roots).
+    #[error("{0}")]
+    Tls(crate::tls::TlsError),
     /// The local directory could not be read.
     #[error("local directory {}: {source}", path.display())]
     LocalDir {
@@ -320,16 +346,21 @@ pub struct Repl {
     client: Option<Client>,
     dir: PathBuf,
     user: String,
-    password: String,
+    /// `None`: ask through the [`Ui`] at the next `OPEN`.
+    password: Option<String>,
     timeout: Duration,
     failures: u64,
     interrupt: Arc<Interrupt>,
+    tls: TlsSettings,
+    /// Built from `tls` on first use.
+    tls_config: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Repl {
     /// A REPL that is not connected, with `dir` as its local directory, logging in
-    /// as `user`/`password` on `OPEN`, and `timeout` for every connection.
-    pub fn new(dir: PathBuf, user: String, password: String, timeout: Duration) -> Repl {
+    /// as `user`/`password` on `OPEN` (a `None` password is asked for then), and
+    /// `timeout` for every connection.
+    pub fn new(dir: PathBuf, user: String, password: Option<String>, timeout: Duration) -> Repl {
         Repl {
             client: None,
             dir,
@@ -338,7 +369,24 @@ impl Repl {
             timeout,
             failures: 0,
             interrupt: Interrupt::new(),
+            tls: TlsSettings::default(),
+            tls_config: None,
         }
+    }
+
+    /// Sets how `OPEN` secures connections.
+    pub fn set_tls(&mut self, settings: TlsSettings) {
+        self.tls = settings;
+        self.tls_config = None;
+    }
+
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, crate::tls::TlsError> {
+        if let Some(config) = &self.tls_config {
+            return Ok(Arc::clone(config));
+        }
+        let config = crate::tls::client_config(self.tls.ca_file.as_deref(), self.tls.insecure)?;
+        self.tls_config = Some(Arc::clone(&config));
+        Ok(config)
     }
 
     /// The handle that stops the transfer in progress (for a Ctrl-C handler).
@@ -351,7 +399,7 @@ impl Repl {
         Repl::new(
             dir,
             ANONYMOUS_USER.to_owned(),
-            ANONYMOUS_PASSWORD.to_owned(),
+            Some(ANONYMOUS_PASSWORD.to_owned()),
             timeout,
         )
     }
@@ -397,7 +445,7 @@ impl Repl {
         match input {
             Input::Empty => {}
             Input::Help => HELP.lines().for_each(|l| ui.result(l)),
-            Input::Open { host, port } => self.open(&host, port, ui)?,
+            Input::Open { host, port, tls } => self.open(&host, port, tls, ui)?,
             Input::Get(name) => self.transfer(Direction::Get, &name, ui)?,
             Input::Put(name) => self.transfer(Direction::Put, &name, ui)?,
             Input::Ls(path) => {
@@ -411,7 +459,7 @@ impl Repl {
             Input::User { name, password } => {
                 ui.result(&format!("USER: the next OPEN logs in as {name}"));
                 self.user = name;
-                self.password = password.unwrap_or_default();
+                self.password = password;
             }
             Input::Close => {
                 let client = self.client.take().ok_or(CommandError::NotConnected)?;
@@ -449,7 +497,13 @@ impl Repl {
         &self.dir
     }
 
-    fn open(&mut self, host: &str, port: u16, ui: &mut dyn Ui) -> Result<(), CommandError> {
+    fn open(
+        &mut self,
+        host: &str,
+        port: u16,
+        tls: bool,
+        ui: &mut dyn Ui,
+    ) -> Result<(), CommandError> {
         if let Some(old) = self.client.take() {
             let peer = old.peer_addr();
             // The old connection goes whatever happens; a failed QUIT is only noted.
@@ -465,9 +519,23 @@ impl Repl {
         } else {
             format!("OPEN {host}:{port}")
         };
+        let tls_config = if tls || self.tls.always {
+            Some(self.tls_config().map_err(CommandError::Tls)?)
+        } else {
+            None
+        };
+        let password = match &self.password {
+            Some(p) => p.clone(),
+            None => ui
+                .ask_password(&format!("Password for {}: ", self.user))
+                .unwrap_or_default(),
+        };
         let client = Client::connect(host, port, self.timeout)
             .and_then(|mut c| {
-                c.login(&self.user, &self.password)?;
+                if let Some(config) = tls_config {
+                    c.secure(config, host)?;
+                }
+                c.login(&self.user, &password)?;
                 c.binary()?;
                 c.set_interrupt(Arc::clone(&self.interrupt));
                 Ok(c)
@@ -609,6 +677,7 @@ mod tests {
         Input::Open {
             host: host.into(),
             port,
+            tls: false,
         }
     }
 
@@ -624,6 +693,14 @@ mod tests {
         assert_eq!(parse_input("OPEN ::1 2121"), Ok(open("::1", 2121)));
         assert_eq!(parse_input("OPEN [::1] 2121"), Ok(open("::1", 2121)));
         assert_eq!(parse_input("  OPEN   2121  "), Ok(open("127.0.0.1", 2121)));
+        assert_eq!(
+            parse_input("open localhost:990 TLS"),
+            Ok(Input::Open {
+                host: "localhost".into(),
+                port: 990,
+                tls: true
+            })
+        );
     }
 
     #[test]

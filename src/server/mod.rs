@@ -75,6 +75,15 @@ pub struct Config {
     pub failed_login_delay: Duration,
     /// Failed PASS commands after which the connection is closed.
     pub max_login_failures: u32,
+    /// The TLS configuration for AUTH TLS (explicit FTPS), if the server has a
+    /// certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse logins on plain control connections and clear data connections.
+    pub require_tls: bool,
+    /// Accept TLS data connections that do not resume the control connection's
+    /// session (for clients such as Python's ftplib, which never resume). Off by
+    /// default: resumption proves the data connection comes from the same client.
+    pub tls_without_resumption: bool,
 }
 
 impl Default for Config {
@@ -95,6 +104,9 @@ impl Default for Config {
             max_per_ip: 0,
             failed_login_delay: Duration::from_secs(1),
             max_login_failures: 3,
+            tls: None,
+            require_tls: false,
+            tls_without_resumption: false,
         }
     }
 }

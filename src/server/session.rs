@@ -16,6 +16,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use sha2::Digest;
@@ -30,6 +31,7 @@ use crate::protocol::{
     read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
 };
 use crate::time::Utc;
+use crate::tls::{self, ServerStream};
 use crate::transfer::{CopyError, Pump};
 
 /// Bytes moved between two looks at the control connection during a transfer.
@@ -52,22 +54,20 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
     let setup = stream
         .set_nodelay(true)
         .and_then(|()| stream.set_read_timeout(Some(shared.config.idle_timeout)))
-        .and_then(|()| stream.set_write_timeout(Some(shared.config.idle_timeout)))
-        .and_then(|()| stream.try_clone());
-    let reader = match setup {
-        Ok(reader) => BufReader::new(reader),
-        Err(e) => {
-            log::warn!("{peer}: cannot set up the session: {e}");
-            return;
-        }
-    };
+        .and_then(|()| stream.set_write_timeout(Some(shared.config.idle_timeout)));
+    if let Err(e) = setup {
+        log::warn!("{peer}: cannot set up the session: {e}");
+        return;
+    }
     let mut session = Session {
         shared,
         token,
-        reader,
-        writer: stream,
+        control: BufReader::new(ServerStream::plain(stream)),
         peer,
         local,
+        session_tls: None,
+        pbsz: false,
+        prot_private: false,
         line: Vec::with_capacity(256),
         line_state: LineState::default(),
         queued: VecDeque::new(),
@@ -267,10 +267,18 @@ fn fs_reply(e: &io::Error) -> Reply {
 struct Session<'s> {
     shared: &'s Shared,
     token: ConnToken<'s>,
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    /// The control connection: plain, or TLS after AUTH TLS.
+    control: BufReader<ServerStream>,
     peer: SocketAddr,
     local: SocketAddr,
+    /// The TLS configuration of this session's data connections, once AUTH TLS
+    /// succeeded: it shares the control connection's own session cache, so data
+    /// connections can resume only that session.
+    session_tls: Option<Arc<rustls::ServerConfig>>,
+    /// PBSZ was given (RFC 4217 §8: before PROT).
+    pbsz: bool,
+    /// PROT P: data connections in TLS.
+    prot_private: bool,
     /// The command line being read; it survives a transfer that reads part of a line.
     line: Vec<u8>,
     line_state: LineState,
@@ -317,7 +325,7 @@ impl<'s> Session<'s> {
                 Some(Queued::TooLong) => None,
                 None => {
                     let read = read_line(
-                        &mut self.reader,
+                        &mut self.control,
                         &mut self.line,
                         &mut self.line_state,
                         MAX_LINE,
@@ -351,6 +359,14 @@ impl<'s> Session<'s> {
             let reply = match parsed {
                 None => Reply::new(ReplyCode::SyntaxError, "Command line too long"),
                 Some(Err(e)) => e.reply(),
+                Some(Ok(Command::Auth(mechanism))) => {
+                    log::debug!("{}: AUTH {mechanism}", self.peer);
+                    match self.auth(&mechanism) {
+                        Ok(None) => continue, // in TLS now; the 234 went out before
+                        Ok(Some(reply)) => reply,
+                        Err(end) => return end,
+                    }
+                }
                 Some(Ok(cmd)) => {
                     self.log_command(&cmd);
                     quit = cmd == Command::Quit;
@@ -389,7 +405,9 @@ impl<'s> Session<'s> {
     }
 
     fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        self.writer.write_all(reply.to_wire().as_bytes())
+        let control = self.control.get_mut();
+        control.write_all(reply.to_wire().as_bytes())?;
+        control.flush()
     }
 
     fn handle(&mut self, cmd: Command) -> Result<Reply, Failure> {
@@ -405,6 +423,10 @@ impl<'s> Session<'s> {
                 | Command::Noop
                 | Command::Opts(_)
                 | Command::Abor
+                | Command::Auth(_)
+                | Command::Pbsz(_)
+                | Command::Prot(_)
+                | Command::Ccc
         );
         if needs_login && !matches!(self.login, Login::In(_)) {
             return Err(Failure::NotLoggedIn);
@@ -432,6 +454,12 @@ impl<'s> Session<'s> {
         // RNTO must come right after RNFR (RFC 959 §4.1.3).
         let rename_from = self.rename_from.take();
         Ok(match cmd {
+            Command::User(_) if self.shared.config.require_tls && !self.in_tls() => {
+                return Err(Failure::refuse(
+                    NotLoggedIn,
+                    "This server requires TLS: send AUTH TLS first",
+                ));
+            }
             Command::User(name) => {
                 let anonymous = ["anonymous", "ftp"]
                     .iter()
@@ -516,12 +544,128 @@ impl<'s> Session<'s> {
                 self.rename_from = Some(path);
                 Reply::new(PendingFurtherInfo, "Ready for RNTO")
             }
+            // The serve loop answers AUTH itself: its reply must go out before the
+            // handshake.
+            Command::Auth(_) => return Err(Failure::refuse(BadSequence, "AUTH out of place")),
+            Command::Pbsz(_) if !self.in_tls() => {
+                return Err(Failure::refuse(BadSequence, "PBSZ needs AUTH TLS first"));
+            }
+            Command::Pbsz(_) => {
+                self.pbsz = true;
+                Reply::new(CommandOk, "PBSZ=0")
+            }
+            Command::Prot(_) if !self.pbsz => {
+                return Err(Failure::refuse(BadSequence, "PROT needs PBSZ first"));
+            }
+            Command::Prot('P') => {
+                self.prot_private = true;
+                Reply::new(CommandOk, "Protection level set to P")
+            }
+            Command::Prot('C') if self.shared.config.require_tls => {
+                return Err(Failure::refuse(
+                    PolicyDenied,
+                    "Clear data connections are not allowed on this server",
+                ));
+            }
+            Command::Prot('C') => {
+                self.prot_private = false;
+                Reply::new(CommandOk, "Protection level set to C")
+            }
+            Command::Prot(level) => {
+                return Err(Failure::refuse(
+                    ProtLevelNotSupported,
+                    format!("PROT {level} not supported; use P or C"),
+                ));
+            }
+            Command::Ccc => {
+                return Err(Failure::refuse(
+                    ProtectionDenied,
+                    "CCC not allowed: the control connection stays encrypted",
+                ));
+            }
             Command::Rnto(name) => {
                 let from =
                     rename_from.ok_or_else(|| Failure::refuse(BadSequence, "Send RNFR first"))?;
                 self.rnto(from, &name)?
             }
         })
+    }
+
+    fn set_read_timeout(&self, timeout: std::time::Duration) {
+        if let Ok(tcp) = self.control.get_ref().tcp() {
+            let _ = tcp.set_read_timeout(Some(timeout));
+        }
+    }
+
+    fn in_tls(&self) -> bool {
+        self.control.get_ref().is_tls()
+    }
+
+    /// AUTH TLS (RFC 4217 §4): `234`, then the handshake on the control connection.
+    /// `Ok(None)` when the connection is in TLS now; `Ok(Some(reply))` to refuse;
+    /// `Err` when the session must end.
+    fn auth(&mut self, mechanism: &str) -> Result<Option<Reply>, End> {
+        use ReplyCode::*;
+        let Some(base) = &self.shared.config.tls else {
+            return Ok(Some(Reply::new(
+                NotImplemented,
+                "TLS is not configured on this server",
+            )));
+        };
+        if !["TLS", "TLS-C", "SSL"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(mechanism))
+        {
+            return Ok(Some(Reply::new(
+                ParameterNotImplemented,
+                format!("AUTH {mechanism} not supported; use AUTH TLS"),
+            )));
+        }
+        if self.in_tls() {
+            return Ok(Some(Reply::new(BadSequence, "Already in TLS")));
+        }
+        let (config, data_config) = match tls::per_session(base) {
+            Ok(configs) => configs,
+            Err(e) => {
+                log::error!("{}: cannot set up TLS: {e}", self.peer);
+                return Ok(Some(Reply::new(LocalError, "TLS is unavailable")));
+            }
+        };
+        let reply = Reply::new(SecurityExchange, "AUTH TLS successful; start the handshake");
+        if self.send(&reply).is_err() {
+            return Err(End::Lost);
+        }
+        // Anything already read past AUTH TLS was sent in the clear before the
+        // handshake; treating it as commands after it would let an attacker inject
+        // them (the STARTTLS injection flaw). Such a client is not to be trusted.
+        if !self.control.buffer().is_empty() {
+            log::warn!(
+                "{}: commands sent before the TLS handshake: closing",
+                self.peer
+            );
+            return Err(End::Lost);
+        }
+        let conn = match rustls::ServerConnection::new(Arc::clone(&config)) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::error!("{}: cannot start TLS: {e}", self.peer);
+                return Err(End::Lost);
+            }
+        };
+        // The handshake gets the data timeout, not the (long) idle timeout.
+        self.set_read_timeout(self.shared.config.data_timeout);
+        if let Err(e) = self.control.get_mut().upgrade(conn) {
+            log::warn!("{}: TLS handshake failed: {e}", self.peer);
+            return Err(End::Lost);
+        }
+        self.set_read_timeout(self.shared.config.idle_timeout);
+        log::info!("{}: control connection in TLS", self.peer);
+        // A login made in the clear does not carry over (RFC 4217 §4).
+        self.login = Login::None;
+        self.session_tls = Some(data_config);
+        self.pbsz = false;
+        self.prot_private = false;
+        Ok(None)
     }
 
     fn pass(&mut self, password: &str) -> Result<Reply, Failure> {
@@ -589,7 +733,7 @@ impl<'s> Session<'s> {
             .iter()
             .map(|h| format!("{}{}", h.name(), if *h == self.hash { "*" } else { "" }))
             .collect();
-        let lines = [
+        let mut lines = vec![
             "EPRT".to_owned(),
             "EPSV".to_owned(),
             format!("HASH {}", hashes.join(";")),
@@ -601,6 +745,10 @@ impl<'s> Session<'s> {
             "TVFS".to_owned(),
             "UTF8".to_owned(),
         ];
+        if self.shared.config.tls.is_some() {
+            lines.extend(["AUTH TLS", "PBSZ", "PROT"].map(str::to_owned));
+            lines.sort();
+        }
         Reply::multi(ReplyCode::SystemStatus, "Features:", &lines, "End")
     }
 
@@ -761,36 +909,69 @@ impl<'s> Session<'s> {
         ))
     }
 
-    /// Sends 150 and opens the data connection planned by the last PASV/PORT.
-    fn open_data(&mut self, plan: Option<DataPlan>, what: &str) -> Result<TcpStream, Failure> {
+    /// Sends 150 and opens the data connection planned by the last PASV/PORT, in
+    /// TLS under PROT P.
+    fn open_data(&mut self, plan: Option<DataPlan>, what: &str) -> Result<ServerStream, Failure> {
         let plan =
             plan.ok_or_else(|| Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()))?;
+        if self.shared.config.require_tls && !self.prot_private {
+            return Err(Failure::refuse(
+                ReplyCode::ProtectionRequired,
+                "Data connections must be protected: send PBSZ 0 and PROT P",
+            ));
+        }
         self.send(&Reply::new(
             ReplyCode::FileStatusOk,
             format!("Opening data connection for {what}"),
         ))
         .map_err(Failure::Control)?;
-        let stream = data::connect(plan, self.peer.ip(), self.shared)
+        let tcp = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
-        self.token.set_data(Some(&stream));
+        self.token.set_data(Some(&tcp));
+        let tls = match (&self.session_tls, self.prot_private) {
+            (Some(config), true) => Arc::clone(config),
+            _ => return Ok(ServerStream::plain(tcp)),
+        };
+        let conn = rustls::ServerConnection::new(tls)
+            .map_err(|e| Failure::NoData(format!("Cannot start TLS: {e}")))?;
+        let stream = ServerStream::tls(tcp, conn).map_err(|e| {
+            self.token.set_data(None);
+            Failure::NoData(format!("TLS handshake on the data connection failed: {e}"))
+        })?;
+        // Only the client on this control connection holds this session's tickets.
+        let resumed = stream.tls_conn().is_some_and(tls::resumed);
+        if !resumed && !self.shared.config.tls_without_resumption {
+            log::warn!(
+                "{}: data connection did not resume the control TLS session: refused",
+                self.peer
+            );
+            self.token.set_data(None);
+            return Err(Failure::refuse(
+                ReplyCode::ProtocolNotSupported,
+                "The data connection must resume the control connection's TLS session",
+            ));
+        }
         Ok(stream)
     }
 
-    fn close_data(&self, stream: TcpStream) {
+    /// Ends a data connection: in TLS with a close_notify, so the client can tell
+    /// the end of the data from a cut.
+    fn close_data(&self, stream: ServerStream) -> Result<(), Failure> {
         self.token.set_data(None);
-        drop(stream);
+        stream.finish().map_err(Failure::Transfer)
     }
 
     /// Looks at the control connection without waiting: an ABOR or a closed
     /// connection is reported, other complete lines are queued for later.
     fn poll_control(&mut self) -> Poll {
-        if self.writer.set_nonblocking(true).is_err() {
+        let tcp = self.control.get_ref().tcp();
+        if tcp.and_then(|t| t.set_nonblocking(true)).is_err() {
             return Poll::Nothing;
         }
         let mut found = Poll::Nothing;
         loop {
             match read_line(
-                &mut self.reader,
+                &mut self.control,
                 &mut self.line,
                 &mut self.line_state,
                 MAX_LINE,
@@ -814,7 +995,9 @@ impl<'s> Session<'s> {
                 Err(_) => break, // nothing more for now; a partial line is kept
             }
         }
-        let _ = self.writer.set_nonblocking(false);
+        if let Ok(tcp) = self.control.get_ref().tcp() {
+            let _ = tcp.set_nonblocking(false);
+        }
         found
     }
 
@@ -860,10 +1043,9 @@ impl<'s> Session<'s> {
         let mut stream = self.open_data(plan, &format!("{shown} ({} bytes)", meta.len()))?;
         let started = Instant::now();
         let start = offset;
-        let result = self.send_file(&file, &mut offset, &stream);
-        stream.flush().ok();
-        self.close_data(stream);
-        result?;
+        let result = self.send_file(&file, &mut offset, &mut stream);
+        let closed = self.close_data(stream);
+        result.and(closed)?;
         self.log_transfer("RETR", shown, offset - start, started);
         Ok(Reply::new(
             ReplyCode::TransferComplete,
@@ -875,10 +1057,13 @@ impl<'s> Session<'s> {
         &mut self,
         file: &File,
         offset: &mut u64,
-        stream: &TcpStream,
+        stream: &mut ServerStream,
     ) -> Result<(), Failure> {
         loop {
-            let n = self.pump.file_to_socket(file, offset, stream, CHUNK)?;
+            let n = match stream.as_plain() {
+                Some(tcp) => self.pump.file_to_socket(file, offset, tcp, CHUNK)?,
+                None => self.pump.file_to_writer(file, offset, stream, CHUNK)?,
+            };
             if n < CHUNK {
                 // A short chunk is the end of the file, or the next call finds it.
                 if n == 0 {
@@ -933,10 +1118,11 @@ impl<'s> Session<'s> {
             io::copy(&mut current.take(keep), part.as_file_mut()).map_err(Failure::Fs)?;
         }
         let shown = path.virtual_path();
-        let stream = self.open_data(plan, shown.as_str())?;
+        let mut stream = self.open_data(plan, shown.as_str())?;
         let started = Instant::now();
-        let result = self.receive_file(&stream, part.as_file());
-        self.close_data(stream);
+        let result = self.receive_file(&mut stream, part.as_file());
+        // The upload's fate does not depend on our close_notify reaching the client.
+        let _ = self.close_data(stream);
         let n = result?;
         // After the grace period the server shuts our data connection down, and the
         // read sees an end of file: that upload is cut short, not complete.
@@ -969,11 +1155,14 @@ impl<'s> Session<'s> {
         ))
     }
 
-    fn receive_file(&mut self, stream: &TcpStream, file: &File) -> Result<u64, Failure> {
+    fn receive_file(&mut self, stream: &mut ServerStream, file: &File) -> Result<u64, Failure> {
         let mut total = 0u64;
         let mut since_look = 0;
         loop {
-            let n = self.pump.socket_to_file(stream, file, CHUNK)?;
+            let n = match stream.as_plain() {
+                Some(tcp) => self.pump.socket_to_file(tcp, file, CHUNK)?,
+                None => self.pump.reader_to_file(stream, file, CHUNK)?,
+            };
             if n == 0 {
                 return Ok(total);
             }
@@ -1022,9 +1211,9 @@ impl<'s> Session<'s> {
             }
         }
         let mut stream = self.open_data(plan, "directory listing")?;
-        let result = stream.write_all(text.as_bytes());
-        self.close_data(stream);
-        result.map_err(Failure::Transfer)?;
+        let result = stream.write_all(text.as_bytes()).map_err(Failure::Transfer);
+        let closed = self.close_data(stream);
+        result.and(closed)?;
         Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
     }
 
@@ -1252,10 +1441,10 @@ fn quote(path: &str) -> String {
 
 fn help() -> Reply {
     let lines = [
-        "ABOR ALLO APPE CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST MDTM MKD",
-        "MLSD MLST MODE NLST NOOP OPTS PASS PASV PORT PWD  QUIT REST RETR RMD",
-        "RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE USER XCUP XCWD XMKD XPWD",
-        "XRMD",
+        "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST",
+        "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
+        "QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE USER",
+        "XCUP XCWD XMKD XPWD XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(

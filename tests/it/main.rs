@@ -7,6 +7,7 @@ mod client_server;
 mod commands;
 mod common;
 mod faults;
+mod ftps;
 mod lifecycle;
 mod load;
 mod peers;

@@ -1,0 +1,376 @@
+//! Explicit FTPS (RFC 4217): curl, Python's ftplib, lftp and our client over TLS,
+//! byte-exact; the refusals that keep strangers out.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::common::{
+    assert_same, have, pattern, require, run_client_command, Ftp, TestServer, WAIT,
+};
+
+/// A server with a fresh self-signed certificate for localhost and 127.0.0.1;
+/// returns it and the certificate's path (the CA file clients trust).
+fn tls_server(extra: &[&str]) -> (TestServer, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    fs::write(&cert, certified.cert.pem()).expect("write cert");
+    fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root).expect("mkdir");
+    let (cert_s, key_s) = (cert.to_string_lossy(), key.to_string_lossy());
+    let mut args = vec!["--tls-cert", &cert_s, "--tls-key", &key_s];
+    args.extend_from_slice(extra);
+    let server = TestServer::start_in(dir, root, &args);
+    (server, cert)
+}
+
+#[test]
+fn curl_transfers_over_tls_byte_exact() {
+    if !require(have("curl", &["--version"]), "curl") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--require-tls"]);
+    let original = pattern(3 << 20, 31);
+    fs::write(server.root().join("down.bin"), &original).expect("write");
+    let work = server.dir.path();
+    let url = format!("ftp://{}/", server.addr);
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
+            .arg(&ca)
+            .args(args)
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let got = work.join("got.bin");
+    curl(&[&format!("{url}down.bin"), "-o", &got.to_string_lossy()]);
+    assert_same(&fs::read(&got).expect("read"), &original, "curl download");
+    curl(&["-T", &got.to_string_lossy(), &format!("{url}up.bin")]);
+    assert_same(
+        &fs::read(server.root().join("up.bin")).expect("read"),
+        &original,
+        "curl upload",
+    );
+    let names = String::from_utf8(curl(&["--list-only", &url])).expect("utf8");
+    assert_eq!(names.lines().collect::<Vec<_>>(), ["down.bin", "up.bin"]);
+    // Plain FTP is refused on this server.
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .arg(format!("{url}down.bin"))
+        .output()
+        .expect("curl");
+    assert!(!out.status.success(), "a plain login must fail");
+}
+
+/// ftplib with the data connections resuming the control connection's session (the
+/// usual subclass: stock ftplib never resumes), and stock ftplib.
+const FTPLIB_TLS: &str = r#"
+import ftplib, io, ssl, sys
+port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+cls = Reusing if mode == "reuse" else ftplib.FTP_TLS
+ftp = cls(context=ssl.create_default_context(cafile=ca))
+ftp.connect("127.0.0.1", port, timeout=60)
+ftp.login()
+ftp.prot_p()
+payload = bytes(range(256)) * 8192
+try:
+    ftp.storbinary("STOR py.bin", io.BytesIO(payload))
+except (ftplib.Error, OSError):
+    # Refused after the handshake: the server's verdict is the next reply.
+    try:
+        ftp.getresp()
+    except ftplib.error_perm as e:
+        print("refused", str(e)[:3])
+    sys.exit(0)
+for _ in range(3):
+    got = io.BytesIO()
+    ftp.retrbinary("RETR py.bin", got.write)
+    assert got.getvalue() == payload
+assert got.getvalue() == payload
+assert "py.bin" in ftp.nlst()
+ftp.quit()
+print("ok")
+"#;
+
+fn ftplib_tls(server: &TestServer, ca: &std::path::Path, mode: &str) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(FTPLIB_TLS)
+        .arg(server.addr.port().to_string())
+        .arg(ca)
+        .arg(mode)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "ftplib: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn python_ftplib_over_tls_with_and_without_session_reuse() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--require-tls"]);
+    assert_eq!(ftplib_tls(&server, &ca, "reuse"), "ok");
+    let expected: Vec<u8> = (0..=255u8).cycle().take(256 * 8192).collect();
+    assert_same(
+        &fs::read(server.root().join("py.bin")).expect("read"),
+        &expected,
+        "ftplib upload",
+    );
+    // Stock ftplib does not resume: refused by default...
+    assert_eq!(ftplib_tls(&server, &ca, "stock"), "refused 522");
+    // ...and served when the server is told to accept that.
+    let (lenient, ca) = tls_server(&["--require-tls", "--tls-without-resumption"]);
+    assert_eq!(ftplib_tls(&lenient, &ca, "stock"), "ok");
+}
+
+#[test]
+fn lftp_over_tls_byte_exact() {
+    if !require(have("lftp", &["--version"]), "lftp") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--require-tls"]);
+    let original = pattern(2 << 20, 32);
+    fs::write(server.root().join("l.bin"), &original).expect("write");
+    let work = server.dir.path();
+    let script = format!(
+        "set ssl:ca-file {}; \
+         set ftp:ssl-force true; set ftp:ssl-protect-data true; \
+         set ftp:ssl-allow-anonymous true; set net:max-retries 1; set net:timeout 20; \
+         open -p {} 127.0.0.1; get l.bin -o {}/lget.bin; put {}/lget.bin -o lput.bin",
+        ca.display(),
+        server.addr.port(),
+        work.display(),
+        work.display()
+    );
+    let out = Command::new("lftp")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .expect("lftp");
+    assert!(
+        out.status.success(),
+        "lftp: {}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    assert_same(
+        &fs::read(work.join("lget.bin")).expect("read"),
+        &original,
+        "lftp get",
+    );
+    assert_same(
+        &fs::read(server.root().join("lput.bin")).expect("read"),
+        &original,
+        "lftp put",
+    );
+}
+
+#[test]
+fn our_client_over_tls_checks_the_certificate() {
+    let (server, ca) = tls_server(&["--require-tls"]);
+    let original = pattern(4 << 20, 33);
+    fs::write(server.root().join("c.bin"), &original).expect("write");
+    let local = tempfile::tempdir().expect("tempdir");
+    fs::write(local.path().join("up.bin"), &original).expect("write");
+    let client = |args: &[&str], script: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+        cmd.arg("--dir").arg(local.path()).args(args);
+        run_client_command(cmd, script)
+    };
+    let port = server.addr.port();
+    let ca_s = ca.to_string_lossy();
+    let run = client(
+        &["--ca-file", &ca_s],
+        &format!("OPEN {port} tls\nGET c.bin\nPUT up.bin\nQUIT\n"),
+    );
+    assert!(run.status.success(), "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("GET c.bin: 4194304 bytes"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("SHA-256 verified"), "{}", run.stdout);
+    assert_same(
+        &fs::read(local.path().join("c.bin")).expect("read"),
+        &original,
+        "GET",
+    );
+    assert_same(
+        &fs::read(server.root().join("up.bin")).expect("read"),
+        &original,
+        "PUT",
+    );
+    // --tls makes every OPEN secure; without our CA the certificate is refused...
+    let run = client(&["--tls"], &format!("OPEN {port}\nQUIT\n"));
+    assert!(!run.status.success());
+    assert!(run.stderr.contains("certificate"), "{}", run.stderr);
+    // ...unless the user explicitly accepts any certificate.
+    let run = client(
+        &["--tls", "--insecure"],
+        &format!("OPEN {port}\nLS\nQUIT\n"),
+    );
+    assert!(run.status.success(), "{}", run.stderr);
+    // A plain OPEN to a TLS-only server is refused at login.
+    let run = client(&[], &format!("OPEN {port}\nQUIT\n"));
+    assert!(run.stderr.contains("530"), "{}", run.stderr);
+}
+
+#[test]
+fn require_tls_refuses_plain_logins_and_clear_data() {
+    let (server, _ca) = tls_server(&["--require-tls"]);
+    let mut ftp = Ftp::connect(server.addr);
+    let feat = ftp.expect("FEAT", 211);
+    assert!(
+        feat.text.contains(" AUTH TLS") && feat.text.contains(" PROT"),
+        "{feat:?}"
+    );
+    ftp.expect("USER anonymous", 530);
+    ftp.expect("PBSZ 0", 503);
+    ftp.expect("PROT P", 503);
+    ftp.expect("AUTH KERBEROS", 504);
+    // Without a certificate the server does not offer TLS at all.
+    let plain = TestServer::start(&[]);
+    let mut ftp = Ftp::connect(plain.addr);
+    ftp.expect("AUTH TLS", 502);
+    assert!(!ftp.expect("FEAT", 211).text.contains("AUTH"));
+}
+
+#[test]
+fn commands_sent_before_the_handshake_are_never_executed() {
+    let (server, _ca) = tls_server(&[]);
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("greeting");
+    // The injection: plain commands after AUTH TLS, in the same packet.
+    stream
+        .write_all(b"AUTH TLS\r\nUSER anonymous\r\nPASS x\r\nMKD injected\r\n")
+        .expect("write");
+    line.clear();
+    reader.read_line(&mut line).expect("reply");
+    assert!(line.starts_with("234"), "{line:?}");
+    line.clear();
+    let n = reader.read_line(&mut line).unwrap_or(0);
+    assert_eq!(n, 0, "the server closes instead: {line:?}");
+    assert!(!server.root().join("injected").exists());
+    assert!(server
+        .log()
+        .contains("commands sent before the TLS handshake"));
+}
+
+/// Python: a proper control connection, then a stranger's fresh TLS session on the
+/// data port. The server must refuse it (522) and send nothing.
+const HIJACK: &str = r#"
+import ftplib, socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+ftp = ftplib.FTP_TLS(context=ctx)
+ftp.connect("127.0.0.1", port, timeout=60)
+ftp.login()
+ftp.prot_p()
+ftp.voidcmd("TYPE I")
+host, dport = ftp.makepasv()
+raw = socket.create_connection(("127.0.0.1", dport), timeout=60)
+ftp.putcmd("RETR secret.txt")
+print(ftp.getresp()[:3])
+got = b""
+try:
+    stranger = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="127.0.0.1")
+    got = stranger.recv(1000)
+except (ssl.SSLError, OSError):
+    pass
+print(len(got))
+try:
+    ftp.getresp()
+except ftplib.error_perm as e:
+    print(str(e)[:3])
+"#;
+
+#[test]
+fn a_data_connection_from_another_tls_session_is_refused() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&[]);
+    fs::write(server.root().join("secret.txt"), "the secret").expect("write");
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(HIJACK)
+        .arg(server.addr.port().to_string())
+        .arg(&ca)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["150", "0", "522"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(server
+        .log()
+        .contains("did not resume the control TLS session"));
+}
+
+#[test]
+fn ccc_is_refused_and_prot_levels_are_checked() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&[]);
+    let script = r#"
+import ftplib, ssl, sys
+ftp = ftplib.FTP_TLS(context=ssl.create_default_context(cafile=sys.argv[2]))
+ftp.connect("127.0.0.1", int(sys.argv[1]), timeout=60)
+ftp.auth()
+for cmd in ["CCC", "PROT P", "PBSZ 0", "PROT S", "PROT E", "PROT C", "PROT P"]:
+    try:
+        print(ftp.sendcmd(cmd)[:3])
+    except ftplib.error_perm as e:
+        print(str(e)[:3])
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(server.addr.port().to_string())
+        .arg(&ca)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        ["533", "503", "200", "536", "536", "200", "200"],
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
