@@ -240,6 +240,15 @@ impl Ftp {
         self.writer.write_all(bytes).expect("send");
     }
 
+    /// Sends `bytes` as TCP urgent data (MSG_OOB: the last byte is the urgent one),
+    /// as clients send ABOR and Telnet Synch.
+    pub fn send_urgent(&mut self, bytes: &[u8]) {
+        let sent = socket2::SockRef::from(&self.writer)
+            .send_out_of_band(bytes)
+            .expect("send urgent data");
+        assert_eq!(sent, bytes.len(), "short urgent send");
+    }
+
     /// Sends a command line and returns the reply.
     pub fn cmd(&mut self, line: &str) -> Resp {
         self.send_raw(format!("{line}\r\n").as_bytes());
