@@ -6,6 +6,7 @@ mod client_server;
 mod commands;
 mod common;
 mod faults;
+mod ftplib;
 mod lifecycle;
 mod load;
 mod peers;
