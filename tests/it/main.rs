@@ -7,6 +7,7 @@ mod commands;
 mod common;
 mod faults;
 mod ftplib;
+mod lftp;
 mod lifecycle;
 mod load;
 mod peers;
