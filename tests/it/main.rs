@@ -13,3 +13,4 @@ mod lifecycle;
 mod load;
 mod peers;
 mod server;
+mod vsftpd;
