@@ -8,6 +8,7 @@ mod commands;
 mod common;
 mod faults;
 mod ftplib;
+mod ipv6;
 mod lftp;
 mod lifecycle;
 mod load;
