@@ -166,12 +166,18 @@ impl Root {
                 virt,
             });
         };
-        let mut parent = self.dir.clone();
-        parent.extend(&parts);
-        let parent = parent.canonicalize()?;
-        if !parent.starts_with(&self.dir) {
-            return Err(PathError::Outside);
-        }
+        let parent = if parts.is_empty() {
+            // The root is canonical already: no need to ask the file system again.
+            self.dir.clone()
+        } else {
+            let mut parent = self.dir.clone();
+            parent.extend(&parts);
+            let parent = parent.canonicalize()?;
+            if !parent.starts_with(&self.dir) {
+                return Err(PathError::Outside);
+            }
+            parent
+        };
         let real = parent.join(last);
         if let Ok(meta) = real.symlink_metadata() {
             if meta.file_type().is_symlink() {

@@ -5,6 +5,7 @@
 //! and history (rustyline) and a progress bar with rate and ETA (indicatif). Piped:
 //! no prompt and no progress, one result line per command on stdout, errors on
 //! stderr. The exit status is 0 when every command succeeded and 1 otherwise.
+//! Ctrl-C during a transfer stops the transfer and returns to the prompt.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -63,6 +64,15 @@ fn run(args: Args) -> Result<bool> {
     });
     let timeout = Duration::from_secs(args.timeout);
     let mut repl = Repl::new(args.dir, args.user, password, timeout);
+    // Ctrl-C during a transfer stops that transfer (ABOR, no partial file left) and
+    // the REPL goes on; at any other time it exits, as it always would.
+    let interrupt = repl.interrupt();
+    ctrlc::set_handler(move || {
+        if !interrupt.request() {
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the Ctrl-C handler")?;
     if io::stdin().is_terminal() {
         let mut ui = TerminalUi {
             bar: None,

@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
+use simple_ftp::server::accounts::{hash_password, Anonymous, Users};
 use simple_ftp::server::{Config, Server};
 use simple_ftp::time::Utc;
 
@@ -20,6 +21,8 @@ use simple_ftp::time::Utc;
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Tool>,
     /// Port to listen on (0 picks a free one).
     #[arg(value_name = "PORT")]
     port_arg: Option<u16>,
@@ -56,12 +59,42 @@ struct Args {
     /// IPv4 address announced in PASV replies (behind NAT).
     #[arg(long)]
     pasv_address: Option<Ipv4Addr>,
+    /// TOML file of accounts (name, argon2 password hash, home, permissions).
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// Anonymous access [default: write when bound to a loopback address, else read].
+    #[arg(long, value_enum)]
+    anonymous: Option<AnonymousArg>,
+    /// Sessions one client address may have at once, 0 for no limit [default: no limit
+    /// on a loopback address, else 16].
+    #[arg(long)]
+    max_per_ip: Option<usize>,
+    /// Seconds to pause after a failed password.
+    #[arg(long, default_value_t = Config::default().failed_login_delay.as_secs_f64())]
+    failed_login_delay: f64,
+    /// Failed passwords after which the connection is closed.
+    #[arg(long, default_value_t = Config::default().max_login_failures)]
+    max_login_failures: u32,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
     /// Log every command too (passwords are never logged).
     #[arg(long, short)]
     verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Tool {
+    /// Prints an argon2 hash of a password for the users file (the password is read
+    /// from the terminal without echo, or from standard input).
+    HashPassword,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum AnonymousArg {
+    Off,
+    Read,
+    Write,
 }
 
 fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
@@ -105,6 +138,9 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(Tool::HashPassword) = args.command {
+        return print_password_hash();
+    }
     let level = if args.quiet {
         log::LevelFilter::Warn
     } else if args.verbose {
@@ -120,6 +156,39 @@ fn run() -> anyhow::Result<()> {
         bail!("--workers must be at least 1");
     }
     let port = args.port.or(args.port_arg).unwrap_or(2121);
+    let loopback = args.bind.is_loopback();
+    let anonymous = match args.anonymous {
+        Some(AnonymousArg::Off) => Anonymous::Off,
+        Some(AnonymousArg::Read) => Anonymous::Read,
+        Some(AnonymousArg::Write) => Anonymous::Write,
+        None if loopback => Anonymous::Write,
+        None => Anonymous::Read,
+    };
+    let users = match &args.users {
+        Some(path) => Users::load(path)?,
+        None => Users::default(),
+    };
+    log::info!(
+        "anonymous access: {}{}; {} accounts",
+        match anonymous {
+            Anonymous::Off => "off",
+            Anonymous::Read => "read-only",
+            Anonymous::Write => "read and write",
+        },
+        if args.anonymous.is_none() {
+            if loopback {
+                " (the default on a loopback address)"
+            } else {
+                " (the default off loopback; --anonymous to change)"
+            }
+        } else {
+            ""
+        },
+        users.len()
+    );
+    if !(0.0..=60.0).contains(&args.failed_login_delay) {
+        bail!("--failed-login-delay must be between 0 and 60 seconds");
+    }
     let config = Config {
         root: args.root,
         bind: SocketAddr::new(args.bind, port),
@@ -131,6 +200,11 @@ fn run() -> anyhow::Result<()> {
         grace: Duration::from_secs(args.grace),
         pasv_ports: args.pasv_ports,
         pasv_address: args.pasv_address,
+        users,
+        anonymous,
+        max_per_ip: args.max_per_ip.unwrap_or(if loopback { 0 } else { 16 }),
+        failed_login_delay: Duration::from_secs_f64(args.failed_login_delay),
+        max_login_failures: args.max_login_failures.max(1),
     };
     let grace = config.grace;
     let server = Server::bind(config)?;
@@ -165,5 +239,31 @@ fn run() -> anyhow::Result<()> {
         );
     }
     log::info!("stopped");
+    Ok(())
+}
+
+/// `ftp-server hash-password`: reads a password and prints its argon2 hash.
+fn print_password_hash() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    println!("{hash}");
     Ok(())
 }

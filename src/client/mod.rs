@@ -7,10 +7,17 @@
 //! with [`Reply::read_from`], the same parser the rest of the crate uses.
 //!
 //! Data connections are passive (RFC 2428 EPSV, falling back to RFC 959 PASV; a
-//! server that refuses EPSV once is asked with PASV from then on). Transfers stream
-//! between a [`File`] and the data [`TcpStream`] through one buffer, with no
-//! buffering wrappers around either end. Progress is reported through a
-//! callback with byte counts: this module never draws on a terminal.
+//! server that refuses EPSV once is asked with PASV from then on). Transfers move
+//! between a [`File`] and the data [`TcpStream`] with the kernel's zero-copy calls
+//! (see [`crate::transfer`]). Progress is reported through a callback with byte
+//! counts: this module never draws on a terminal.
+//!
+//! When the server offers `HASH` with SHA-256 (draft-bryan-ftpext-hash), every GET
+//! and PUT is verified afterwards: the server's digest of its file must equal ours,
+//! or the transfer is an error ([`ClientError::Mismatch`]) and a download is not kept.
+//! The check reads the file again after the transfer, so a file that another client
+//! replaces in between is reported as a mismatch too: turn verification off with
+//! [`Client::set_verify`] for files that change under you.
 //!
 //! Downloads land in a temporary file next to their target and are renamed over it
 //! only once the server confirmed the whole transfer: a failed [`Client::get`] leaves
@@ -26,18 +33,23 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use sha2::Digest;
 
 use crate::protocol::{
     parse_host_port, Command, EpsvArg, ReceivedReply, Reply, ReplyCode, ReplyError, TransferType,
 };
+use crate::transfer::{CopyError, Pump};
 
 /// The timeout [`Client::connect`] callers use unless they have a reason to differ:
 /// how long to wait for a connection, for a reply, or for data to move.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The buffer a transfer moves through (see [`pump`] for why not `io::copy`).
-const TRANSFER_BUF: usize = 256 * 1024;
+/// Bytes moved between two progress reports.
+const PROGRESS_STEP: usize = 1 << 20;
 
 /// Longest listing we accept: a server cannot make us buffer without bound.
 const MAX_LISTING: u64 = 64 << 20;
@@ -87,6 +99,20 @@ pub enum ClientError {
     /// An argument that cannot be sent, such as a file name containing a line break.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The transfer was stopped through its [`Interrupt`] (Ctrl-C); the server was sent
+    /// ABOR and a download left nothing behind.
+    #[error("interrupted")]
+    Interrupted,
+    /// The transfer completed, but the server's SHA-256 of its file differs from ours.
+    #[error("{path}: SHA-256 differs after the transfer (local {local}, server {remote})")]
+    Mismatch {
+        /// The remote file name.
+        path: String,
+        /// Our digest, hex.
+        local: String,
+        /// The server's digest, hex.
+        remote: String,
+    },
 }
 
 impl ClientError {
@@ -112,6 +138,64 @@ pub struct Progress {
     pub total: Option<u64>,
 }
 
+/// Lets another thread (a Ctrl-C handler, say) stop the transfer in progress.
+///
+/// The transfer notices between chunks of a megabyte, sends ABOR, closes its data
+/// connection and fails with [`ClientError::Interrupted`].
+#[derive(Debug, Default)]
+pub struct Interrupt {
+    requested: AtomicBool,
+    transferring: AtomicBool,
+}
+
+impl Interrupt {
+    /// A new handle, to share between the client and whoever may interrupt it.
+    pub fn new() -> Arc<Interrupt> {
+        Arc::new(Interrupt::default())
+    }
+
+    /// Asks the running transfer to stop. Returns false when no transfer is running
+    /// (then nothing happens: a Ctrl-C handler may exit instead).
+    pub fn request(&self) -> bool {
+        if self.transferring.load(Ordering::SeqCst) {
+            self.requested.store(true, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Marks a transfer as running for as long as it lives.
+struct Running<'a>(&'a Interrupt);
+
+impl<'a> Running<'a> {
+    fn start(interrupt: &'a Interrupt) -> Running<'a> {
+        interrupt.requested.store(false, Ordering::SeqCst);
+        interrupt.transferring.store(true, Ordering::SeqCst);
+        Running(interrupt)
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.0.requested.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.transferring.store(false, Ordering::SeqCst);
+    }
+}
+
+/// What a finished [`Client::get`] or [`Client::put`] moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transferred {
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Whether the server's SHA-256 of the file was checked against ours (and matched).
+    pub verified: bool,
+}
+
 /// A blocking FTP client on one control connection.
 #[derive(Debug)]
 pub struct Client {
@@ -123,6 +207,12 @@ pub struct Client {
     epsv: bool,
     /// False once the control connection is lost or out of step.
     usable: bool,
+    /// Whether transfers are verified with HASH when the server offers it.
+    verify: bool,
+    /// Whether the server computes SHA-256 with HASH; found out on first use.
+    server_sha256: Option<bool>,
+    pump: Pump,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Client {
@@ -174,6 +264,10 @@ impl Client {
             greeting: String::new(),
             epsv: true,
             usable: true,
+            verify: true,
+            server_sha256: None,
+            pump: Pump::new(),
+            interrupt: Interrupt::new(),
         };
         for _ in 0..MAX_PRELIMINARY_GREETINGS {
             let reply = client.read_reply()?;
@@ -234,78 +328,94 @@ impl Client {
             .map_err(|_| ClientError::Protocol(format!("SIZE reply is not a number: {text:?}")))
     }
 
-    /// Downloads the remote file `remote` to the local path `local` and returns the
-    /// number of bytes received.
+    /// Downloads the remote file `remote` to the local path `local`.
     ///
     /// The bytes go to a temporary file in `local`'s directory, which is renamed to
-    /// `local` only after the server confirmed the transfer; on any failure it is
-    /// removed and an existing `local` stays as it was. `progress` is called as bytes
-    /// arrive, starting with zero.
+    /// `local` only after the server confirmed the transfer (and, when it offers
+    /// HASH, after its SHA-256 matched ours); on any failure it is removed and an
+    /// existing `local` stays as it was. `progress` is called as bytes arrive,
+    /// starting with zero.
     ///
     /// # Errors
     /// [`ClientError::UnexpectedReply`] when the server refuses (`550` for a missing
     /// file) or aborts the transfer (`426`, `451`); [`ClientError::LocalFile`] when
     /// the temporary file cannot be created or written, or the rename fails;
     /// [`ClientError::Connect`] when the data connection cannot be made;
-    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails.
+    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails;
+    /// [`ClientError::Mismatch`] when the download differs from the server's file.
     pub fn get<F: FnMut(Progress)>(
         &mut self,
         remote: &str,
         local: &Path,
         mut progress: F,
-    ) -> Result<u64> {
+    ) -> Result<Transferred> {
         self.check_usable()?;
         let local_err = |source| ClientError::LocalFile {
             path: local.to_owned(),
             source,
         };
-        let mut temp = download_temp(parent_dir(local)).map_err(local_err)?;
+        let temp = download_temp(parent_dir(local)).map_err(local_err)?;
         let total = match self.size(remote) {
             Ok(n) => Some(n),
             // The size is only a hint for progress: RETR gives the real answer.
             Err(_) if self.usable => None,
             Err(e) => return Err(e),
         };
-        let mut data = self.open_data()?;
+        let data = self.open_data()?;
         self.send(&Command::Retr(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let interrupt = Arc::clone(&self.interrupt);
+        let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
-        let file = temp.as_file_mut();
-        let copied = pump(
-            &mut data,
-            file,
-            total,
-            &mut progress,
-            CopyError::Data,
-            CopyError::Local,
-        );
+        let mut done = 0u64;
+        let copied = loop {
+            if running.stop_requested() {
+                return Err(self.abort_transfer(data));
+            }
+            match self
+                .pump
+                .socket_to_file(&data, temp.as_file(), PROGRESS_STEP)
+            {
+                Ok(0) => break Ok(done),
+                Ok(n) => {
+                    done += n as u64;
+                    progress(Progress { done, total });
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        drop(running);
         drop(data);
-        let done = self.finish_transfer(copied, local)?;
+        let bytes = self.finish_transfer(copied, local)?;
+        // A download that does not match the server's file is not kept (dropping
+        // `temp` removes it).
+        let verified = self.verify_against_server(remote, temp.path())?;
         temp.persist(local).map_err(|e| local_err(e.error))?;
-        Ok(done)
+        Ok(Transferred { bytes, verified })
     }
 
-    /// Uploads the local file `local` to the remote name `remote` and returns the
-    /// number of bytes sent. `progress` is called as bytes leave, starting with zero.
+    /// Uploads the local file `local` to the remote name `remote`. `progress` is
+    /// called as bytes leave, starting with zero.
     ///
     /// # Errors
     /// [`ClientError::LocalFile`] when `local` cannot be opened or is not a regular
     /// file (checked before anything is sent) or cannot be read;
     /// [`ClientError::UnexpectedReply`] when the server refuses or aborts;
     /// [`ClientError::Connect`] when the data connection cannot be made;
-    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails.
+    /// [`ClientError::Dropped`] / [`ClientError::Timeout`] when a connection fails;
+    /// [`ClientError::Mismatch`] when the server's copy differs from `local`.
     pub fn put<F: FnMut(Progress)>(
         &mut self,
         local: &Path,
         remote: &str,
         mut progress: F,
-    ) -> Result<u64> {
+    ) -> Result<Transferred> {
         self.check_usable()?;
         let local_err = |source| ClientError::LocalFile {
             path: local.to_owned(),
             source,
         };
-        let mut file = File::open(local).map_err(local_err)?;
+        let file = File::open(local).map_err(local_err)?;
         let meta = file.metadata().map_err(local_err)?;
         if !meta.is_file() {
             return Err(local_err(io::Error::new(
@@ -314,21 +424,150 @@ impl Client {
             )));
         }
         let total = Some(meta.len());
-        let mut data = self.open_data()?;
+        let data = self.open_data()?;
         self.send(&Command::Stor(remote.to_owned()))?;
         self.expect_preliminary()?;
+        let interrupt = Arc::clone(&self.interrupt);
+        let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
-        let copied = pump(
-            &mut file,
-            &mut data,
-            total,
-            &mut progress,
-            CopyError::Local,
-            CopyError::Data,
-        );
+        let mut offset = 0u64;
+        let copied = loop {
+            if running.stop_requested() {
+                return Err(self.abort_transfer(data));
+            }
+            match self
+                .pump
+                .file_to_socket(&file, &mut offset, &data, PROGRESS_STEP)
+            {
+                Ok(0) => break Ok(offset),
+                Ok(_) => progress(Progress {
+                    done: offset,
+                    total,
+                }),
+                Err(e) => break Err(e),
+            }
+        };
+        drop(running);
         // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4).
         drop(data);
-        self.finish_transfer(copied, local)
+        let bytes = self.finish_transfer(copied, local)?;
+        let verified = self.verify_against_server(remote, local)?;
+        Ok(Transferred { bytes, verified })
+    }
+
+    /// Shares `interrupt` with this client: requesting it stops the transfer in progress.
+    pub fn set_interrupt(&mut self, interrupt: Arc<Interrupt>) {
+        self.interrupt = interrupt;
+    }
+
+    /// Stops a transfer: ABOR first (so the server does not take the end of an upload
+    /// for the end of the file), then the data connection goes. The server answers
+    /// twice: for the transfer (426, or 226 if it had finished) and for the ABOR
+    /// (226 or 225). A server that does not leaves the connection unusable.
+    fn abort_transfer(&mut self, data: TcpStream) -> ClientError {
+        let sent = self.send(&Command::Abor);
+        drop(data);
+        if sent.is_ok() {
+            for _ in 0..2 {
+                match self.read_reply() {
+                    Ok(r) if matches!(r.code, 225 | 226 | 426 | 451) => {}
+                    _ => {
+                        self.usable = false;
+                        break;
+                    }
+                }
+            }
+        }
+        ClientError::Interrupted
+    }
+
+    /// Turns verification after each transfer on (the default) or off.
+    pub fn set_verify(&mut self, on: bool) {
+        self.verify = on;
+    }
+
+    /// The server's SHA-256 of the remote file `path`, or `None` when the server
+    /// does not offer `HASH` with SHA-256.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (a missing file);
+    /// [`ClientError::Protocol`] for an unreadable reply; connection errors.
+    pub fn remote_sha256(&mut self, path: &str) -> Result<Option<String>> {
+        self.check_usable()?;
+        if !self.server_offers_sha256()? {
+            return Ok(None);
+        }
+        self.send(&Command::Hash(path.to_owned()))?;
+        let reply = self.expect(&[ReplyCode::FileStatus])?;
+        let text = reply.text();
+        // `SHA-256 0-<size> <hex> <path>`: the digest of the whole file.
+        let mut words = text.split_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some(algo), Some(range), Some(hex))
+                if algo.eq_ignore_ascii_case("SHA-256")
+                    && range.starts_with("0-")
+                    && hex.len() == 64
+                    && hex.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                Ok(Some(hex.to_ascii_lowercase()))
+            }
+            _ => Err(ClientError::Protocol(format!(
+                "unreadable HASH reply {text:?}"
+            ))),
+        }
+    }
+
+    /// Asks FEAT once whether HASH offers SHA-256, and selects it if it is not the
+    /// server's default.
+    fn server_offers_sha256(&mut self) -> Result<bool> {
+        if let Some(known) = self.server_sha256 {
+            return Ok(known);
+        }
+        self.send(&Command::Feat)?;
+        let reply = self.read_reply()?;
+        let algos: Vec<String> = if reply.code == ReplyCode::SystemStatus.number() {
+            reply
+                .lines
+                .iter()
+                .filter_map(|l| l.trim().strip_prefix("HASH "))
+                .flat_map(|list| list.split(';').map(|a| a.trim().to_owned()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let offered = if algos.iter().any(|a| a.eq_ignore_ascii_case("SHA-256*")) {
+            true
+        } else if algos.iter().any(|a| a.eq_ignore_ascii_case("SHA-256")) {
+            self.send(&Command::Opts("HASH SHA-256".into()))?;
+            self.read_reply()?.code == ReplyCode::CommandOk.number()
+        } else {
+            false
+        };
+        self.server_sha256 = Some(offered);
+        Ok(offered)
+    }
+
+    /// Compares the server's SHA-256 of `remote` with ours of `local`. Returns whether
+    /// a comparison was made (the server offers HASH and verification is on).
+    fn verify_against_server(&mut self, remote: &str, local: &Path) -> Result<bool> {
+        if !self.verify {
+            return Ok(false);
+        }
+        let Some(theirs) = self.remote_sha256(remote)? else {
+            return Ok(false);
+        };
+        let ours = sha256_file(local).map_err(|source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        })?;
+        if ours != theirs {
+            return Err(ClientError::Mismatch {
+                path: remote.to_owned(),
+                local: ours,
+                remote: theirs,
+            });
+        }
+        Ok(true)
     }
 
     /// The server's long listing (`LIST`) of `path`, or of the current directory.
@@ -481,12 +720,12 @@ impl Client {
         let reply = self.expect(&[ReplyCode::TransferComplete, ReplyCode::FileActionOk]);
         match (copied, reply) {
             (Ok(n), Ok(_)) => Ok(n),
-            (Err(CopyError::Local(source)), _) => Err(ClientError::LocalFile {
+            (Err(CopyError::File(source)), _) => Err(ClientError::LocalFile {
                 path: local.to_owned(),
                 source,
             }),
-            (Err(CopyError::Data(_)), Err(e @ ClientError::UnexpectedReply { .. })) => Err(e),
-            (Err(CopyError::Data(e)), _) => Err(io_error(e, "the data transfer")),
+            (Err(CopyError::Net(_)), Err(e @ ClientError::UnexpectedReply { .. })) => Err(e),
+            (Err(CopyError::Net(e)), _) => Err(io_error(e, "the data transfer")),
             (Ok(_), Err(e)) => Err(e),
         }
     }
@@ -541,7 +780,7 @@ impl Client {
         let read = (&mut data)
             .take(MAX_LISTING + 1)
             .read_to_end(&mut bytes)
-            .map_err(CopyError::Data)
+            .map_err(CopyError::Net)
             .map(|n| n as u64);
         drop(data);
         self.finish_transfer(read, Path::new(""))?;
@@ -561,43 +800,15 @@ const EPSV_REFUSED: &[ReplyCode] = &[
     ReplyCode::ProtocolNotSupported,
 ];
 
-/// Where a transfer failed: on our side or on the data connection.
-#[derive(Debug)]
-enum CopyError {
-    Local(io::Error),
-    Data(io::Error),
-}
-
-/// Moves bytes from `from` to `to` through one large buffer until `from` ends,
-/// reporting progress after each write. `read_err` and `write_err` say which side
-/// each half is on, so a failure is blamed on the right one.
-///
-/// Why not `io::copy`: between a file and a TCP socket it has no zero-copy path
-/// (std declines `sendfile` from files into sockets, since later changes to the file
-/// could show up in bytes already "sent") and falls back to an 8 KiB buffer; a
-/// 256 KiB buffer needs 32 times fewer system calls. Nothing wraps the file or the
-/// socket, so there is no second copy either.
-fn pump<R: Read, W: Write, F: FnMut(Progress)>(
-    from: &mut R,
-    to: &mut W,
-    total: Option<u64>,
-    progress: &mut F,
-    read_err: fn(io::Error) -> CopyError,
-    write_err: fn(io::Error) -> CopyError,
-) -> Result<u64, CopyError> {
-    let mut buf = vec![0u8; TRANSFER_BUF];
-    let mut done = 0u64;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(done),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        to.write_all(&buf[..n]).map_err(write_err)?;
-        done += n as u64;
-        progress(Progress { done, total });
-    }
+/// The SHA-256 of a local file, hex.
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut hasher = sha2::Sha256::new();
+    io::copy(&mut File::open(path)?, &mut hasher)?;
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// Turns an I/O error on a connection into a timeout or a dropped connection.

@@ -12,9 +12,10 @@
 use std::fmt;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Client, ClientError, Progress};
+use super::{Client, ClientError, Interrupt, Progress};
 
 /// Host that `OPEN <port>` connects to.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -322,6 +323,7 @@ pub struct Repl {
     password: String,
     timeout: Duration,
     failures: u64,
+    interrupt: Arc<Interrupt>,
 }
 
 impl Repl {
@@ -335,7 +337,13 @@ impl Repl {
             password,
             timeout,
             failures: 0,
+            interrupt: Interrupt::new(),
         }
+    }
+
+    /// The handle that stops the transfer in progress (for a Ctrl-C handler).
+    pub fn interrupt(&self) -> Arc<Interrupt> {
+        Arc::clone(&self.interrupt)
     }
 
     /// A REPL that logs in anonymously.
@@ -461,6 +469,7 @@ impl Repl {
             .and_then(|mut c| {
                 c.login(&self.user, &self.password)?;
                 c.binary()?;
+                c.set_interrupt(Arc::clone(&self.interrupt));
                 Ok(c)
             })
             .map_err(|source| CommandError::Client {
@@ -490,8 +499,12 @@ impl Repl {
             }
         });
         ui.progress_end();
-        let bytes = result?;
-        ui.result(&transfer_line(verb, name.as_str(), bytes, start.elapsed()));
+        let done = result?;
+        let mut line = transfer_line(verb, name.as_str(), done.bytes, start.elapsed());
+        if done.verified {
+            line.push_str(", SHA-256 verified");
+        }
+        ui.result(&line);
         Ok(())
     }
 

@@ -21,6 +21,14 @@ struct Behavior {
     greeting: Option<&'static str>,
     /// Connections to serve before the thread ends.
     connections: usize,
+    /// Offer `HASH SHA-256` in FEAT and answer HASH: truthfully, or with a wrong digest.
+    hash: Option<HashAnswer>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HashAnswer {
+    Truth,
+    Lie,
 }
 
 /// A scripted in-process FTP server on a port-0 listener, serving `connections`
@@ -115,6 +123,19 @@ fn serve(
                     )
                 }
             }
+            "FEAT" if behavior.hash.is_some() => {
+                "211-Features:\r\n HASH SHA-256*\r\n211 End".to_owned()
+            }
+            "HASH" if behavior.hash.is_some() => match files.lock().expect("lock").get(arg) {
+                Some(bytes) => {
+                    let mut digest = sha256_hex(bytes);
+                    if behavior.hash == Some(HashAnswer::Lie) {
+                        digest = digest.replace(|c: char| c != '0', "0");
+                    }
+                    format!("213 SHA-256 0-{} {digest} {arg}", bytes.len())
+                }
+                None => "550 no such file".to_owned(),
+            },
             "SIZE" => match files.lock().expect("lock").get(arg) {
                 Some(bytes) => format!("213 {}", bytes.len()),
                 None => "550 no such file".to_owned(),
@@ -131,9 +152,14 @@ fn serve(
                     data.write_all(&bytes[..bytes.len() / 2])?;
                     return Ok(());
                 }
-                data.write_all(&bytes)?;
+                // A client that closes the data connection early gets 426, as from a
+                // real server.
+                let sent = data.write_all(&bytes);
                 drop(data);
-                "226 done".to_owned()
+                match sent {
+                    Ok(()) => "226 done".to_owned(),
+                    Err(_) => "426 connection closed; transfer aborted".to_owned(),
+                }
             }
             "STOR" => {
                 let Some(l) = passive.take() else {
@@ -162,6 +188,7 @@ fn serve(
                 drop(data);
                 "226 listed".to_owned()
             }
+            "ABOR" => "226 ABOR done".to_owned(),
             "QUIT" => {
                 writeln!(out, "221 bye\r")?;
                 return Ok(());
@@ -170,6 +197,13 @@ fn serve(
         };
         writeln!(out, "{reply}\r")?;
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn all_bytes() -> Vec<u8> {
@@ -184,7 +218,7 @@ fn get_streams_the_file_and_reports_progress() {
     let mut seen = Vec::new();
     let local = dir.path().join("a.bin");
     let n = client.get("a.bin", &local, |p| seen.push(p)).expect("get");
-    assert_eq!(n, 300_000);
+    assert_eq!(n.bytes, 300_000);
     assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
     assert_eq!(
         seen.first(),
@@ -213,7 +247,7 @@ fn put_sends_the_file_and_the_server_gets_every_byte() {
     let n = client
         .put(&local, "up.bin", |p| last = Some(p))
         .expect("put");
-    assert_eq!(n, 300_000);
+    assert_eq!(n.bytes, 300_000);
     assert_eq!(
         last,
         Some(Progress {
@@ -511,4 +545,125 @@ fn repl_user_changes_the_next_login() {
     repl.run_line("QUIT", &mut ui);
     let cmds = server.commands();
     assert_eq!(cmds[..2], ["USER bob".to_owned(), "PASS pw".to_owned()]);
+}
+
+#[test]
+fn transfers_are_verified_when_the_server_offers_hash() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let local = dir.path().join("a.bin");
+    let got = client.get("a.bin", &local, |_| {}).expect("get");
+    assert_eq!(
+        got,
+        Transferred {
+            bytes: 300_000,
+            verified: true
+        }
+    );
+    let sent = client.put(&local, "b.bin", |_| {}).expect("put");
+    assert!(sent.verified);
+    client.quit().expect("quit");
+    let hashes: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("HASH") || c.starts_with("FEAT"))
+        .collect();
+    assert_eq!(
+        hashes,
+        ["FEAT", "HASH a.bin", "HASH b.bin"],
+        "FEAT is asked once"
+    );
+}
+
+#[test]
+fn a_download_that_differs_from_the_servers_hash_is_not_kept() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Lie),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("a.bin");
+    std::fs::write(&local, b"my good copy").expect("write");
+    let mut client = server.connect();
+    let err = client.get("a.bin", &local, |_| {}).expect_err("mismatch");
+    assert!(matches!(err, ClientError::Mismatch { .. }), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), b"my good copy");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+    let err = client.put(&local, "up.bin", |_| {}).expect_err("mismatch");
+    assert!(matches!(err, ClientError::Mismatch { .. }), "{err}");
+    // Verification off: the same transfer is accepted, unverified.
+    client.set_verify(false);
+    let got = client.get("a.bin", &local, |_| {}).expect("get");
+    assert_eq!(
+        got,
+        Transferred {
+            bytes: 300_000,
+            verified: false
+        }
+    );
+    assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
+}
+
+#[test]
+fn an_interrupted_download_sends_abor_leaves_nothing_and_the_client_goes_on() {
+    let big: Vec<u8> = (0..=255u8).cycle().take(8 << 20).collect();
+    let server = FakeServer::start(Behavior::default()).with_file("big.bin", &big);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("big.bin");
+    std::fs::write(&local, b"keep me").expect("write");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    // Ctrl-C as the transfer starts: the callback runs while it is in progress.
+    let err = client
+        .get("big.bin", &local, |_| {
+            assert!(interrupt.request(), "a transfer is running");
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), b"keep me");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        1,
+        "no temp file"
+    );
+    assert!(!interrupt.request(), "no transfer is running now");
+    // The control connection is in step: the next transfer works.
+    client.noop().expect("noop");
+    let small = dir.path().join("small.bin");
+    let server_file = server.file("big.bin").expect("file");
+    assert_eq!(server_file.len(), 8 << 20);
+    client.put(&local, "small.bin", |_| {}).expect("put");
+    assert!(server.commands().contains(&"ABOR".to_owned()));
+    drop(small);
+}
+
+#[test]
+fn an_interrupted_upload_sends_abor_before_closing_the_data_connection() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, vec![7u8; 4 << 20]).expect("write");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    let err = client
+        .put(&local, "up.bin", |_| {
+            interrupt.request();
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    client.noop().expect("the connection is still in step");
+    let commands = server.commands();
+    let stor = commands
+        .iter()
+        .position(|c| c == "STOR up.bin")
+        .expect("STOR");
+    assert_eq!(commands.get(stor + 1).map(String::as_str), Some("ABOR"));
 }

@@ -6,6 +6,7 @@ use std::fs::Metadata;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::time::SystemTime;
 
+use super::accounts::Perms;
 use crate::time::{ls_date, Utc};
 
 /// One `ls -l` style line, with CRLF.
@@ -81,7 +82,7 @@ impl Facts {
     }
 
     /// `type=file;size=5;...; ` followed by `name` (no line ending).
-    pub(super) fn line(self, name: &str, meta: &Metadata, writable: bool) -> String {
+    pub(super) fn line(self, name: &str, meta: &Metadata, perms: Perms) -> String {
         let mut out = String::with_capacity(96 + name.len());
         for (i, fact) in FACTS.iter().enumerate() {
             if !self.has(i) {
@@ -94,7 +95,7 @@ impl Facts {
                     Ok(t) => write!(out, "modify={};", Utc::from_system_time(t).mdtm()),
                     Err(_) => Ok(()),
                 },
-                "perm" => write!(out, "perm={};", perm_fact(meta, writable)),
+                "perm" => write!(out, "perm={};", perm_fact(meta, perms)),
                 _ => write!(out, "unique={:x}U{:x};", meta.dev(), meta.ino()),
             };
         }
@@ -105,13 +106,32 @@ impl Facts {
 }
 
 /// The `perm` fact (RFC 3659 §7.5.5): what this session may do with the entry.
-fn perm_fact(meta: &Metadata, writable: bool) -> &'static str {
-    match (meta.is_dir(), writable) {
-        (true, true) => "cdeflmp",
-        (true, false) => "el",
-        (false, true) => "adfrw",
-        (false, false) => "r",
-    }
+fn perm_fact(meta: &Metadata, perms: Perms) -> String {
+    let rename = perms.write && perms.delete;
+    let letters: &[(bool, char)] = if meta.is_dir() {
+        &[
+            (perms.write, 'c'),
+            (perms.delete, 'd'),
+            (true, 'e'),
+            (rename, 'f'),
+            (perms.read, 'l'),
+            (perms.write, 'm'),
+            (perms.delete, 'p'),
+        ]
+    } else {
+        &[
+            (perms.write, 'a'),
+            (perms.delete, 'd'),
+            (rename, 'f'),
+            (perms.read, 'r'),
+            (perms.write, 'w'),
+        ]
+    };
+    letters
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, c)| *c)
+        .collect()
 }
 
 #[cfg(test)]
@@ -124,19 +144,27 @@ mod tests {
         let file = tmp.path().join("a b.txt");
         std::fs::write(&file, "12345").expect("write");
         let meta = std::fs::metadata(&file).expect("meta");
-        let line = Facts::default().line("a b.txt", &meta, true);
+        let line = Facts::default().line("a b.txt", &meta, Perms::ALL);
         assert!(line.starts_with("type=file;size=5;modify="), "{line}");
         assert!(line.contains(";perm=adfrw;unique="), "{line}");
         assert!(line.ends_with("; a b.txt"), "{line}");
 
         let some = Facts::select("size;TYPE;bogus;");
         assert_eq!(some.names(), "type;size;");
-        assert_eq!(some.line("x", &meta, false), "type=file;size=5; x");
+        assert_eq!(some.line("x", &meta, Perms::READ), "type=file;size=5; x");
         assert_eq!(some.feature(), "MLST type*;size*;modify;perm;unique;");
         let dir = std::fs::metadata(tmp.path()).expect("meta");
         assert_eq!(
-            Facts::select("type;perm").line("d", &dir, false),
+            Facts::select("type;perm").line("d", &dir, Perms::READ),
             "type=dir;perm=el; d"
+        );
+        assert_eq!(
+            Facts::select("perm").line("f", &meta, Perms::READ),
+            "perm=r; f"
+        );
+        assert_eq!(
+            Facts::select("perm").line("f", &meta, Perms::ALL),
+            "perm=adfrw; f"
         );
     }
 

@@ -15,6 +15,7 @@
 //! remaining connection is shut down in both directions, which makes the blocked
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
 
+pub mod accounts;
 mod data;
 mod listing;
 mod pool;
@@ -25,13 +26,14 @@ use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use self::accounts::{Anonymous, Users};
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
 use crate::path::Root;
@@ -63,6 +65,16 @@ pub struct Config {
     /// The IPv4 address announced in PASV replies (for NAT); default: the control
     /// connection's local address.
     pub pasv_address: Option<Ipv4Addr>,
+    /// The accounts that may log in with a password.
+    pub users: Users,
+    /// Whether `anonymous` may log in, and to do what.
+    pub anonymous: Anonymous,
+    /// Sessions one client address may have open at once; 0 for no limit.
+    pub max_per_ip: usize,
+    /// The pause after a failed PASS, which slows down password guessing.
+    pub failed_login_delay: Duration,
+    /// Failed PASS commands after which the connection is closed.
+    pub max_login_failures: u32,
 }
 
 impl Default for Config {
@@ -78,6 +90,11 @@ impl Default for Config {
             grace: Duration::from_secs(30),
             pasv_ports: None,
             pasv_address: None,
+            users: Users::default(),
+            anonymous: Anonymous::Write,
+            max_per_ip: 0,
+            failed_login_delay: Duration::from_secs(1),
+            max_login_failures: 3,
         }
     }
 }
@@ -97,9 +114,22 @@ struct Shared {
     conns: Mutex<Connections>,
     /// Rotates through the passive port range.
     next_pasv: AtomicU64,
-    /// Connections handed to the pool and not yet finished (running or queued). Only
-    /// the acceptor increments it, so its check against the limit cannot overshoot.
-    sessions: AtomicUsize,
+    /// Sessions handed to the pool and not yet finished, in all and per address.
+    admission: Mutex<Admission>,
+}
+
+/// Open sessions (running or queued), counted to refuse the ones past the limits.
+#[derive(Debug, Default)]
+struct Admission {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// Why the acceptor turned a connection away.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    Busy,
+    PerIp,
 }
 
 #[derive(Debug, Default)]
@@ -117,6 +147,35 @@ struct Registered {
 impl Shared {
     fn stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Counts a new session from `ip` in, unless that would pass `limit` sessions in
+    /// all or the per-address limit.
+    fn admit(&self, ip: IpAddr, limit: usize) -> std::result::Result<(), Refusal> {
+        let mut adm = self.admission.lock();
+        if adm.total >= limit {
+            return Err(Refusal::Busy);
+        }
+        let max_per_ip = self.config.max_per_ip;
+        let mine = adm.per_ip.entry(ip).or_insert(0);
+        if max_per_ip > 0 && *mine >= max_per_ip {
+            return Err(Refusal::PerIp);
+        }
+        *mine += 1;
+        adm.total += 1;
+        Ok(())
+    }
+
+    /// Counts a finished session from `ip` out.
+    fn release(&self, ip: IpAddr) {
+        let mut adm = self.admission.lock();
+        adm.total = adm.total.saturating_sub(1);
+        if let Some(n) = adm.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                adm.per_ip.remove(&ip);
+            }
+        }
     }
 
     /// Registers a control connection; `None` when shutdown has already begun (the
@@ -223,7 +282,7 @@ impl Server {
             forced: AtomicBool::new(false),
             conns: Mutex::new(Connections::default()),
             next_pasv: AtomicU64::new(0),
-            sessions: AtomicUsize::new(0),
+            admission: Mutex::new(Admission::default()),
         });
         Ok(Server {
             listener,
@@ -262,7 +321,7 @@ impl Server {
     pub fn run(self) -> Result<RunReport> {
         let config = &self.shared.config;
         let limit = config.workers.max(1) + config.queue;
-        let (tx, rx) = crossbeam_channel::bounded::<TcpStream>(limit);
+        let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, IpAddr)>(limit);
         let pool = pool::Pool::start(config.workers, rx, Arc::clone(&self.shared))?;
         log::info!(
             "serving {} on {} with {} workers",
@@ -282,17 +341,18 @@ impl Server {
     }
 
     /// Accepts connections until shutdown. A connection goes to the pool when fewer
-    /// than `limit` sessions are open (so a worker is free or will be after the queue),
-    /// and is refused with `421` otherwise. Counting sessions, rather than asking whether
-    /// a worker is waiting right now, means a worker between two sessions never causes
-    /// a refusal.
-    fn accept_loop(&self, tx: &crossbeam_channel::Sender<TcpStream>, limit: usize) {
-        for conn in self.listener.incoming() {
+    /// than `limit` sessions are open (so a worker is free or will be after the queue)
+    /// and its address has fewer than `--max-per-ip`; otherwise it is refused with
+    /// `421`. Counting sessions, rather than asking whether a worker is waiting right
+    /// now, means a worker between two sessions never causes a refusal.
+    fn accept_loop(&self, tx: &crossbeam_channel::Sender<(TcpStream, IpAddr)>, limit: usize) {
+        loop {
+            let accepted = self.listener.accept();
             if self.shared.stopping() {
                 break;
             }
-            let stream = match conn {
-                Ok(stream) => stream,
+            let (stream, peer) = match accepted {
+                Ok(conn) => conn,
                 Err(e) => {
                     // Out of descriptors or a connection reset before accept: keep
                     // serving, but do not spin while the condition lasts.
@@ -301,31 +361,29 @@ impl Server {
                     continue;
                 }
             };
-            if self.shared.sessions.load(Ordering::SeqCst) >= limit {
-                refuse(stream);
+            let ip = peer.ip().to_canonical();
+            if let Err(why) = self.shared.admit(ip, limit) {
+                refuse(stream, peer, why);
                 continue;
             }
-            self.shared.sessions.fetch_add(1, Ordering::SeqCst);
             // The channel holds `limit` and at most `limit` sessions are open, so this
             // never finds it full; if it ever did, the client is refused, not kept waiting.
-            if let Err(e) = tx.try_send(stream) {
-                self.shared.sessions.fetch_sub(1, Ordering::SeqCst);
-                refuse(e.into_inner());
+            if let Err(e) = tx.try_send((stream, ip)) {
+                self.shared.release(ip);
+                refuse(e.into_inner().0, peer, Refusal::Busy);
             }
         }
     }
 }
 
-/// Tells a connection that no worker is free, and closes it.
-fn refuse(mut stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "?".to_owned(), |a| a.to_string());
-    log::warn!("{peer}: refused, all workers busy");
-    let reply = Reply::new(
-        ReplyCode::ServiceNotAvailable,
-        "Too many connections, try again later",
-    );
+/// Tells a connection why it is turned away (`421`), and closes it.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal) {
+    let text = match why {
+        Refusal::Busy => "Too many connections, try again later",
+        Refusal::PerIp => "Too many connections from your address",
+    };
+    log::warn!("{peer}: refused: {text}");
+    let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
     // A fresh socket's send buffer is empty, so this short write does not block; the
     // timeout is a second line of defence.
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));

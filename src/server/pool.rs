@@ -5,9 +5,8 @@
 //! when the acceptor drops the sender, `rx.iter()` ends after the queued connections
 //! are served: that is the whole shutdown protocol of the pool.
 
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -28,7 +27,11 @@ pub(super) struct Pool {
 
 impl Pool {
     /// Starts `n` named workers (`worker-0`, ...) that serve connections from `rx`.
-    pub(super) fn start(n: usize, rx: Receiver<TcpStream>, shared: Arc<Shared>) -> Result<Pool> {
+    pub(super) fn start(
+        n: usize,
+        rx: Receiver<(TcpStream, IpAddr)>,
+        shared: Arc<Shared>,
+    ) -> Result<Pool> {
         let mut workers = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let rx = rx.clone();
@@ -37,13 +40,13 @@ impl Pool {
                 .name(format!("worker-{i}"))
                 .stack_size(WORKER_STACK)
                 .spawn(move || {
-                    for stream in rx.iter() {
+                    for (stream, ip) in rx.iter() {
                         // A bug in a session must not shrink the pool: contain it.
                         let run = AssertUnwindSafe(|| session::run(stream, &shared));
                         if panic::catch_unwind(run).is_err() {
                             log::error!("a session panicked; the worker goes on");
                         }
-                        shared.sessions.fetch_sub(1, Ordering::SeqCst);
+                        shared.release(ip);
                     }
                 })
                 .map_err(Error::Thread)?;

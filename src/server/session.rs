@@ -22,11 +22,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::Digest;
 
+use super::accounts::Perms;
 use super::data::{self, DataPlan};
 use super::listing::{ls_line, Facts};
 use super::{ConnToken, Shared};
 use crate::locks::FileGuard;
-use crate::path::{PathError, Resolved, VirtualPath, TEMP_PREFIX};
+use crate::path::{PathError, Resolved, Root, VirtualPath, TEMP_PREFIX};
 use crate::protocol::{
     read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
 };
@@ -84,6 +85,10 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         queued: VecDeque::new(),
         abort_seen: false,
         login: Login::None,
+        root: shared.root.clone(),
+        perms: Perms::default(),
+        failures: 0,
+        close_after_reply: false,
         cwd: VirtualPath::root(),
         data: None,
         epsv_all: false,
@@ -111,6 +116,7 @@ enum End {
     Idle,
     Shutdown,
     Lost,
+    LoginFailures,
 }
 
 impl std::fmt::Display for End {
@@ -121,6 +127,7 @@ impl std::fmt::Display for End {
             End::Idle => "idle timeout",
             End::Shutdown => "server shutdown",
             End::Lost => "connection lost",
+            End::LoginFailures => "too many failed logins",
         })
     }
 }
@@ -322,6 +329,13 @@ struct Session<'s> {
     /// An ABOR stopped the last transfer: after its 426, the ABOR gets its 226.
     abort_seen: bool,
     login: Login,
+    /// What the session sees as `/`: the server root, or the user's home inside it.
+    root: Root,
+    perms: Perms,
+    /// Failed PASS commands so far.
+    failures: u32,
+    /// Close the connection once the current reply is sent.
+    close_after_reply: bool,
     cwd: VirtualPath,
     /// The data connection set up by the last PASV/EPSV/PORT/EPRT, used by the next
     /// transfer and dropped by any transfer command, successful or not.
@@ -409,6 +423,9 @@ impl<'s> Session<'s> {
             if quit {
                 return End::Quit;
             }
+            if self.close_after_reply {
+                return End::LoginFailures;
+            }
         }
     }
 
@@ -442,6 +459,26 @@ impl<'s> Session<'s> {
         if needs_login && !matches!(self.login, Login::In(_)) {
             return Err(Failure::NotLoggedIn);
         }
+        let allowed = match &cmd {
+            Command::Retr(_)
+            | Command::Size(_)
+            | Command::Mdtm(_)
+            | Command::Hash(_)
+            | Command::List(_)
+            | Command::Nlst(_)
+            | Command::Mlsd(_)
+            | Command::Mlst(_)
+            | Command::Stat(Some(_)) => self.perms.read,
+            Command::Stor(_) | Command::Appe(_) | Command::Mkd(_) | Command::Rnto(_) => {
+                self.perms.write
+            }
+            Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => self.perms.delete,
+            _ => true,
+        };
+        if !allowed {
+            self.data = None;
+            return Err(Failure::refuse(FileUnavailable, "Permission denied"));
+        }
         // RNTO must come right after RNFR (RFC 959 §4.1.3).
         let rename_from = self.rename_from.take();
         Ok(match cmd {
@@ -452,7 +489,7 @@ impl<'s> Session<'s> {
                 self.login = Login::User { name, anonymous };
                 Reply::new(NeedPassword, "Please specify the password")
             }
-            Command::Pass(_) => self.pass()?,
+            Command::Pass(password) => self.pass(&password)?,
             Command::Syst => Reply::new(SystemType, "UNIX Type: L8"),
             Command::Feat => self.feat(),
             Command::Opts(opt) => self.opts(&opt)?,
@@ -537,27 +574,64 @@ impl<'s> Session<'s> {
         })
     }
 
-    fn pass(&mut self) -> Result<Reply, Failure> {
+    fn pass(&mut self, password: &str) -> Result<Reply, Failure> {
         use ReplyCode::*;
-        match std::mem::replace(&mut self.login, Login::None) {
-            Login::User {
-                name,
-                anonymous: true,
-            } => {
-                log::info!("{}: logged in as {name}", self.peer);
-                self.login = Login::In(name);
-                Ok(Reply::new(LoggedIn, "Login successful"))
-            }
-            Login::User { name, .. } => {
-                log::warn!("{}: failed login as {name:?}", self.peer);
-                Err(Failure::refuse(NotLoggedIn, "Login incorrect"))
-            }
-            Login::None => Err(Failure::refuse(BadSequence, "Login with USER first")),
+        let (name, anonymous) = match std::mem::replace(&mut self.login, Login::None) {
+            Login::User { name, anonymous } => (name, anonymous),
+            Login::None => return Err(Failure::refuse(BadSequence, "Login with USER first")),
             Login::In(name) => {
                 self.login = Login::In(name);
-                Ok(Reply::new(LoggedIn, "Already logged in"))
+                return Ok(Reply::new(LoggedIn, "Already logged in"));
             }
+        };
+        let config = &self.shared.config;
+        let granted = if anonymous {
+            config.anonymous.perms().map(|p| (VirtualPath::root(), p))
+        } else {
+            config
+                .users
+                .check(&name, password)
+                .map(|u| (u.home.clone(), u.perms))
+        };
+        let Some((home, perms)) = granted else {
+            // The same reply for every failure, so it does not tell which names exist
+            // (RFC 2577 §5); the pause slows guessing down.
+            self.failures += 1;
+            log::warn!("{}: failed login as {name:?}", self.peer);
+            std::thread::sleep(config.failed_login_delay);
+            if self.failures >= config.max_login_failures {
+                self.close_after_reply = true;
+            }
+            return Err(Failure::refuse(NotLoggedIn, "Login incorrect"));
+        };
+        self.root = self.home_root(&home).map_err(|e| {
+            log::error!("{}: home {home} of {name:?} is unusable: {e}", self.peer);
+            Failure::refuse(NotLoggedIn, "Home directory unavailable")
+        })?;
+        self.perms = perms;
+        self.cwd = VirtualPath::root();
+        self.failures = 0;
+        log::info!("{}: logged in as {name}", self.peer);
+        self.login = Login::In(name);
+        Ok(Reply::new(LoggedIn, "Login successful"))
+    }
+
+    /// The root of a session whose user lives in `home` (inside the server root).
+    fn home_root(&self, home: &VirtualPath) -> io::Result<Root> {
+        let server = &self.shared.root;
+        if home.is_root() {
+            return Ok(server.clone());
         }
+        let mut dir = server.dir().to_path_buf();
+        dir.extend(home.components());
+        let root = Root::new(&dir)?;
+        if !root.dir().starts_with(server.dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "it leads outside the server root",
+            ));
+        }
+        Ok(root)
     }
 
     fn feat(&self) -> Reply {
@@ -618,7 +692,7 @@ impl<'s> Session<'s> {
     }
 
     fn resolve(&self, arg: &str) -> Result<Resolved, Failure> {
-        Ok(self.shared.root.resolve(&self.cwd, arg)?)
+        Ok(self.root.resolve(&self.cwd, arg)?)
     }
 
     /// Resolves `name` and checks that it is a plain file (following a symlink that
@@ -898,7 +972,7 @@ impl<'s> Session<'s> {
                 ))
             }
         };
-        let dir = path.real().parent().unwrap_or(self.shared.root.dir());
+        let dir = path.real().parent().unwrap_or(self.root.dir());
         // Dropping `part` on any error removes it.
         let mut part = tempfile::Builder::new()
             .prefix(TEMP_PREFIX)
@@ -988,7 +1062,7 @@ impl<'s> Session<'s> {
                         text.push_str("\r\n");
                     }
                     Listing::Facts => {
-                        text.push_str(&self.facts.line(&name, &meta, true));
+                        text.push_str(&self.facts.line(&name, &meta, self.perms));
                         text.push_str("\r\n");
                     }
                 }
@@ -1041,7 +1115,7 @@ impl<'s> Session<'s> {
             return Some(meta);
         }
         let child = dir.virtual_path().join(name).ok()?;
-        let resolved = self.shared.root.resolve_virtual(child).ok()?;
+        let resolved = self.root.resolve_virtual(child).ok()?;
         fs::metadata(resolved.real()).ok()
     }
 
@@ -1049,7 +1123,7 @@ impl<'s> Session<'s> {
         let path = self.resolve(arg.unwrap_or("."))?;
         let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
         let shown = path.virtual_path().as_str();
-        let facts = self.facts.line(shown, &meta, true);
+        let facts = self.facts.line(shown, &meta, self.perms);
         Ok(Reply::multi(
             ReplyCode::FileActionOk,
             &format!("Listing {shown}"),

@@ -44,6 +44,7 @@ fn random_binary_garbage_gets_errors_and_the_session_goes_on() {
         lines += garbage_then_noop(&mut after, &garbage);
     }
     assert!(lines > 1000, "only {lines} garbage lines were answered");
+    eprintln!("bad input: {lines} lines of random bytes answered with errors");
     // Still logged out, still logged in, and other clients are served.
     before.expect("PWD", 530);
     after.expect("PWD", 257);

@@ -8,7 +8,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 use crate::common::{
-    assert_files_in, hidden_names_in, lab_sample_files, run_client_script, write_files, TestServer,
+    assert_files_in, hidden_names_in, lab_sample_files, names_in, pattern, run_client_script,
+    write_files, TestServer, WAIT,
 };
 
 #[test]
@@ -43,6 +44,14 @@ fn lab_check_moves_files_byte_exact_between_two_servers() {
     assert!(hidden_names_in(client.path()).is_empty());
     let line = format!("GET down-big.bin: {} bytes in ", (50 << 20) + 3);
     assert!(run.stdout.contains(&line), "{}", run.stdout);
+    // Our server offers HASH, so every transfer was checked against its SHA-256.
+    let transfers = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("GET ") || l.starts_with("PUT "));
+    for transfer in transfers {
+        assert!(transfer.ends_with(", SHA-256 verified"), "{transfer}");
+    }
 }
 
 #[test]
@@ -120,4 +129,51 @@ fn server_gone_mid_session_leaves_the_client_usable() {
     assert!(!client.path().join("a.txt").exists());
     assert_eq!(fs::read(client.path().join("b.txt")).expect("b"), b"b");
     assert!(hidden_names_in(client.path()).is_empty());
+}
+
+#[test]
+fn an_interrupted_transfer_leaves_nothing_behind_on_either_side() {
+    use simple_ftp::client::{Client, ClientError, Interrupt};
+    let server = TestServer::start(&[]);
+    fs::write(server.root().join("old.bin"), b"old version").expect("write");
+    fs::write(server.root().join("big.bin"), pattern(32 << 20, 3)).expect("write");
+    let local_dir = tempfile::tempdir().expect("tempdir");
+    let mut client = Client::connect("127.0.0.1", server.addr.port(), WAIT).expect("connect");
+    client.login("anonymous", "x@").expect("login");
+    client.binary().expect("binary");
+    let interrupt = Interrupt::new();
+    client.set_interrupt(std::sync::Arc::clone(&interrupt));
+
+    let local = local_dir.path().join("big.bin");
+    let err = client
+        .get("big.bin", &local, |_| {
+            interrupt.request();
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    assert!(fs::read_dir(local_dir.path())
+        .expect("dir")
+        .next()
+        .is_none());
+
+    let upload = local_dir.path().join("up.bin");
+    fs::write(&upload, pattern(16 << 20, 4)).expect("write");
+    let err = client
+        .put(&upload, "old.bin", |p| {
+            if p.done > 0 {
+                interrupt.request();
+            }
+        })
+        .expect_err("interrupted");
+    assert!(matches!(err, ClientError::Interrupted), "{err}");
+    // The server kept the old version: the upload's end was not taken for its end.
+    assert_eq!(names_in(server.root()), ["big.bin", "old.bin"]);
+    assert_eq!(
+        fs::read(server.root().join("old.bin")).expect("read"),
+        b"old version"
+    );
+    // And the session goes on.
+    let got = client.get("old.bin", &local, |_| {}).expect("get");
+    assert!(got.verified);
+    client.quit().expect("quit");
 }

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one file per theme.
 
+mod accounts;
 mod bad_input;
 mod basic_ftp;
 mod client_pyftpdlib;
@@ -14,4 +15,5 @@ mod lifecycle;
 mod load;
 mod peers;
 mod server;
+mod stress;
 mod vsftpd;

@@ -1,0 +1,239 @@
+//! Accounts, permissions, anonymous modes and login hygiene (RFC 2577).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Ftp, TestServer};
+
+/// `ftp-server hash-password`, fed the password on stdin.
+fn hash(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ftp-server hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let hash = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    hash
+}
+
+/// A server with three accounts and the given extra arguments.
+fn server_with_users(extra: &[&str]) -> TestServer {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("alice")).expect("mkdir");
+    fs::write(root.join("top.txt"), "top").expect("write");
+    fs::write(root.join("alice/mine.txt"), "alice's").expect("write");
+    let users = dir.path().join("users.toml");
+    fs::write(
+        &users,
+        format!(
+            "[[user]]\nname = \"alice\"\npassword = \"{}\"\nhome = \"/alice\"\n\
+             permissions = [\"read\", \"write\"]\n\n\
+             [[user]]\nname = \"bob\"\npassword = \"{}\"\n\n\
+             [[user]]\nname = \"carol\"\npassword = \"{}\"\n\
+             permissions = [\"read\", \"write\", \"delete\"]\n",
+            hash("alice-pw"),
+            hash("bob-pw"),
+            hash("carol-pw")
+        ),
+    )
+    .expect("write users");
+    let users = users.to_string_lossy().into_owned();
+    let mut args = vec!["--users", users.as_str(), "--failed-login-delay", "0.2"];
+    args.extend_from_slice(extra);
+    TestServer::start_in(dir, root, &args)
+}
+
+fn login_as(server: &TestServer, user: &str, password: &str) -> Ftp {
+    let mut ftp = Ftp::connect(server.addr);
+    ftp.expect(&format!("USER {user}"), 331);
+    ftp.expect(&format!("PASS {password}"), 230);
+    ftp.expect("TYPE I", 200);
+    ftp
+}
+
+#[test]
+fn each_permission_is_enforced_and_users_stay_in_their_home() {
+    let server = server_with_users(&["--anonymous", "off"]);
+    let root = server.root().to_path_buf();
+
+    // alice: read and write, home /alice.
+    let mut alice = login_as(&server, "alice", "alice-pw");
+    assert!(alice.expect("PWD", 257).text.starts_with("\"/\""));
+    assert_eq!(alice.retr("mine.txt"), b"alice's");
+    alice.stor("new.txt", b"from alice");
+    assert_eq!(
+        fs::read(root.join("alice/new.txt")).expect("read"),
+        b"from alice"
+    );
+    alice.expect("MKD sub", 257);
+    alice.expect("DELE new.txt", 550);
+    alice.expect("RMD sub", 550);
+    alice.expect("RNFR new.txt", 550);
+    // The server root is out of reach.
+    alice.expect("CWD ..", 250);
+    assert!(alice.expect("PWD", 257).text.starts_with("\"/\""));
+    let _data = alice.epsv();
+    alice.expect("RETR ../top.txt", 550);
+    alice.expect("SIZE /top.txt", 550);
+    assert!(!alice.listing("NLST").contains("top.txt"));
+
+    // bob: read only, home /.
+    let mut bob = login_as(&server, "bob", "bob-pw");
+    assert_eq!(bob.retr("top.txt"), b"top");
+    assert_eq!(bob.retr("alice/mine.txt"), b"alice's");
+    for (line, what) in [
+        ("STOR x.txt", "write"),
+        ("APPE top.txt", "write"),
+        ("MKD d", "write"),
+        ("DELE top.txt", "delete"),
+        ("RMD alice", "delete"),
+        ("RNFR top.txt", "delete"),
+    ] {
+        let _data = bob.epsv();
+        let r = bob.cmd(line);
+        assert_eq!(r.code, 550, "{line} needs {what}: {r:?}");
+    }
+    let facts = bob.listing("MLSD");
+    let top = facts.lines().find(|l| l.ends_with("; top.txt")).expect("top.txt listed");
+    assert!(top.contains(";perm=r;"), "a read-only user may only read: {top}");
+
+    // carol: everything.
+    let mut carol = login_as(&server, "carol", "carol-pw");
+    carol.stor("c.txt", b"c");
+    carol.expect("RNFR c.txt", 350);
+    carol.expect("RNTO d.txt", 250);
+    carol.expect("DELE d.txt", 250);
+    carol.expect("RMD alice/sub", 250);
+    assert_eq!(fs::read(root.join("top.txt")).expect("read"), b"top");
+}
+
+#[test]
+fn unknown_users_and_wrong_passwords_get_the_same_reply_after_a_pause() {
+    let server = server_with_users(&[]);
+    let mut replies = Vec::new();
+    for (user, password) in [("alice", "wrong"), ("mallory", "alice-pw")] {
+        let mut ftp = Ftp::connect(server.addr);
+        let user_reply = ftp.expect(&format!("USER {user}"), 331);
+        let started = Instant::now();
+        let pass_reply = ftp.expect(&format!("PASS {password}"), 530);
+        assert!(started.elapsed() >= Duration::from_millis(200), "no pause");
+        replies.push((user_reply.text, pass_reply.text));
+    }
+    assert_eq!(
+        replies[0], replies[1],
+        "replies must not tell which names exist"
+    );
+}
+
+#[test]
+fn password_guessing_is_cut_off_after_three_failures() {
+    let server = server_with_users(&["--max-login-failures", "3"]);
+    let mut ftp = Ftp::connect(server.addr);
+    let started = Instant::now();
+    for _ in 0..3 {
+        ftp.expect("USER alice", 331);
+        ftp.expect("PASS guess", 530);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(600),
+        "each failure pauses"
+    );
+    assert!(ftp.try_reply().is_none(), "the connection is closed");
+    // A good password on a new connection still works.
+    login_as(&server, "alice", "alice-pw").expect("NOOP", 200);
+}
+
+#[test]
+fn passwords_never_reach_the_log() {
+    let server = server_with_users(&[]);
+    login_as(&server, "alice", "alice-pw").expect("QUIT", 221);
+    let mut ftp = Ftp::connect(server.addr);
+    ftp.expect("USER bob", 331);
+    ftp.expect("PASS Sekr1t-Guess", 530);
+    drop(ftp);
+    let log = server.log();
+    assert!(log.contains("logged in as alice"), "{log}");
+    assert!(log.contains("PASS ****"), "{log}");
+    assert!(
+        !log.contains("alice-pw") && !log.contains("Sekr1t-Guess"),
+        "{log}"
+    );
+}
+
+#[test]
+fn anonymous_access_is_a_setting() {
+    // The default on a loopback address: read and write, and the log says so.
+    let lab = TestServer::start(&[]);
+    lab.login().stor("a.txt", b"a");
+    assert!(lab
+        .log()
+        .contains("anonymous access: read and write (the default"));
+
+    let read_only = TestServer::start(&["--anonymous", "read"]);
+    fs::write(read_only.root().join("r.txt"), "r").expect("write");
+    let mut ftp = read_only.login();
+    assert_eq!(ftp.retr("r.txt"), b"r");
+    let _data = ftp.epsv();
+    ftp.expect("STOR w.txt", 550);
+    ftp.expect("DELE r.txt", 550);
+    assert!(!read_only.root().join("w.txt").exists());
+
+    let off = TestServer::start(&["--anonymous", "off"]);
+    let mut ftp = Ftp::connect(off.addr);
+    ftp.expect("USER anonymous", 331);
+    ftp.expect("PASS x@", 530);
+}
+
+#[test]
+fn max_per_ip_refuses_the_sessions_past_it() {
+    let server = TestServer::start(&["--max-per-ip", "2"]);
+    let _a = server.login();
+    let _b = server.login();
+    let c = Ftp::connect(server.addr);
+    assert_eq!(c.greeting.code, 421);
+    assert!(
+        c.greeting.text.contains("from your address"),
+        "{:?}",
+        c.greeting
+    );
+    drop(_a);
+    server.login_when_free().expect("NOOP", 200);
+}
+
+#[test]
+fn a_bad_users_file_stops_the_server_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = dir.path().join("users.toml");
+    fs::write(&users, "[[user]]\nname = \"x\"\npassword = \"plaintext\"\n").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .args(["--port", "0", "--root"])
+        .arg(dir.path().join("root"))
+        .arg("--users")
+        .arg(&users)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("users.toml") && err.contains("argon2"),
+        "{err}"
+    );
+    assert!(!Path::new(&dir.path().join("root")).exists() || out.stdout.is_empty());
+}
