@@ -111,8 +111,14 @@ fn each_permission_is_enforced_and_users_stay_in_their_home() {
         assert_eq!(r.code, 550, "{line} needs {what}: {r:?}");
     }
     let facts = bob.listing("MLSD");
-    let top = facts.lines().find(|l| l.ends_with("; top.txt")).expect("top.txt listed");
-    assert!(top.contains(";perm=r;"), "a read-only user may only read: {top}");
+    let top = facts
+        .lines()
+        .find(|l| l.ends_with("; top.txt"))
+        .expect("top.txt listed");
+    assert!(
+        top.contains(";perm=r;"),
+        "a read-only user may only read: {top}"
+    );
 
     // carol: everything.
     let mut carol = login_as(&server, "carol", "carol-pw");
