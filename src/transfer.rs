@@ -49,6 +49,14 @@ fn errno_error(e: Errno) -> io::Error {
     }
 }
 
+/// A socket timeout: std reports it as `WouldBlock` (EAGAIN) or `TimedOut`.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
 /// Errors that mean "this kind of file or socket does not support the call".
 fn unsupported(e: Errno) -> bool {
     e == Errno::INVAL || e == Errno::NOSYS || e == Errno::OPNOTSUPP
@@ -68,10 +76,12 @@ impl Pump {
     }
 
     /// Sends up to `max` bytes of `file`, starting at `*offset`, to `sock`, and
-    /// advances `*offset`. Returns how many bytes were sent: 0 means end of file.
+    /// advances `*offset`. Returns how many bytes were sent: 0 means end of file, and
+    /// fewer than `max` may mean the socket's write timeout passed after some went out.
     ///
     /// # Errors
-    /// [`CopyError::Net`] when the socket fails or stalls past its write timeout,
+    /// [`CopyError::Net`] when the socket fails or stalls past its write timeout with
+    /// nothing sent (a `WouldBlock` or `TimedOut` error: the caller may try again),
     /// [`CopyError::File`] when the file cannot be read.
     pub fn file_to_socket(
         &mut self,
@@ -117,9 +127,20 @@ impl Pump {
                 Err(e) => return Err(CopyError::File(e)),
             }
         };
-        to.write_all(&buf[..n]).map_err(CopyError::Net)?;
-        *offset += n as u64;
-        Ok(n)
+        // Not write_all: when the socket's write timeout passes after part of the
+        // buffer went out, the caller must learn how much did.
+        let mut sent = 0;
+        while sent < n {
+            match to.write(&buf[sent..n]) {
+                Ok(0) => return Err(CopyError::Net(io::ErrorKind::WriteZero.into())),
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if sent > 0 && is_timeout(&e) => break,
+                Err(e) => return Err(CopyError::Net(e)),
+            }
+        }
+        *offset += sent as u64;
+        Ok(sent)
     }
 
     /// Receives up to `max` bytes from `sock` and writes them to `file` at its

@@ -8,7 +8,9 @@
 //! server shuts down (the acceptor's sweep shuts down our reading half), and then the
 //! session says `421` and ends. During a transfer the control connection is only looked
 //! at between chunks, without waiting: an ABOR stops the transfer, any other command
-//! waits its turn until the transfer is over.
+//! waits its turn until the transfer is over. A chunk ends after 8 MiB or when the data
+//! connection has blocked for a short tick, so an ABOR is seen even from a client that
+//! stopped reading or sending data to send it.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, Metadata};
@@ -17,7 +19,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::Digest;
 
@@ -37,6 +39,12 @@ use crate::transfer::{CopyError, Pump};
 /// Bytes moved between two looks at the control connection during a transfer.
 const CHUNK: usize = 8 << 20;
 
+/// How long one read or write on a data connection may block before the session
+/// looks at the control connection again. A client that sends ABOR often stops
+/// reading (or sending) data until ABOR is answered, so a transfer cannot wait for the
+/// data connection alone. Stalls still end the transfer after the data timeout.
+const TICK: Duration = Duration::from_millis(200);
+
 /// Commands a client may send ahead during a transfer; more are answered with an error.
 const MAX_QUEUED: usize = 32;
 
@@ -51,8 +59,12 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         let _ = stream.write_all(reply.to_wire().as_bytes());
         return;
     };
-    let setup = stream
-        .set_nodelay(true)
+    // Clients send ABOR (or Telnet Synch) as TCP urgent data: Python's ftplib sends
+    // `ABOR\r\n` with MSG_OOB, which makes the `\n` urgent. Keep urgent bytes in the
+    // stream, or that line never ends (RFC 959 §4.1.3; vsftpd does the same).
+    let setup = rustix::net::sockopt::set_socket_oobinline(&stream, true)
+        .map_err(io::Error::from)
+        .and_then(|()| stream.set_nodelay(true))
         .and_then(|()| stream.set_read_timeout(Some(shared.config.idle_timeout)))
         .and_then(|()| stream.set_write_timeout(Some(shared.config.idle_timeout)));
     if let Err(e) = setup {
@@ -242,6 +254,44 @@ impl Failure {
             Failure::Reply(reply) => reply,
             Failure::Control(e) => Reply::new(ServiceNotAvailable, e.to_string()),
         }
+    }
+}
+
+/// Whether a data-connection error is only a [`TICK`] passing without progress.
+fn is_tick(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// How long a transfer has gone without moving a byte, against the data timeout.
+struct Stall {
+    since: Instant,
+    limit: Duration,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Stall {
+        Stall {
+            since: Instant::now(),
+            limit,
+        }
+    }
+
+    fn progress(&mut self) {
+        self.since = Instant::now();
+    }
+
+    /// After a tick without progress: an error once the data timeout has passed.
+    fn check(&self) -> Result<(), Failure> {
+        if self.since.elapsed() >= self.limit {
+            return Err(Failure::Transfer(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the transfer stalled",
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -1059,17 +1109,28 @@ impl<'s> Session<'s> {
         offset: &mut u64,
         stream: &mut ServerStream,
     ) -> Result<(), Failure> {
+        stream
+            .tcp()
+            .and_then(|tcp| tcp.set_write_timeout(Some(TICK)))
+            .map_err(Failure::Transfer)?;
+        let mut stall = Stall::new(self.shared.config.data_timeout);
         loop {
-            let n = match stream.as_plain() {
-                Some(tcp) => self.pump.file_to_socket(file, offset, tcp, CHUNK)?,
-                None => self.pump.file_to_writer(file, offset, stream, CHUNK)?,
+            let moved = match stream.as_plain() {
+                Some(tcp) => self.pump.file_to_socket(file, offset, tcp, CHUNK),
+                None => self.pump.file_to_writer(file, offset, stream, CHUNK),
             };
-            if n < CHUNK {
-                // A short chunk is the end of the file, or the next call finds it.
-                if n == 0 {
-                    return Ok(());
+            match moved {
+                Ok(0) => return Ok(()),
+                Ok(n) => {
+                    stall.progress();
+                    // A short chunk is the end of the file (the next call finds it)
+                    // or a tick: look at the control connection after full ones.
+                    if n < CHUNK {
+                        continue;
+                    }
                 }
-                continue;
+                Err(CopyError::Net(e)) if is_tick(&e) => stall.check()?,
+                Err(e) => return Err(e.into()),
             }
             self.check_abort()?;
         }
@@ -1156,22 +1217,33 @@ impl<'s> Session<'s> {
     }
 
     fn receive_file(&mut self, stream: &mut ServerStream, file: &File) -> Result<u64, Failure> {
+        stream
+            .tcp()
+            .and_then(|tcp| tcp.set_read_timeout(Some(TICK)))
+            .map_err(Failure::Transfer)?;
+        let mut stall = Stall::new(self.shared.config.data_timeout);
         let mut total = 0u64;
         let mut since_look = 0;
         loop {
-            let n = match stream.as_plain() {
-                Some(tcp) => self.pump.socket_to_file(tcp, file, CHUNK)?,
-                None => self.pump.reader_to_file(stream, file, CHUNK)?,
+            let moved = match stream.as_plain() {
+                Some(tcp) => self.pump.socket_to_file(tcp, file, CHUNK),
+                None => self.pump.reader_to_file(stream, file, CHUNK),
             };
-            if n == 0 {
-                return Ok(total);
+            match moved {
+                Ok(0) => return Ok(total),
+                Ok(n) => {
+                    stall.progress();
+                    total += n as u64;
+                    since_look += n;
+                    if since_look < CHUNK {
+                        continue;
+                    }
+                }
+                Err(CopyError::Net(e)) if is_tick(&e) => stall.check()?,
+                Err(e) => return Err(e.into()),
             }
-            total += n as u64;
-            since_look += n;
-            if since_look >= CHUNK {
-                since_look = 0;
-                self.check_abort()?;
-            }
+            since_look = 0;
+            self.check_abort()?;
         }
     }
 

@@ -209,3 +209,67 @@ fn stat_and_site_help() {
     let mut before = Ftp::connect(server.addr);
     before.expect("STAT", 530);
 }
+
+/// Issue 5, found by Python's ftplib: `FTP.abort()` sends `ABOR\r\n` with MSG_OOB,
+/// which makes the final `\n` TCP urgent data. Without SO_OOBINLINE the kernel takes
+/// that byte out of the stream and the server waits forever for the end of the line.
+#[test]
+fn abor_sent_as_urgent_data_is_answered() {
+    let server = TestServer::start(&[]);
+    let mut ftp = server.login();
+    ftp.send_urgent(b"ABOR\r\n");
+    assert_eq!(ftp.reply().code, 225);
+    // Telnet IP, then Synch's data mark as the urgent byte, as RFC 959 §4.1.3 asks.
+    ftp.send_raw(b"\xff\xf4");
+    ftp.send_urgent(b"\xff\xf2");
+    ftp.send_raw(b"ABOR\r\n");
+    assert_eq!(ftp.reply().code, 225);
+    ftp.expect("NOOP", 200);
+}
+
+/// Issue 5, found by Python's ftplib: a client that calls `abort()` from inside its
+/// download callback stops reading the data connection until ABOR is answered. The
+/// server, blocked writing into the full socket, must still notice the ABOR rather
+/// than wait out the data timeout (here longer than the test's reply timeout).
+#[test]
+fn abor_is_noticed_while_the_client_stops_reading_the_download() {
+    let server = TestServer::start(&["--data-timeout", "600"]);
+    let whole = pattern(64 << 20, 31);
+    fs::write(server.root().join("big.bin"), &whole).expect("write");
+    let mut ftp = server.login();
+    let mut data = ftp.epsv();
+    ftp.expect("RETR big.bin", 150);
+    let mut first = vec![0u8; 64 << 10];
+    data.read_exact(&mut first).expect("first bytes");
+    ftp.send_raw(b"ABOR\r\n");
+    assert_eq!(ftp.reply().code, 426);
+    assert_eq!(ftp.reply().code, 226);
+    let mut rest = Vec::new();
+    let _ = data.read_to_end(&mut rest);
+    first.extend_from_slice(&rest);
+    assert!(first.len() < whole.len(), "the download was cut short");
+    assert_same(&first, &whole[..first.len()], "the bytes before ABOR");
+    ftp.expect("NOOP", 200);
+    assert_same(&ftp.retr("big.bin"), &whole, "a download after ABOR");
+}
+
+/// Issue 5: the same for an upload the client stops sending: the ABOR is noticed,
+/// and the partial upload is discarded.
+#[test]
+fn abor_is_noticed_while_the_client_stops_sending_the_upload() {
+    let server = TestServer::start(&["--data-timeout", "600"]);
+    let mut ftp = server.login();
+    let mut data = ftp.epsv();
+    ftp.expect("STOR half.bin", 150);
+    data.write_all(&pattern(1 << 20, 32)).expect("send a part");
+    ftp.send_raw(b"ABOR\r\n");
+    assert_eq!(ftp.reply().code, 426);
+    assert_eq!(ftp.reply().code, 226);
+    drop(data);
+    ftp.expect("NOOP", 200);
+    assert!(
+        names_in(server.root()).is_empty(),
+        "{:?}",
+        names_in(server.root())
+    );
+}

@@ -240,6 +240,15 @@ impl Ftp {
         self.writer.write_all(bytes).expect("send");
     }
 
+    /// Sends `bytes` as TCP urgent data (MSG_OOB: the last byte is the urgent one),
+    /// as clients send ABOR and Telnet Synch.
+    pub fn send_urgent(&mut self, bytes: &[u8]) {
+        let sent = socket2::SockRef::from(&self.writer)
+            .send_out_of_band(bytes)
+            .expect("send urgent data");
+        assert_eq!(sent, bytes.len(), "short urgent send");
+    }
+
     /// Sends a command line and returns the reply.
     pub fn cmd(&mut self, line: &str) -> Resp {
         self.send_raw(format!("{line}\r\n").as_bytes());
@@ -588,4 +597,139 @@ pub fn hidden_names_in(dir: &Path) -> Vec<String> {
         .into_iter()
         .filter(|n| n.starts_with('.'))
         .collect()
+}
+
+/// How long one run of a third-party peer program may take before the test gives up
+/// on it and stops it. Generous, like [`CLIENT_DEADLINE`]; no test asserts on timing.
+pub const PEER_DEADLINE: Duration = Duration::from_secs(180);
+
+/// What one run of a peer program produced (same shape as an `ftp-client` run).
+pub type PeerRun = ClientRun;
+
+/// Runs a third-party program (curl, lftp, python3, node) to its end with nothing on
+/// its stdin, collecting its output; kills it (by its PID, through `Child::kill`) and
+/// panics if it outlives [`PEER_DEADLINE`].
+pub fn run_peer(mut cmd: Command) -> PeerRun {
+    let what = format!("{:?}", cmd.get_program());
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"));
+    let stdout = drain(child.stdout.take().expect("peer stdout"));
+    let stderr = drain(child.stderr.take().expect("peer stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for peer") {
+            break status;
+        }
+        if start.elapsed() > PEER_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {PEER_DEADLINE:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    PeerRun {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+/// The first line a program prints for `args` (its version), or `"unknown"`.
+pub fn version_line(prog: &str, args: &[&str]) -> String {
+    Command::new(prog)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned()
+        })
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Whether this process can listen on the IPv6 loopback address `::1`.
+pub fn ipv6_loopback_available() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// Every regular file under `dir`, as (relative path with `/`, bytes), and every
+/// directory (relative path, `None`), sorted: two trees are equal when these are.
+pub fn tree_contents(dir: &Path) -> Vec<(String, Option<Vec<u8>>)> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Option<Vec<u8>>)>) {
+        for entry in std::fs::read_dir(dir).expect("read_dir") {
+            let path = entry.expect("entry").path();
+            let rel = path
+                .strip_prefix(base)
+                .expect("under base")
+                .to_string_lossy()
+                .into_owned();
+            let meta = std::fs::symlink_metadata(&path).expect("metadata");
+            if meta.is_dir() {
+                out.push((rel, None));
+                walk(base, &path, out);
+            } else {
+                out.push((rel, Some(std::fs::read(&path).expect("read"))));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// Asserts that two directory trees hold the same directories and the same files,
+/// byte for byte.
+#[track_caller]
+pub fn assert_same_tree(got: &Path, want: &Path) {
+    let (got_tree, want_tree) = (tree_contents(got), tree_contents(want));
+    let names = |t: &[(String, Option<Vec<u8>>)]| -> Vec<String> {
+        t.iter().map(|(n, _)| n.clone()).collect()
+    };
+    assert_eq!(
+        names(&got_tree),
+        names(&want_tree),
+        "{} vs {}",
+        got.display(),
+        want.display()
+    );
+    for ((name, got_bytes), (_, want_bytes)) in got_tree.iter().zip(&want_tree) {
+        if let (Some(g), Some(w)) = (got_bytes, want_bytes) {
+            assert_same(g, w, name);
+        }
+    }
+}
+
+/// A small tree of test files: nested directories, an empty directory, an empty file,
+/// binary and text files, a name with a space and a UTF-8 name.
+pub fn write_sample_tree(dir: &Path, seed: u64) {
+    let files: [(&str, Vec<u8>); 6] = [
+        ("top.txt", b"top level\n".to_vec()),
+        ("a/all-bytes.bin", all_byte_values()),
+        ("a/b/deep.bin", pattern(300_000 + seed as usize, seed)),
+        ("a/b/empty.bin", Vec::new()),
+        ("with space/file name.txt", b"spaced\r\n".to_vec()),
+        ("ünïcode/naïve.txt", "UTF-8 name\n".as_bytes().to_vec()),
+    ];
+    for (name, bytes) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, bytes).expect("write");
+    }
+    std::fs::create_dir_all(dir.join("a/empty dir")).expect("mkdir");
 }

@@ -2,14 +2,19 @@
 
 mod accounts;
 mod bad_input;
+mod basic_ftp;
 mod client_pyftpdlib;
 mod client_server;
 mod commands;
 mod common;
 mod faults;
+mod ftplib;
 mod ftps;
+mod ipv6;
+mod lftp;
 mod lifecycle;
 mod load;
 mod peers;
 mod server;
 mod stress;
+mod vsftpd;

@@ -1,13 +1,45 @@
-//! Clients nobody here wrote, against our server: curl and Python's ftplib.
+//! curl against our server: download (EPSV and active EPRT), upload, listings, resume
+//! of both downloads and uploads with `-C -`, `-I` (SIZE and MDTM), directories made
+//! on the way (`--ftp-create-dirs`) and quoted commands (`-Q`). Byte-exact throughout.
+//!
+//! Python's ftplib, lftp and basic-ftp have files of their own; IPv6 is in `ipv6.rs`.
 
 use std::fs;
 use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime};
 
-use crate::common::{assert_same, have, pattern, require, TestServer};
+use crate::common::{
+    assert_same, have, pattern, require, run_peer, version_line, PeerRun, TestServer,
+};
+
+/// Whether curl is there; prints its version for the test log.
+fn curl_or_skip() -> bool {
+    let ok = require(have("curl", &["--version"]), "curl");
+    if ok {
+        eprintln!("peer: {}", version_line("curl", &["--version"]));
+    }
+    ok
+}
+
+/// Runs curl with `-sS` and a time limit, then the given arguments.
+fn curl(args: &[&str]) -> PeerRun {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "120"]).args(args);
+    run_peer(cmd)
+}
+
+#[track_caller]
+fn assert_ok(run: &PeerRun, server: &TestServer) {
+    assert!(
+        run.status.success(),
+        "curl failed: {run:?}\nserver log:\n{}",
+        server.log()
+    );
+}
 
 #[test]
 fn curl_downloads_uploads_and_lists_byte_exact() {
-    if !require(have("curl", &["--version"]), "curl") {
+    if !curl_or_skip() {
         return;
     }
     let server = TestServer::start(&[]);
@@ -68,77 +100,195 @@ fn curl_downloads_uploads_and_lists_byte_exact() {
     assert_eq!(out.status.code(), Some(78), "curl: remote file not found");
 }
 
-const FTPLIB_SCRIPT: &str = r#"
-import ftplib, io, sys
-port = int(sys.argv[1])
-ftp = ftplib.FTP()
-ftp.connect("127.0.0.1", port, timeout=60)
-ftp.login()
-assert ftp.pwd() == "/", ftp.pwd()
-payload = bytes(range(256)) * 4096
-ftp.storbinary("STOR py.bin", io.BytesIO(payload))
-assert ftp.size("py.bin") == len(payload)
-got = io.BytesIO()
-ftp.retrbinary("RETR py.bin", got.write)
-assert got.getvalue() == payload
-ftp.set_pasv(True)
-ftp.sendcmd("TYPE I")
-names = ftp.nlst()
-assert sorted(names) == ["py.bin", "sub"], names
-lines = []
-ftp.retrlines("LIST", lines.append)
-assert any(l.endswith(" py.bin") and l.startswith("-") for l in lines), lines
-assert any(l.endswith(" sub") and l.startswith("d") for l in lines), lines
-ftp.cwd("sub")
-assert ftp.pwd() == "/sub"
-ftp.storbinary("STOR inner.txt", io.BytesIO(b"inner"))
-ftp.cwd("..")
-got = io.BytesIO()
-ftp.retrbinary("RETR sub/inner.txt", got.write)
-assert got.getvalue() == b"inner"
-assert ftp.sendcmd("MDTM py.bin").startswith("213 ")
-try:
-    ftp.retrbinary("RETR nope", lambda b: None)
-    raise SystemExit("missing file downloaded")
-except ftplib.error_perm as e:
-    assert str(e).startswith("550"), e
-# Active mode too (PORT).
-ftp.set_pasv(False)
-got = io.BytesIO()
-ftp.retrbinary("RETR py.bin", got.write)
-assert got.getvalue() == payload
-ftp.quit()
-print("ok")
-"#;
-
 #[test]
-fn python_ftplib_logs_in_lists_downloads_and_uploads() {
-    if !require(have("python3", &["--version"]), "python3") {
+fn curl_resumes_a_partial_download_with_continue_at() {
+    if !curl_or_skip() {
         return;
     }
     let server = TestServer::start(&[]);
-    fs::create_dir(server.root().join("sub")).expect("mkdir");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(FTPLIB_SCRIPT)
-        .arg(server.addr.port().to_string())
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success() && out.stdout == b"ok\n",
-        "ftplib: {}\n{}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-        server.log()
-    );
-    let expected: Vec<u8> = (0..=255u8).cycle().take(256 * 4096).collect();
+    let whole = pattern((3 << 20) + 7, 41);
+    fs::write(server.root().join("resume.bin"), &whole).expect("write");
+    let local = server.dir.path().join("resume.bin");
+    let url = format!("ftp://{}/resume.bin", server.addr);
+
+    // A download that stopped after 1,000,003 bytes: `-C -` asks SIZE of the local
+    // file's length and sends REST before RETR.
+    fs::write(&local, &whole[..1_000_003]).expect("write part");
+    let run = curl(&["-C", "-", "-o", local.to_str().expect("utf8"), &url]);
+    assert_ok(&run, &server);
+    assert_same(&fs::read(&local).expect("read"), &whole, "resumed download");
+    assert!(server.log().contains(": REST 1000003"), "{}", server.log());
+
+    // Resuming a file that is already complete downloads nothing and succeeds.
+    let run = curl(&["-C", "-", "-o", local.to_str().expect("utf8"), &url]);
+    assert_ok(&run, &server);
+    assert_same(&fs::read(&local).expect("read"), &whole, "complete file");
+
+    // An explicit offset past the end is refused by the server (554), not mangled.
+    let run = curl(&["-C", "99999999", "-o", "/dev/null", &url]);
+    assert!(!run.status.success(), "{run:?}");
+    assert_same(&fs::read(&local).expect("read"), &whole, "untouched");
+}
+
+#[test]
+fn curl_resumes_a_partial_upload_with_continue_at() {
+    if !curl_or_skip() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let whole = pattern((3 << 20) + 11, 42);
+    let local = server.dir.path().join("whole.bin");
+    fs::write(&local, &whole).expect("write");
+    // An upload that stopped after 1,234,567 bytes.
+    fs::write(server.root().join("up.bin"), &whole[..1_234_567]).expect("write part");
+    let url = format!("ftp://{}/up.bin", server.addr);
+    let run = curl(&["-C", "-", "-T", local.to_str().expect("utf8"), &url]);
+    assert_ok(&run, &server);
     assert_same(
-        &fs::read(server.root().join("py.bin")).expect("read"),
-        &expected,
-        "py.bin",
+        &fs::read(server.root().join("up.bin")).expect("read"),
+        &whole,
+        "resumed upload",
     );
+    // curl asks SIZE, skips that much of the local file and appends the rest.
+    let log = server.log();
+    assert!(
+        log.contains(": SIZE up.bin") && log.contains(": APPE up.bin"),
+        "{log}"
+    );
+    let appended = format!("APPE /up.bin {} bytes", whole.len() - 1_234_567);
+    assert!(log.contains(&appended), "{log}");
+
+    // Resuming an upload that is not there yet starts it from the beginning.
+    let url = format!("ftp://{}/fresh.bin", server.addr);
+    let run = curl(&["-C", "-", "-T", local.to_str().expect("utf8"), &url]);
+    assert_ok(&run, &server);
+    assert_same(
+        &fs::read(server.root().join("fresh.bin")).expect("read"),
+        &whole,
+        "upload resumed from nothing",
+    );
+}
+
+#[test]
+fn curl_lists_directories_and_heads_size_and_date() {
+    if !curl_or_skip() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let sub = server.root().join("sub dir");
+    fs::create_dir_all(sub.join("inner")).expect("mkdir");
+    let bytes = pattern(123_456, 43);
+    fs::write(sub.join("f.bin"), &bytes).expect("write");
+    // 2021-03-04 05:06:07 UTC, so the date curl shows can be checked exactly.
+    let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_614_834_367);
+    fs::File::options()
+        .write(true)
+        .open(sub.join("f.bin"))
+        .and_then(|f| f.set_modified(when))
+        .expect("set mtime");
+    let base = format!("ftp://{}/sub%20dir/", server.addr);
+
+    // LIST: ls -l style lines, a file and a directory.
+    let run = curl(&[&base]);
+    assert_ok(&run, &server);
+    let lines: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert!(
+        lines[0].starts_with('-') && lines[0].contains(" 123456 ") && lines[0].ends_with(" f.bin"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        lines[1].starts_with('d') && lines[1].ends_with(" inner"),
+        "{}",
+        run.stdout
+    );
+    // NLST: names only.
+    let run = curl(&["--list-only", &base]);
+    assert_ok(&run, &server);
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), ["f.bin", "inner"]);
+    // -I: SIZE and MDTM, shown as headers, without a download.
+    let run = curl(&["-I", &format!("{base}f.bin")]);
+    assert_ok(&run, &server);
+    assert!(
+        run.stdout.contains("Content-Length: 123456"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Last-Modified: Thu, 04 Mar 2021 05:06:07 GMT"),
+        "{}",
+        run.stdout
+    );
+    // Each of curl's ways to reach a nested file downloads the same bytes.
+    for method in ["multicwd", "singlecwd", "nocwd"] {
+        let run_out = server.dir.path().join(format!("{method}.bin"));
+        let run = curl(&[
+            "--ftp-method",
+            method,
+            "-o",
+            run_out.to_str().expect("utf8"),
+            &format!("{base}f.bin"),
+        ]);
+        assert_ok(&run, &server);
+        assert_same(&fs::read(&run_out).expect("read"), &bytes, method);
+    }
+}
+
+#[test]
+fn curl_creates_directories_on_upload_and_runs_quoted_commands() {
+    if !curl_or_skip() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let bytes = pattern(200_000, 44);
+    let local = server.dir.path().join("local.bin");
+    fs::write(&local, &bytes).expect("write");
+    let url = format!("ftp://{}/", server.addr);
+
+    // --ftp-create-dirs: MKD and CWD for each missing directory, then STOR.
+    let run = curl(&[
+        "--ftp-create-dirs",
+        "-T",
+        local.to_str().expect("utf8"),
+        &format!("{url}new/deeper/put.bin"),
+    ]);
+    assert_ok(&run, &server);
+    assert_same(
+        &fs::read(server.root().join("new/deeper/put.bin")).expect("read"),
+        &bytes,
+        "upload into new directories",
+    );
+
+    // -Q: commands before the transfer; a leading '-' runs one after it.
+    fs::write(server.root().join("gone.txt"), "x").expect("write");
+    let run = curl(&[
+        "-Q",
+        "MKD made",
+        "-Q",
+        "RNFR new/deeper/put.bin",
+        "-Q",
+        "RNTO made/moved.bin",
+        "-Q",
+        "-DELE gone.txt",
+        "--list-only",
+        &url,
+    ]);
+    assert_ok(&run, &server);
     assert_eq!(
-        fs::read(server.root().join("sub/inner.txt")).expect("read"),
-        b"inner"
+        run.stdout.lines().collect::<Vec<_>>(),
+        ["gone.txt", "made", "new"],
+        "the listing ran between the commands"
     );
+    assert!(!server.root().join("gone.txt").exists());
+    assert!(!server.root().join("new/deeper/put.bin").exists());
+    assert_same(
+        &fs::read(server.root().join("made/moved.bin")).expect("read"),
+        &bytes,
+        "renamed file",
+    );
+    // A quoted command the server refuses fails the whole run (curl exit 21).
+    let run = curl(&["-Q", "RMD no-such-dir", &url]);
+    assert_eq!(run.status.code(), Some(21), "{run:?}");
 }
