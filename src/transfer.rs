@@ -16,8 +16,13 @@ use std::net::TcpStream;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 
+use std::ops::{Deref, DerefMut};
+
 use rustix::io::Errno;
 use rustix::pipe::SpliceFlags;
+use rustls::{ConnectionCommon, SideData};
+
+use crate::tls::Stream;
 
 /// Which side of a copy failed.
 #[derive(Debug)]
@@ -105,6 +110,49 @@ impl Pump {
             }
         }
         self.file_to_writer(file, offset, &mut &*sock, max)
+    }
+
+    /// Sends up to `max` bytes of `file` from `*offset` over a data connection:
+    /// zero-copy when it is plain, through the buffer when it is in TLS.
+    ///
+    /// # Errors
+    /// As [`Pump::file_to_socket`].
+    pub fn file_to_stream<C, S>(
+        &mut self,
+        file: &File,
+        offset: &mut u64,
+        stream: &mut Stream<C>,
+        max: usize,
+    ) -> Result<usize, CopyError>
+    where
+        C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+        S: SideData,
+    {
+        match stream.as_plain() {
+            Some(tcp) => self.file_to_socket(file, offset, tcp, max),
+            None => self.file_to_writer(file, offset, stream, max),
+        }
+    }
+
+    /// Receives up to `max` bytes from a data connection into `file`: zero-copy when
+    /// it is plain, through the buffer when it is in TLS.
+    ///
+    /// # Errors
+    /// As [`Pump::socket_to_file`].
+    pub fn stream_to_file<C, S>(
+        &mut self,
+        stream: &mut Stream<C>,
+        file: &File,
+        max: usize,
+    ) -> Result<usize, CopyError>
+    where
+        C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+        S: SideData,
+    {
+        match stream.as_plain() {
+            Some(tcp) => self.socket_to_file(tcp, file, max),
+            None => self.reader_to_file(stream, file, max),
+        }
     }
 
     /// As [`Pump::file_to_socket`], through the buffer, to any writer (a TLS stream).

@@ -409,10 +409,7 @@ impl Client {
             Err(_) if self.usable => None,
             Err(e) => return Err(e),
         };
-        let data = self.open_data()?;
-        self.send(&Command::Retr(remote.to_owned()))?;
-        self.expect_preliminary()?;
-        let mut data = self.secure_data(data)?;
+        let mut data = self.start_transfer(Command::Retr(remote.to_owned()))?;
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -421,13 +418,10 @@ impl Client {
             if running.stop_requested() {
                 return Err(self.abort_transfer(data));
             }
-            let moved = match data.as_plain() {
-                Some(tcp) => self.pump.socket_to_file(tcp, temp.as_file(), PROGRESS_STEP),
-                None => self
-                    .pump
-                    .reader_to_file(&mut data, temp.as_file(), PROGRESS_STEP),
-            };
-            match moved {
+            match self
+                .pump
+                .stream_to_file(&mut data, temp.as_file(), PROGRESS_STEP)
+            {
                 Ok(0) => break Ok(done),
                 Ok(n) => {
                     done += n as u64;
@@ -476,10 +470,7 @@ impl Client {
             )));
         }
         let total = Some(meta.len());
-        let data = self.open_data()?;
-        self.send(&Command::Stor(remote.to_owned()))?;
-        self.expect_preliminary()?;
-        let mut data = self.secure_data(data)?;
+        let mut data = self.start_transfer(Command::Stor(remote.to_owned()))?;
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -488,15 +479,10 @@ impl Client {
             if running.stop_requested() {
                 return Err(self.abort_transfer(data));
             }
-            let moved = match data.as_plain() {
-                Some(tcp) => self
-                    .pump
-                    .file_to_socket(&file, &mut offset, tcp, PROGRESS_STEP),
-                None => self
-                    .pump
-                    .file_to_writer(&file, &mut offset, &mut data, PROGRESS_STEP),
-            };
-            match moved {
+            match self
+                .pump
+                .file_to_stream(&file, &mut offset, &mut data, PROGRESS_STEP)
+            {
                 Ok(0) => break Ok(offset),
                 Ok(_) => progress(Progress {
                     done: offset,
@@ -833,6 +819,15 @@ impl Client {
         Ok(stream)
     }
 
+    /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
+    /// that starts the transfer, and secures the connection when in TLS.
+    fn start_transfer(&mut self, cmd: Command) -> Result<ClientStream> {
+        let data = self.open_data()?;
+        self.send(&cmd)?;
+        self.expect_preliminary()?;
+        self.secure_data(data)
+    }
+
     /// Wraps a data connection in TLS after [`Client::secure`]. It happens after the
     /// server's `150`, when the server is ready for the handshake; the control
     /// connection's TLS session is resumed, as servers may insist (RFC 4217 §10).
@@ -854,10 +849,7 @@ impl Client {
 
     fn fetch_listing(&mut self, cmd: Command) -> Result<Vec<u8>> {
         self.check_usable()?;
-        let data = self.open_data()?;
-        self.send(&cmd)?;
-        self.expect_preliminary()?;
-        let mut data = self.secure_data(data)?;
+        let mut data = self.start_transfer(cmd)?;
         let mut bytes = Vec::new();
         let read = (&mut data)
             .take(MAX_LISTING + 1)

@@ -1115,11 +1115,7 @@ impl<'s> Session<'s> {
             .map_err(Failure::Transfer)?;
         let mut stall = Stall::new(self.shared.config.data_timeout);
         loop {
-            let moved = match stream.as_plain() {
-                Some(tcp) => self.pump.file_to_socket(file, offset, tcp, CHUNK),
-                None => self.pump.file_to_writer(file, offset, stream, CHUNK),
-            };
-            match moved {
+            match self.pump.file_to_stream(file, offset, stream, CHUNK) {
                 Ok(0) => return Ok(()),
                 Ok(n) => {
                     stall.progress();
@@ -1225,11 +1221,7 @@ impl<'s> Session<'s> {
         let mut total = 0u64;
         let mut since_look = 0;
         loop {
-            let moved = match stream.as_plain() {
-                Some(tcp) => self.pump.socket_to_file(tcp, file, CHUNK),
-                None => self.pump.reader_to_file(stream, file, CHUNK),
-            };
-            match moved {
+            match self.pump.stream_to_file(stream, file, CHUNK) {
                 Ok(0) => return Ok(total),
                 Ok(n) => {
                     stall.progress();
