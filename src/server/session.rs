@@ -1090,7 +1090,11 @@ impl<'s> Session<'s> {
             ));
         }
         let shown = path.virtual_path();
-        let mut stream = self.open_data(plan, &format!("{shown} ({} bytes)", meta.len()))?;
+        let what = match offset {
+            0 => format!("{shown} ({} bytes)", meta.len()),
+            _ => format!("{shown} ({} bytes from {offset})", meta.len() - offset),
+        };
+        let mut stream = self.open_data(plan, &what)?;
         let started = Instant::now();
         let start = offset;
         let result = self.send_file(&file, &mut offset, &mut stream);
@@ -1241,6 +1245,8 @@ impl<'s> Session<'s> {
 
     fn list(&mut self, arg: Option<&str>, kind: Listing) -> Result<Reply, Failure> {
         let plan = self.data.take();
+        // A restart offset is for the next RETR or STOR only (RFC 3659 §5.3).
+        self.rest = 0;
         let path = self.resolve(arg.unwrap_or("."))?;
         let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
         let now = SystemTime::now();

@@ -47,8 +47,20 @@ fn rest_resumes_downloads_and_uploads() {
     let mut ftp = server.login();
 
     ftp.expect("REST 1000000", 350);
-    let tail = ftp.retr("f.bin");
+    let mut data = ftp.epsv();
+    let started = ftp.expect("RETR f.bin", 150);
+    assert!(
+        started.text.contains("(2145728 bytes from 1000000)"),
+        "{started:?}"
+    );
+    let mut tail = Vec::new();
+    data.read_to_end(&mut tail).expect("read");
+    assert_eq!(ftp.reply().code, 226);
     assert_same(&tail, &whole[1_000_000..], "RETR after REST");
+    // A listing in between clears a pending REST.
+    ftp.expect("REST 5", 350);
+    ftp.listing("NLST");
+    assert_same(&ftp.retr("f.bin"), &whole, "RETR after REST and NLST");
     // REST applies to one transfer only.
     assert_same(&ftp.retr("f.bin"), &whole, "RETR after that");
     ftp.expect("REST 99999999", 350);
