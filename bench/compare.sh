@@ -19,6 +19,7 @@
 # (one stream), a page-cache read and a raw loopback copy. Results (one TSV line per
 # measurement) and the table are kept in target/bench/.
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 ROUNDS=3
 QUICK=0
@@ -323,6 +324,8 @@ run_server_round() {
 machine_round() {
     local round="$1" port out mib
     log "round $round: machine limits"
+    printf 'machine\t%s\tloadavg\t/proc/loadavg\t%s\tload\t0\t0\t-\t0\tok\t%s\n' \
+        "$round" "$(cut -d' ' -f1 /proc/loadavg)" "$(cat /proc/loadavg)" >>"$RESULTS"
     port="$(free_port)"
     iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
     local ipid=$!

@@ -731,13 +731,16 @@ where
 {
     let deadline = t.deadline();
     let late = AtomicBool::new(false);
+    // Sessions set up, then the meter starts (reading /proc takes a while with a
+    // forking server), then all go at once; the clock stops when the last one ends.
     let ready = Barrier::new(many.sessions + 1);
+    let go = Barrier::new(many.sessions + 1);
     let done_barrier = Barrier::new(many.sessions + 1);
     let mut meter = None;
     thread::scope(|s| {
         for session in 0..many.sessions {
-            let (setup, op, ready, done_barrier, late) =
-                (&setup, &op, &ready, &done_barrier, &late);
+            let (setup, op, ready, go, done_barrier, late) =
+                (&setup, &op, &ready, &go, &done_barrier, &late);
             s.spawn(move || {
                 let mut client = match setup(session) {
                     Ok(c) => Some(c),
@@ -747,6 +750,7 @@ where
                     }
                 };
                 ready.wait();
+                go.wait();
                 if let Some(client) = client.as_mut() {
                     for i in 0..many.count {
                         if Instant::now() > deadline {
@@ -774,6 +778,7 @@ where
         }
         ready.wait();
         meter = Some(Meter::start(&t.pids));
+        go.wait();
         done_barrier.wait();
         if let Some(m) = meter.take() {
             m.stop(r);
@@ -1500,6 +1505,11 @@ const ROWS: &[Row] = &[
 
 /// The machine's figures shown under the servers' rows.
 const LIMIT_ROWS: &[(&str, &str, &str)] = &[
+    (
+        "loadavg",
+        "/proc/loadavg",
+        "load average (1 min) as each round began: other work on the machine",
+    ),
     (
         "loopback-tcp",
         "iperf3",
