@@ -271,6 +271,9 @@ stop_servers() {
 
 cleanup() {
     stop_servers
+    # The servers' logs (and ftp-bench's) are small: keep them beside the results.
+    mkdir -p "$OUT/logs-$STAMP"
+    cp "$RUN"/*.log "$OUT/logs-$STAMP/" 2>/dev/null || true
     if [ "$KEEP" = 0 ]; then rm -rf "$RUN"; else log "kept $RUN"; fi
 }
 
@@ -326,6 +329,10 @@ machine_round() {
     log "round $round: machine limits"
     printf 'machine\t%s\tloadavg\t/proc/loadavg\t%s\tload\t0\t0\t-\t0\tok\t%s\n' \
         "$round" "$(cut -d' ' -f1 /proc/loadavg)" "$(cat /proc/loadavg)" >>"$RESULTS"
+    # TCP connections in TIME-WAIT, machine-wide: thousands of them make bind() to port 0
+    # (a passive data port chosen by the kernel) slow; see the README's Performance section.
+    printf 'machine\t%s\ttime-wait\tss\t%s\tsockets\t0\t0\t-\t0\tok\tTCP sockets in TIME-WAIT as the round began\n' \
+        "$round" "$(ss -tan state time-wait 2>/dev/null | tail -n +2 | wc -l)" >>"$RESULTS"
     port="$(free_port)"
     iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
     local ipid=$!

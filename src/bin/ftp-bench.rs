@@ -1511,6 +1511,11 @@ const LIMIT_ROWS: &[(&str, &str, &str)] = &[
         "load average (1 min) as each round began: other work on the machine",
     ),
     (
+        "time-wait",
+        "ss",
+        "TCP sockets in TIME-WAIT as each round began",
+    ),
+    (
         "loopback-tcp",
         "iperf3",
         "loopback TCP, iperf3 one stream (MiB/s)",
