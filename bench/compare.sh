@@ -8,7 +8,7 @@
 # Options: --rounds N, --servers ours,vsftpd,... (a subset, in that order), --keep
 # (leave the run directory on /dev/shm for inspection).
 #
-# What it does (see bench/README.md): installs what is missing (vsftpd, iperf3, curl
+# What it does (see "Performance" in README.md): installs what is missing (vsftpd, iperf3, curl
 # and the ftp user with apt-get; pure-ftpd and proftpd unpacked from their Debian
 # packages into a private folder, because their packages conflict with vsftpd's;
 # pyftpdlib with pip), builds ours in release, starts every server on its own
