@@ -166,18 +166,7 @@ impl Root {
                 virt,
             });
         };
-        let parent = if parts.is_empty() {
-            // The root is canonical already: no need to ask the file system again.
-            self.dir.clone()
-        } else {
-            let mut parent = self.dir.clone();
-            parent.extend(&parts);
-            let parent = parent.canonicalize()?;
-            if !parent.starts_with(&self.dir) {
-                return Err(PathError::Outside);
-            }
-            parent
-        };
+        let parent = self.directory(&parts)?;
         let real = parent.join(last);
         if let Ok(meta) = real.symlink_metadata() {
             if meta.file_type().is_symlink() {
@@ -189,6 +178,34 @@ impl Root {
             }
         }
         Ok(Resolved { virt, real })
+    }
+}
+
+impl Root {
+    /// The real, canonical directory `parts` name below the root.
+    ///
+    /// The root is canonical already, so only the components below it are looked at:
+    /// one `lstat` each, where `canonicalize` would read every component of the whole
+    /// absolute path. A symlink on the way is resolved by the file system and must
+    /// land inside the root.
+    fn directory(&self, parts: &[&str]) -> Result<PathBuf, PathError> {
+        let mut dir = self.dir.clone();
+        for part in parts {
+            dir.push(part);
+            let meta = dir.symlink_metadata()?;
+            if meta.file_type().is_symlink() {
+                dir = dir.canonicalize()?;
+                if !dir.starts_with(&self.dir) {
+                    return Err(PathError::Outside);
+                }
+                if !dir.is_dir() {
+                    return Err(io::Error::from(io::ErrorKind::NotADirectory).into());
+                }
+            } else if !meta.is_dir() {
+                return Err(io::Error::from(io::ErrorKind::NotADirectory).into());
+            }
+        }
+        Ok(dir)
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,38 +24,55 @@ pub(super) enum DataPlan {
     Active(SocketAddr),
 }
 
-/// Binds a passive listener on `ip`, inside the configured port range if any.
+/// Passive ports when no range is configured: every unprivileged port.
+const DEFAULT_PASV: RangeInclusive<u16> = 1024..=65535;
+
+/// Ports one PASV tries in the default range before it lets the system choose.
+const DEFAULT_PROBES: u64 = 32;
+
+/// Binds a passive listener on `ip`, on a port of the configured range (or of every
+/// unprivileged port), in a scrambled order.
+///
+/// The port is chosen here rather than with `bind(port 0)`: with tens of thousands
+/// of TIME-WAIT connections from earlier transfers, the kernel's own search for a
+/// free ephemeral port took milliseconds per PASV (80% of the server's time in a
+/// small-file benchmark). Binding a given port checks only that port, and std's
+/// SO_REUSEADDR lets a port with only TIME-WAIT connections be bound again. The
+/// scrambled order also keeps the next passive port from being guessed.
 pub(super) fn listen(ip: IpAddr, shared: &Shared) -> io::Result<TcpListener> {
-    let Some(range) = shared.config.pasv_ports.clone() else {
-        return TcpListener::bind((ip, 0));
-    };
+    let configured = shared.config.pasv_ports.clone();
+    let range = configured.clone().unwrap_or(DEFAULT_PASV);
     let (lo, hi) = (u64::from(*range.start()), u64::from(*range.end()));
     let span = hi.saturating_sub(lo) + 1;
-    // Start where the last session left off, so concurrent sessions do not all probe
-    // the same busy ports first.
-    let start = shared.next_pasv.fetch_add(1, Ordering::Relaxed);
+    let probes = match configured {
+        Some(_) => span,
+        None => DEFAULT_PROBES.min(span),
+    };
     let mut last_err = io::Error::new(io::ErrorKind::AddrInUse, "passive port range exhausted");
-    for i in 0..span {
-        let port = u16::try_from(lo + (start + i) % span).unwrap_or(0);
+    for _ in 0..probes {
+        let n = shared.next_pasv.fetch_add(1, Ordering::Relaxed);
+        // Fibonacci hashing scrambles the counter over the range.
+        let index = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
+        let port = u16::try_from(lo + index % span).unwrap_or(0);
         match TcpListener::bind((ip, port)) {
             Ok(listener) => return Ok(listener),
             Err(e) => last_err = e,
         }
     }
-    Err(last_err)
+    match configured {
+        Some(_) => Err(last_err),
+        None => TcpListener::bind((ip, 0)),
+    }
 }
 
 /// Opens the data connection for `plan` to the client at `peer_ip`, within the
-/// configured data timeout, and sets its stall timeouts.
+/// configured data timeout. The caller sets the timeouts its transfer needs.
 pub(super) fn connect(plan: DataPlan, peer_ip: IpAddr, shared: &Shared) -> io::Result<TcpStream> {
     let timeout = shared.config.data_timeout;
-    let stream = match plan {
-        DataPlan::Passive(listener) => accept_from(&listener, peer_ip, timeout, shared)?,
-        DataPlan::Active(addr) => TcpStream::connect_timeout(&addr, timeout)?,
-    };
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    Ok(stream)
+    match plan {
+        DataPlan::Passive(listener) => accept_from(&listener, peer_ip, timeout, shared),
+        DataPlan::Active(addr) => TcpStream::connect_timeout(&addr, timeout),
+    }
 }
 
 /// Accepts the first connection from `peer_ip`, waiting at most `timeout`.
@@ -74,6 +92,9 @@ fn accept_from(
     loop {
         match listener.accept() {
             Ok((stream, from)) if from.ip().to_canonical() == peer_ip.to_canonical() => {
+                // On Linux an accepted socket does not inherit the listener's
+                // non-blocking mode; elsewhere it may.
+                #[cfg(not(target_os = "linux"))]
                 stream.set_nonblocking(false)?;
                 return Ok(stream);
             }

@@ -293,7 +293,13 @@ impl Server {
             stopping: AtomicBool::new(false),
             forced: AtomicBool::new(false),
             conns: Mutex::new(Connections::default()),
-            next_pasv: AtomicU64::new(0),
+            // Where the scrambled order of passive ports starts differs from run to run.
+            next_pasv: AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos().into())
+                    ^ u64::from(std::process::id()),
+            ),
             admission: Mutex::new(Admission::default()),
         });
         Ok(Server {

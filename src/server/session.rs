@@ -982,6 +982,10 @@ impl<'s> Session<'s> {
             (Some(config), true) => Arc::clone(config),
             _ => return Ok(ServerStream::plain(tcp)),
         };
+        let timeout = Some(self.shared.config.data_timeout);
+        tcp.set_read_timeout(timeout)
+            .and_then(|()| tcp.set_write_timeout(timeout))
+            .map_err(Failure::Transfer)?;
         let conn = rustls::ServerConnection::new(tls)
             .map_err(|e| Failure::NoData(format!("Cannot start TLS: {e}")))?;
         let stream = ServerStream::tls(tcp, conn).map_err(|e| {
@@ -1014,6 +1018,9 @@ impl<'s> Session<'s> {
     /// Looks at the control connection without waiting: an ABOR or a closed
     /// connection is reported, other complete lines are queued for later.
     fn poll_control(&mut self) -> Poll {
+        if !self.control_may_have_input() {
+            return Poll::Nothing;
+        }
         let tcp = self.control.get_ref().tcp();
         if tcp.and_then(|t| t.set_nonblocking(true)).is_err() {
             return Poll::Nothing;
@@ -1049,6 +1056,23 @@ impl<'s> Session<'s> {
             let _ = tcp.set_nonblocking(false);
         }
         found
+    }
+
+    /// Whether the control connection may have something to read, found out with one
+    /// peek that does not wait (the common answer is no). In TLS, bytes may wait
+    /// inside the TLS layer, so the answer there is always maybe.
+    fn control_may_have_input(&self) -> bool {
+        if !self.control.buffer().is_empty() || self.in_tls() {
+            return true;
+        }
+        let Ok(tcp) = self.control.get_ref().tcp() else {
+            return true;
+        };
+        let flags = rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT;
+        !matches!(
+            rustix::net::recv(tcp, &mut [0u8; 1][..], flags),
+            Err(rustix::io::Errno::AGAIN)
+        )
     }
 
     /// Between chunks of a transfer: stop on ABOR or a vanished client.
@@ -1097,7 +1121,7 @@ impl<'s> Session<'s> {
         let mut stream = self.open_data(plan, &what)?;
         let started = Instant::now();
         let start = offset;
-        let result = self.send_file(&file, &mut offset, &mut stream);
+        let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
         let closed = self.close_data(stream);
         result.and(closed)?;
         self.log_transfer("RETR", shown, offset - start, started);
@@ -1107,10 +1131,13 @@ impl<'s> Session<'s> {
         ))
     }
 
+    /// Sends `file` from `*offset` up to `end` (its size when the transfer began: no
+    /// extra call just to find the end of the file).
     fn send_file(
         &mut self,
         file: &File,
         offset: &mut u64,
+        end: u64,
         stream: &mut ServerStream,
     ) -> Result<(), Failure> {
         stream
@@ -1118,22 +1145,26 @@ impl<'s> Session<'s> {
             .and_then(|tcp| tcp.set_write_timeout(Some(TICK)))
             .map_err(Failure::Transfer)?;
         let mut stall = Stall::new(self.shared.config.data_timeout);
-        loop {
-            match self.pump.file_to_stream(file, offset, stream, CHUNK) {
-                Ok(0) => return Ok(()),
+        while *offset < end {
+            let max = usize::try_from(end - *offset).map_or(CHUNK, |left| left.min(CHUNK));
+            match self.pump.file_to_stream(file, offset, stream, max) {
+                Ok(0) => return Ok(()), // the file shrank meanwhile
                 Ok(n) => {
                     stall.progress();
-                    // A short chunk is the end of the file (the next call finds it)
-                    // or a tick: look at the control connection after full ones.
-                    if n < CHUNK {
+                    // A short chunk is a tick; look at the control connection after
+                    // full ones.
+                    if n < max {
                         continue;
                     }
                 }
                 Err(CopyError::Net(e)) if is_tick(&e) => stall.check()?,
                 Err(e) => return Err(e.into()),
             }
-            self.check_abort()?;
+            if *offset < end {
+                self.check_abort()?;
+            }
         }
+        Ok(())
     }
 
     /// STOR, APPE and REST+STOR: the new version is built in a hidden temporary file
@@ -1281,7 +1312,12 @@ impl<'s> Session<'s> {
             }
         }
         let mut stream = self.open_data(plan, "directory listing")?;
-        let result = stream.write_all(text.as_bytes()).map_err(Failure::Transfer);
+        let timeout = Some(self.shared.config.data_timeout);
+        let result = stream
+            .tcp()
+            .and_then(|tcp| tcp.set_write_timeout(timeout))
+            .and_then(|()| stream.write_all(text.as_bytes()))
+            .map_err(Failure::Transfer);
         let closed = self.close_data(stream);
         result.and(closed)?;
         Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
