@@ -142,7 +142,7 @@ pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 pub struct Progress {
     /// Bytes moved so far.
     pub done: u64,
-    /// Bytes expected in all, when known (from `SIZE` or the local file's length).
+    /// Bytes expected in all, when known (from the server's `150` reply, or the local file's length).
     pub total: Option<u64>,
 }
 
@@ -403,13 +403,10 @@ impl Client {
             source,
         };
         let temp = download_temp(parent_dir(local)).map_err(local_err)?;
-        let total = match self.size(remote) {
-            Ok(n) => Some(n),
-            // The size is only a hint for progress: RETR gives the real answer.
-            Err(_) if self.usable => None,
-            Err(e) => return Err(e),
-        };
-        let mut data = self.start_transfer(Command::Retr(remote.to_owned()))?;
+        let (mut data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
+        // For progress only: most servers say the size in the 150 reply, which saves
+        // a SIZE round trip per file; without it progress has no total.
+        let total = announced_size(&started.text());
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -470,7 +467,7 @@ impl Client {
             )));
         }
         let total = Some(meta.len());
-        let mut data = self.start_transfer(Command::Stor(remote.to_owned()))?;
+        let (mut data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
         let interrupt = Arc::clone(&self.interrupt);
         let running = Running::start(&interrupt);
         progress(Progress { done: 0, total });
@@ -820,12 +817,12 @@ impl Client {
     }
 
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
-    /// that starts the transfer, and secures the connection when in TLS.
-    fn start_transfer(&mut self, cmd: Command) -> Result<ClientStream> {
+    /// that starts the transfer (returned), and secures the connection when in TLS.
+    fn start_transfer(&mut self, cmd: Command) -> Result<(ClientStream, ReceivedReply)> {
         let data = self.open_data()?;
         self.send(&cmd)?;
-        self.expect_preliminary()?;
-        self.secure_data(data)
+        let started = self.expect_preliminary()?;
+        Ok((self.secure_data(data)?, started))
     }
 
     /// Wraps a data connection in TLS after [`Client::secure`]. It happens after the
@@ -849,7 +846,7 @@ impl Client {
 
     fn fetch_listing(&mut self, cmd: Command) -> Result<Vec<u8>> {
         self.check_usable()?;
-        let mut data = self.start_transfer(cmd)?;
+        let (mut data, _) = self.start_transfer(cmd)?;
         let mut bytes = Vec::new();
         let read = (&mut data)
             .take(MAX_LISTING + 1)
@@ -873,6 +870,13 @@ const EPSV_REFUSED: &[ReplyCode] = &[
     ReplyCode::ParameterNotImplemented,
     ReplyCode::ProtocolNotSupported,
 ];
+
+/// The size a `150` reply announces, as in `Opening ... for name (1234 bytes)`.
+fn announced_size(text: &str) -> Option<u64> {
+    let before = text.rfind(" bytes)").map(|end| &text[..end])?;
+    let start = before.rfind('(')? + 1;
+    before[start..].trim().parse().ok()
+}
 
 /// The SHA-256 of a local file, hex.
 fn sha256_file(path: &Path) -> io::Result<String> {
@@ -956,3 +960,21 @@ fn parse_pasv_reply(text: &str) -> Option<u16> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod size_tests {
+    use super::announced_size;
+
+    #[test]
+    fn sizes_are_read_from_150_replies() {
+        let ours = "Opening data connection for /a (1234 bytes)";
+        let vsftpd = "Opening BINARY mode data connection for a.bin (99 bytes).";
+        assert_eq!(announced_size(ours), Some(1234));
+        assert_eq!(announced_size(vsftpd), Some(99));
+        assert_eq!(
+            announced_size("File status okay. About to open data connection."),
+            None
+        );
+        assert_eq!(announced_size("for (x) (many bytes)"), None);
+    }
+}

@@ -146,7 +146,7 @@ fn serve(
                     writeln!(out, "550 no such file\r")?;
                     continue;
                 };
-                writeln!(out, "150 here it comes\r")?;
+                writeln!(out, "150 here it comes ({} bytes)\r", bytes.len())?;
                 let (mut data, _) = l.accept()?;
                 if behavior.drop_mid_retr {
                     data.write_all(&bytes[..bytes.len() / 2])?;
