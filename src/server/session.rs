@@ -1174,14 +1174,15 @@ impl<'s> Session<'s> {
     fn store(&mut self, name: &str, how: Store) -> Result<Reply, Failure> {
         let plan = self.data.take();
         let path = self.resolve(name)?;
-        if path.real().is_dir() {
-            return Err(Failure::refuse(
-                ReplyCode::FileUnavailable,
-                "Is a directory",
-            ));
-        }
         let _guard = self.write_lock(&path)?;
+        // Under the write lock: the size an APPE or REST keeps cannot change now.
         let current = match fs::metadata(path.real()) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(Failure::refuse(
+                    ReplyCode::FileUnavailable,
+                    "Is a directory",
+                ));
+            }
             Ok(meta) => Some(meta.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(Failure::Fs(e)),
