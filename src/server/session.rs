@@ -48,6 +48,10 @@ const TICK: Duration = Duration::from_millis(200);
 /// Commands a client may send ahead during a transfer; more are answered with an error.
 const MAX_QUEUED: usize = 32;
 
+/// The control connection's read buffer: command lines are short, and longer ones
+/// (up to `MAX_LINE`) are read in pieces, so a small buffer keeps idle sessions cheap.
+const CONTROL_BUFFER: usize = 1024;
+
 /// Runs one session on `stream` to its end.
 pub(super) fn run(stream: TcpStream, shared: &Shared) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
@@ -74,7 +78,7 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
     let mut session = Session {
         shared,
         token,
-        control: BufReader::new(ServerStream::plain(stream)),
+        control: BufReader::with_capacity(CONTROL_BUFFER, ServerStream::plain(stream)),
         peer,
         local,
         session_tls: None,
