@@ -981,7 +981,18 @@ impl<'s> Session<'s> {
         .map_err(Failure::Control)?;
         let tcp = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
+        // Registered so a forced shutdown can cut it; a failure below unregisters it.
         self.token.set_data(Some(&tcp));
+        let stream = self.secure_data(tcp);
+        if stream.is_err() {
+            self.token.set_data(None);
+        }
+        stream
+    }
+
+    /// The data connection as the transfer uses it: plain, or in TLS under PROT P,
+    /// where it must resume the control connection's TLS session.
+    fn secure_data(&self, tcp: TcpStream) -> Result<ServerStream, Failure> {
         let tls = match (&self.session_tls, self.prot_private) {
             (Some(config), true) => Arc::clone(config),
             _ => return Ok(ServerStream::plain(tcp)),
@@ -993,7 +1004,6 @@ impl<'s> Session<'s> {
         let conn = rustls::ServerConnection::new(tls)
             .map_err(|e| Failure::NoData(format!("Cannot start TLS: {e}")))?;
         let stream = ServerStream::tls(tcp, conn).map_err(|e| {
-            self.token.set_data(None);
             Failure::NoData(format!("TLS handshake on the data connection failed: {e}"))
         })?;
         // Only the client on this control connection holds this session's tickets.
@@ -1003,7 +1013,6 @@ impl<'s> Session<'s> {
                 "{}: data connection did not resume the control TLS session: refused",
                 self.peer
             );
-            self.token.set_data(None);
             return Err(Failure::refuse(
                 ReplyCode::ProtocolNotSupported,
                 "The data connection must resume the control connection's TLS session",
