@@ -45,7 +45,8 @@ const CHUNK: usize = 8 << 20;
 /// data connection alone. Stalls still end the transfer after the data timeout.
 const TICK: Duration = Duration::from_millis(200);
 
-/// Commands a client may send ahead during a transfer; more are answered with an error.
+/// Commands a client may send ahead during a transfer; the ones past it are not
+/// kept, only counted, and each gets a `500` after the queued ones are answered.
 const MAX_QUEUED: usize = 32;
 
 /// The control connection's read buffer: command lines are short, and longer ones
@@ -87,6 +88,7 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         line: Vec::with_capacity(256),
         line_state: LineState::default(),
         queued: VecDeque::new(),
+        overflow: 0,
         abort_seen: false,
         login: Login::None,
         root: shared.root.clone(),
@@ -338,6 +340,9 @@ struct Session<'s> {
     line_state: LineState,
     /// Lines the client sent during a transfer, handled after it.
     queued: VecDeque<Queued>,
+    /// Lines sent during transfers past [`MAX_QUEUED`]: they come after every queued
+    /// line, so a count keeps their order and the memory bounded.
+    overflow: usize,
     /// An ABOR stopped the last transfer: after its 426, the ABOR gets its 226.
     abort_seen: bool,
     login: Login,
@@ -377,6 +382,17 @@ impl<'s> Session<'s> {
             let parsed = match self.queued.pop_front() {
                 Some(Queued::Line(line)) => Some(Command::parse(&line)),
                 Some(Queued::TooLong) => None,
+                None if self.overflow > 0 => {
+                    self.overflow -= 1;
+                    let reply = Reply::new(
+                        ReplyCode::SyntaxError,
+                        "Too many commands sent during a transfer",
+                    );
+                    if self.send(&reply).is_err() {
+                        return End::Lost;
+                    }
+                    continue;
+                }
                 None => {
                     let read = read_line(
                         &mut self.control,
@@ -1051,13 +1067,9 @@ impl<'s> Session<'s> {
                         found = Poll::Abort;
                         break;
                     }
-                    if self.queued.len() < MAX_QUEUED {
-                        self.queued.push_back(Queued::Line(self.line.clone()));
-                    } else {
-                        self.queued.push_back(Queued::TooLong);
-                    }
+                    self.queue(Queued::Line(self.line.clone()));
                 }
-                Ok(Line::TooLong) => self.queued.push_back(Queued::TooLong),
+                Ok(Line::TooLong) => self.queue(Queued::TooLong),
                 Ok(Line::Eof) => {
                     found = Poll::Closed;
                     break;
@@ -1069,6 +1081,16 @@ impl<'s> Session<'s> {
             let _ = tcp.set_nonblocking(false);
         }
         found
+    }
+
+    /// Keeps a line read during a transfer for later, or only counts it once the
+    /// queue is full (and from then on, so that the replies stay in order).
+    fn queue(&mut self, line: Queued) {
+        if self.overflow == 0 && self.queued.len() < MAX_QUEUED {
+            self.queued.push_back(line);
+        } else {
+            self.overflow += 1;
+        }
     }
 
     /// Whether the control connection may have something to read, found out with one

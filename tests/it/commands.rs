@@ -144,6 +144,31 @@ fn commands_sent_during_a_transfer_are_answered_after_it() {
 }
 
 #[test]
+fn commands_past_the_queue_limit_during_a_transfer_get_500_in_order() {
+    let server = TestServer::start(&[]);
+    let whole = pattern(24 << 20, 7);
+    fs::write(server.root().join("big.bin"), &whole).expect("write");
+    let mut ftp = server.login();
+    let mut data = ftp.epsv();
+    ftp.expect("RETR big.bin", 150);
+    // 40 commands in one write, before any data is read: the session sees them all
+    // at its next look at the control connection, in the middle of the transfer.
+    ftp.send_raw("NOOP\r\n".repeat(40).as_bytes());
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).expect("read");
+    assert_same(&got, &whole, "download");
+    assert_eq!(ftp.reply().code, 226);
+    for i in 0..32 {
+        assert_eq!(ftp.reply().code, 200, "queued command {i}");
+    }
+    for i in 32..40 {
+        let r = ftp.reply();
+        assert_eq!(r.code, 500, "command {i} past the limit: {r:?}");
+    }
+    ftp.expect("NOOP", 200);
+}
+
+#[test]
 fn mlsd_and_mlst_give_rfc_3659_facts() {
     let server = TestServer::start(&[]);
     fs::create_dir(server.root().join("sub")).expect("mkdir");
