@@ -1315,38 +1315,7 @@ impl<'s> Session<'s> {
         // A restart offset is for the next RETR or STOR only (RFC 3659 §5.3).
         self.rest = 0;
         let path = self.resolve(arg.unwrap_or("."))?;
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
-        let now = SystemTime::now();
-        let mut text = String::new();
-        if meta.is_dir() {
-            for (name, meta) in self.entries(&path)? {
-                match kind {
-                    Listing::Long => ls_line(&mut text, &name, &meta, now),
-                    Listing::Names => {
-                        text.push_str(&name);
-                        text.push_str("\r\n");
-                    }
-                    Listing::Facts => {
-                        text.push_str(&self.facts.line(&name, &meta, self.perms));
-                        text.push_str("\r\n");
-                    }
-                }
-            }
-        } else if kind == Listing::Facts {
-            return Err(Failure::refuse(
-                ReplyCode::BadArguments,
-                "MLSD needs a directory",
-            ));
-        } else {
-            let name = path.virtual_path().components().last().unwrap_or("/");
-            match kind {
-                Listing::Long => ls_line(&mut text, name, &meta, now),
-                _ => {
-                    text.push_str(name);
-                    text.push_str("\r\n");
-                }
-            }
-        }
+        let text = self.listing(&path, kind)?;
         let mut stream = self.open_data(plan, "directory listing")?;
         let timeout = Some(self.shared.config.data_timeout);
         let result = stream
@@ -1357,6 +1326,41 @@ impl<'s> Session<'s> {
         let closed = self.close_data(stream);
         result.and(closed)?;
         Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
+    }
+
+    /// The listing of `path` (a directory's entries, or the one file) as `kind` asks,
+    /// a CRLF-ended line each. MLSD of a file is refused (RFC 3659 §7.2).
+    fn listing(&self, path: &Resolved, kind: Listing) -> Result<String, Failure> {
+        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let now = SystemTime::now();
+        let mut text = String::new();
+        let mut line = |name: &str, meta: &Metadata| match kind {
+            Listing::Long => ls_line(&mut text, name, meta, now),
+            Listing::Names => {
+                text.push_str(name);
+                text.push_str("\r\n");
+            }
+            Listing::Facts => {
+                text.push_str(&self.facts.line(name, meta, self.perms));
+                text.push_str("\r\n");
+            }
+        };
+        if meta.is_dir() {
+            for (name, meta) in self.entries(path)? {
+                line(&name, &meta);
+            }
+        } else if kind == Listing::Facts {
+            return Err(Failure::refuse(
+                ReplyCode::BadArguments,
+                "MLSD needs a directory",
+            ));
+        } else {
+            line(
+                path.virtual_path().components().last().unwrap_or("/"),
+                &meta,
+            );
+        }
+        Ok(text)
     }
 
     /// The entries of a directory, sorted by name, without our temporary files and
@@ -1427,17 +1431,7 @@ impl<'s> Session<'s> {
             ));
         };
         let path = self.resolve(arg)?;
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
-        let now = SystemTime::now();
-        let mut text = String::new();
-        if meta.is_dir() {
-            for (name, meta) in self.entries(&path)? {
-                ls_line(&mut text, &name, &meta, now);
-            }
-        } else {
-            let name = path.virtual_path().components().last().unwrap_or("/");
-            ls_line(&mut text, name, &meta, now);
-        }
+        let text = self.listing(&path, Listing::Long)?;
         let lines: Vec<String> = text.lines().map(str::to_owned).collect();
         Ok(Reply::multi(
             ReplyCode::FileStatus,
