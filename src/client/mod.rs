@@ -403,31 +403,13 @@ impl Client {
             source,
         };
         let temp = download_temp(parent_dir(local)).map_err(local_err)?;
-        let (mut data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
+        let (data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
         // For progress only: most servers say the size in the 150 reply, which saves
         // a SIZE round trip per file; without it progress has no total.
         let total = announced_size(&started.text());
-        let interrupt = Arc::clone(&self.interrupt);
-        let running = Running::start(&interrupt);
-        progress(Progress { done: 0, total });
-        let mut done = 0u64;
-        let copied = loop {
-            if running.stop_requested() {
-                return Err(self.abort_transfer(data));
-            }
-            match self
-                .pump
-                .stream_to_file(&mut data, temp.as_file(), PROGRESS_STEP)
-            {
-                Ok(0) => break Ok(done),
-                Ok(n) => {
-                    done += n as u64;
-                    progress(Progress { done, total });
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        drop(running);
+        let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+            pump.stream_to_file(data, temp.as_file(), PROGRESS_STEP)
+        })?;
         drop(data);
         let bytes = self.finish_transfer(copied, local)?;
         // A download that does not match the server's file is not kept (dropping
@@ -467,34 +449,47 @@ impl Client {
             )));
         }
         let total = Some(meta.len());
-        let (mut data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
-        let interrupt = Arc::clone(&self.interrupt);
-        let running = Running::start(&interrupt);
-        progress(Progress { done: 0, total });
+        let (data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
         let mut offset = 0u64;
-        let copied = loop {
-            if running.stop_requested() {
-                return Err(self.abort_transfer(data));
-            }
-            match self
-                .pump
-                .file_to_stream(&file, &mut offset, &mut data, PROGRESS_STEP)
-            {
-                Ok(0) => break Ok(offset),
-                Ok(_) => progress(Progress {
-                    done: offset,
-                    total,
-                }),
-                Err(e) => break Err(e),
-            }
-        };
-        drop(running);
+        let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+            pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
+        })?;
         // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4);
         // in TLS a close_notify comes first, so the end cannot be faked by a cut.
         let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
         let bytes = self.finish_transfer(copied, local)?;
         let verified = self.verify_against_server(remote, local)?;
         Ok(Transferred { bytes, verified })
+    }
+
+    /// A transfer's copy loop: `step` moves the next bytes (0 at the end), progress is
+    /// reported from zero on, and an [`Interrupt`] stops it with ABOR. Returns the
+    /// data connection and the bytes moved, or how the copy failed, for
+    /// [`Client::finish_transfer`] to weigh against the server's reply.
+    fn copy(
+        &mut self,
+        mut data: ClientStream,
+        total: Option<u64>,
+        progress: &mut dyn FnMut(Progress),
+        mut step: impl FnMut(&mut Pump, &mut ClientStream) -> Result<usize, CopyError>,
+    ) -> Result<(ClientStream, Result<u64, CopyError>)> {
+        let interrupt = Arc::clone(&self.interrupt);
+        let running = Running::start(&interrupt);
+        progress(Progress { done: 0, total });
+        let mut done = 0u64;
+        loop {
+            if running.stop_requested() {
+                return Err(self.abort_transfer(data));
+            }
+            match step(&mut self.pump, &mut data) {
+                Ok(0) => return Ok((data, Ok(done))),
+                Ok(n) => {
+                    done += n as u64;
+                    progress(Progress { done, total });
+                }
+                Err(e) => return Ok((data, Err(e))),
+            }
+        }
     }
 
     /// Shares `interrupt` with this client: requesting it stops the transfer in progress.
