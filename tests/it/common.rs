@@ -638,6 +638,13 @@ pub fn run_peer(mut cmd: Command) -> PeerRun {
     }
 }
 
+/// Runs `python3 -c script args...` through [`run_peer`], so it is bounded in time.
+pub fn python<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> PeerRun {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(script).args(args);
+    run_peer(cmd)
+}
+
 /// The first line a program prints for `args` (its version), or `"unknown"`.
 pub fn version_line(prog: &str, args: &[&str]) -> String {
     Command::new(prog)

@@ -7,11 +7,10 @@
 //! server's directory byte for byte afterwards. IPv6 (EPSV and EPRT) is in `ipv6.rs`.
 
 use std::fs;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use crate::common::{
-    assert_same, have, names_in, pattern, require, run_peer, version_line, TestServer,
+    assert_same, have, names_in, pattern, python, require, version_line, TestServer,
 };
 
 /// Runs with: port, the server's root directory, a local scratch directory.
@@ -212,13 +211,11 @@ fn python_ftplib_drives_every_command_byte_exact() {
     let up = pattern(3_000_017, 53);
     fs::write(local.join("up.bin"), &up).expect("write");
 
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(SCRIPT)
-        .arg(server.addr.port().to_string())
-        .arg(root)
-        .arg(&local);
-    let run = run_peer(cmd);
+    let port = server.addr.port().to_string();
+    let run = python(
+        SCRIPT,
+        &[port.as_ref(), root.as_os_str(), local.as_os_str()],
+    );
     assert!(
         run.status.success() && run.stdout == "ok\n",
         "ftplib: {}\n{}\nserver log:\n{}",

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, pattern, require, run_client_command, Ftp, TestServer, WAIT,
+    assert_same, have, pattern, python, require, run_client_command, run_peer, Ftp, TestServer,
+    WAIT,
 };
 
 /// A server with a fresh self-signed certificate for localhost and 127.0.0.1;
@@ -42,18 +43,13 @@ fn curl_transfers_over_tls_byte_exact() {
     let work = server.dir.path();
     let url = format!("ftp://{}/", server.addr);
     let curl = |args: &[&str]| {
-        let out = Command::new("curl")
-            .args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
             .arg(&ca)
-            .args(args)
-            .output()
-            .expect("curl");
-        assert!(
-            out.status.success(),
-            "curl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+            .args(args);
+        let run = run_peer(cmd);
+        assert!(run.status.success(), "curl {args:?}: {}", run.stderr);
+        run.stdout
     };
     let got = work.join("got.bin");
     curl(&[&format!("{url}down.bin"), "-o", &got.to_string_lossy()]);
@@ -64,15 +60,14 @@ fn curl_transfers_over_tls_byte_exact() {
         &original,
         "curl upload",
     );
-    let names = String::from_utf8(curl(&["--list-only", &url])).expect("utf8");
+    let names = curl(&["--list-only", &url]);
     assert_eq!(names.lines().collect::<Vec<_>>(), ["down.bin", "up.bin"]);
     // Plain FTP is refused on this server.
-    let out = Command::new("curl")
+    let mut plain = Command::new("curl");
+    plain
         .args(["-sS", "--max-time", "60"])
-        .arg(format!("{url}down.bin"))
-        .output()
-        .expect("curl");
-    assert!(!out.status.success(), "a plain login must fail");
+        .arg(format!("{url}down.bin"));
+    assert!(!run_peer(plain).status.success(), "a plain login must fail");
 }
 
 /// ftplib with the data connections resuming the control connection's session (the
@@ -115,21 +110,15 @@ print("ok")
 "#;
 
 fn ftplib_tls(server: &TestServer, ca: &std::path::Path, mode: &str) -> String {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(FTPLIB_TLS)
-        .arg(server.addr.port().to_string())
-        .arg(ca)
-        .arg(mode)
-        .output()
-        .expect("python3");
+    let port = server.addr.port().to_string();
+    let run = python(FTPLIB_TLS, &[port.as_ref(), ca.as_os_str(), mode.as_ref()]);
     assert!(
-        out.status.success(),
+        run.status.success(),
         "ftplib: {}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        run.stderr,
         server.log()
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    run.stdout.trim().to_owned()
 }
 
 #[test]
@@ -171,15 +160,13 @@ fn lftp_over_tls_byte_exact() {
         work.display(),
         work.display()
     );
-    let out = Command::new("lftp")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .expect("lftp");
+    let mut lftp = Command::new("lftp");
+    lftp.arg("-c").arg(&script);
+    let run = run_peer(lftp);
     assert!(
-        out.status.success(),
+        run.status.success(),
         "lftp: {}\nserver log:\n{}",
-        String::from_utf8_lossy(&out.stderr),
+        run.stderr,
         server.log()
     );
     assert_same(
@@ -323,19 +310,13 @@ fn a_data_connection_from_another_tls_session_is_refused() {
     }
     let (server, ca) = tls_server(&[]);
     fs::write(server.root().join("secret.txt"), "the secret").expect("write");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(HIJACK)
-        .arg(server.addr.port().to_string())
-        .arg(&ca)
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let port = server.addr.port().to_string();
+    let run = python(HIJACK, &[port.as_ref(), ca.as_os_str()]);
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        run.stdout.lines().collect::<Vec<_>>(),
         ["150", "0", "522"],
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        run.stderr
     );
     assert!(server
         .log()
@@ -359,18 +340,12 @@ for cmd in ["CCC", "PROT P", "PBSZ 0", "PROT S", "PROT E", "PROT C", "PROT P"]:
     except ftplib.error_perm as e:
         print(str(e)[:3])
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(server.addr.port().to_string())
-        .arg(&ca)
-        .output()
-        .expect("python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let port = server.addr.port().to_string();
+    let run = python(script, &[port.as_ref(), ca.as_os_str()]);
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        run.stdout.lines().collect::<Vec<_>>(),
         ["533", "503", "200", "536", "536", "200", "200"],
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        run.stderr
     );
 }

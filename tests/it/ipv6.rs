@@ -10,7 +10,7 @@ use std::fs;
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, hidden_names_in, ipv6_loopback_available, pattern, require,
+    assert_same, have, hidden_names_in, ipv6_loopback_available, pattern, python, require,
     run_client_script, run_peer, version_line, PeerRun, TestServer,
 };
 
@@ -134,12 +134,8 @@ fn ftplib_over_ipv6_uses_epsv_and_eprt_both_ways() {
     };
     let down = pattern(1_500_007, 83);
     fs::write(server.root().join("down.bin"), &down).expect("write");
-    let mut cmd = Command::new("python3");
-    cmd.arg("-c")
-        .arg(FTPLIB_SCRIPT)
-        .arg(server.addr.port().to_string())
-        .arg(server.root());
-    let run = run_peer(cmd);
+    let port = server.addr.port().to_string();
+    let run = python(FTPLIB_SCRIPT, &[port.as_ref(), server.root().as_os_str()]);
     assert!(
         run.status.success() && run.stdout == "ok\n",
         "ftplib: {}\n{}\nserver log:\n{}",
