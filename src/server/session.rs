@@ -661,7 +661,7 @@ impl<'s> Session<'s> {
         })
     }
 
-    fn set_read_timeout(&self, timeout: std::time::Duration) {
+    fn set_read_timeout(&self, timeout: Duration) {
         if let Ok(tcp) = self.control.get_ref().tcp() {
             let _ = tcp.set_read_timeout(Some(timeout));
         }
