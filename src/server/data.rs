@@ -10,8 +10,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::sync::atomic::Ordering;
-use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
 
 use super::Shared;
 
@@ -19,9 +21,56 @@ use super::Shared;
 #[derive(Debug)]
 pub(super) enum DataPlan {
     /// We listen; the client connects (PASV/EPSV).
-    Passive(TcpListener),
+    Passive(Passive),
     /// We connect to the client (PORT/EPRT).
     Active(SocketAddr),
+}
+
+/// A passive listener, non-blocking, and how many transfers it has served.
+///
+/// With the default port range a session keeps its listener after a transfer that
+/// used it and answers the next PASV/EPSV with the same port: a listening socket
+/// costs five system calls to open and one to close, a fifth of the server's work
+/// for a small file. Connections waiting on a kept listener are dropped when the
+/// next PASV/EPSV reuses it, so a transfer only takes a connection made after its
+/// PASV/EPSV reply; a listener whose transfer failed before taking its connection
+/// is closed, never kept (see [`Passive::reusable`]).
+#[derive(Debug)]
+pub(super) struct Passive {
+    listener: TcpListener,
+    ip: IpAddr,
+    port: u16,
+    uses: u32,
+}
+
+/// Transfers one kept listener serves before the next PASV/EPSV opens a new one on
+/// another port: each transfer leaves a TIME-WAIT connection to the port, and a
+/// client's search for a free local port to reach it gets slower as they add up.
+const MAX_USES: u32 = 64;
+
+impl Passive {
+    /// The port the client is told to connect to.
+    pub(super) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether the next PASV/EPSV on `ip` may answer with this listener.
+    pub(super) fn reusable(&self, ip: IpAddr, shared: &Shared) -> bool {
+        self.ip == ip && self.uses < MAX_USES && shared.config.pasv_ports.is_none()
+    }
+
+    /// Drops every connection already waiting, so that the next transfer takes only
+    /// one made after the reply that names the port.
+    pub(super) fn drain(&self) -> io::Result<()> {
+        loop {
+            match self.listener.accept() {
+                Ok((_, from)) => log::debug!("stale data connection from {from} dropped"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 /// Passive ports when no range is configured: every unprivileged port.
@@ -30,8 +79,8 @@ const DEFAULT_PASV: RangeInclusive<u16> = 1024..=65535;
 /// Ports one PASV tries in the default range before it lets the system choose.
 const DEFAULT_PROBES: u64 = 32;
 
-/// Binds a passive listener on `ip`, on a port of the configured range (or of every
-/// unprivileged port), in a scrambled order.
+/// Binds a non-blocking passive listener on `ip`, on a port of the configured range
+/// (or of every unprivileged port), in a scrambled order.
 ///
 /// The port is chosen here rather than with `bind(port 0)`: with tens of thousands
 /// of TIME-WAIT connections from earlier transfers, the kernel's own search for a
@@ -39,7 +88,7 @@ const DEFAULT_PROBES: u64 = 32;
 /// small-file benchmark). Binding a given port checks only that port, and std's
 /// SO_REUSEADDR lets a port with only TIME-WAIT connections be bound again. The
 /// scrambled order also keeps the next passive port from being guessed.
-pub(super) fn listen(ip: IpAddr, shared: &Shared) -> io::Result<TcpListener> {
+pub(super) fn listen(ip: IpAddr, shared: &Shared) -> io::Result<Passive> {
     let configured = shared.config.pasv_ports.clone();
     let range = configured.clone().unwrap_or(DEFAULT_PASV);
     let (lo, hi) = (u64::from(*range.start()), u64::from(*range.end()));
@@ -54,41 +103,68 @@ pub(super) fn listen(ip: IpAddr, shared: &Shared) -> io::Result<TcpListener> {
         // Fibonacci hashing scrambles the counter over the range.
         let index = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 16;
         let port = u16::try_from(lo + index % span).unwrap_or(0);
+        if port == 0 {
+            continue;
+        }
         match TcpListener::bind((ip, port)) {
-            Ok(listener) => return Ok(listener),
+            Ok(listener) => return passive(listener, ip, Some(port)),
             Err(e) => last_err = e,
         }
     }
     match configured {
         Some(_) => Err(last_err),
-        None => TcpListener::bind((ip, 0)),
+        None => passive(TcpListener::bind((ip, 0))?, ip, None),
     }
+}
+
+fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<Passive> {
+    listener.set_nonblocking(true)?;
+    let port = match port {
+        Some(p) => p,
+        None => listener.local_addr()?.port(),
+    };
+    Ok(Passive {
+        listener,
+        ip,
+        port,
+        uses: 0,
+    })
 }
 
 /// Opens the data connection for `plan` to the client at `peer_ip`, within the
-/// configured data timeout. The caller sets the timeouts its transfer needs.
-pub(super) fn connect(plan: DataPlan, peer_ip: IpAddr, shared: &Shared) -> io::Result<TcpStream> {
+/// configured data timeout. The caller sets the timeouts its transfer needs. A
+/// passive listener comes back with the connection: it may serve the next transfer.
+pub(super) fn connect(
+    plan: DataPlan,
+    peer_ip: IpAddr,
+    shared: &Shared,
+) -> io::Result<(TcpStream, Option<Passive>)> {
     let timeout = shared.config.data_timeout;
     match plan {
-        DataPlan::Passive(listener) => accept_from(&listener, peer_ip, timeout, shared),
-        DataPlan::Active(addr) => TcpStream::connect_timeout(&addr, timeout),
+        DataPlan::Passive(mut passive) => {
+            let stream = accept_from(&passive.listener, peer_ip, timeout, shared)?;
+            passive.uses += 1;
+            Ok((stream, Some(passive)))
+        }
+        DataPlan::Active(addr) => Ok((TcpStream::connect_timeout(&addr, timeout)?, None)),
     }
 }
 
-/// Accepts the first connection from `peer_ip`, waiting at most `timeout`.
-///
-/// std has no accept with a timeout, so the listener is non-blocking and polled. A
-/// client normally connects before it sends RETR/STOR, so the first poll usually finds
-/// the connection waiting; the back-off only matters for slow clients.
+/// How long one wait for a data connection lasts before the shutdown flag and the
+/// deadline are looked at again.
+const ACCEPT_TICK: Duration = Duration::from_millis(200);
+
+/// Accepts the first connection from `peer_ip` on the non-blocking `listener`,
+/// waiting at most `timeout`. A client normally connects before it sends RETR/STOR,
+/// so the first accept usually finds the connection waiting; otherwise `poll` waits
+/// for it.
 fn accept_from(
     listener: &TcpListener,
     peer_ip: IpAddr,
     timeout: Duration,
     shared: &Shared,
 ) -> io::Result<TcpStream> {
-    listener.set_nonblocking(true)?;
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_micros(200);
     loop {
         match listener.accept() {
             Ok((stream, from)) if from.ip().to_canonical() == peer_ip.to_canonical() => {
@@ -102,14 +178,20 @@ fn accept_from(
                 log::warn!("data connection from {from} refused: expected {peer_ip}");
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if Instant::now() >= deadline || shared.forced.load(Ordering::SeqCst) {
+                let now = Instant::now();
+                if now >= deadline || shared.forced.load(Ordering::SeqCst) {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no data connection arrived in time",
                     ));
                 }
-                thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
+                let wait = (deadline - now).min(ACCEPT_TICK);
+                let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                let timeout = Timespec::try_from(wait).ok();
+                match poll(&mut fds, timeout.as_ref()) {
+                    Ok(_) | Err(Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),

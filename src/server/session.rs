@@ -97,6 +97,7 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         close_after_reply: false,
         cwd: VirtualPath::root(),
         data: None,
+        kept_listener: None,
         epsv_all: false,
         transfer_type: TransferType::Ascii,
         rest: 0,
@@ -357,6 +358,8 @@ struct Session<'s> {
     /// The data connection set up by the last PASV/EPSV/PORT/EPRT, used by the next
     /// transfer and dropped by any transfer command, successful or not.
     data: Option<DataPlan>,
+    /// The passive listener of the last transfer, which may serve the next PASV/EPSV.
+    kept_listener: Option<data::Passive>,
     /// After `EPSV ALL`, only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
     /// Recorded for STAT; bytes are never rewritten in either type.
@@ -948,14 +951,26 @@ impl<'s> Session<'s> {
         ))
     }
 
-    /// Opens a passive listener for the next transfer; returns its port.
+    /// Sets up a passive listener for the next transfer, the one kept from the last
+    /// transfer when it may serve again (emptied of waiting connections), else a new
+    /// one; returns its port.
     fn listen(&mut self, ip: IpAddr) -> Result<u16, Failure> {
-        self.data = None; // a new PASV replaces the old listener
-        let listener = data::listen(ip, self.shared)
-            .and_then(|l| l.local_addr().map(|a| (l, a.port())))
-            .map_err(|e| Failure::NoData(format!("Cannot open a passive port: {e}")))?;
-        self.data = Some(DataPlan::Passive(listener.0));
-        Ok(listener.1)
+        // A new PASV replaces the plan of an earlier one.
+        let kept = match self.data.take() {
+            Some(DataPlan::Passive(p)) => Some(p),
+            _ => self.kept_listener.take(),
+        };
+        let reused = kept
+            .filter(|p| p.reusable(ip, self.shared))
+            .and_then(|p| p.drain().ok().map(|()| p));
+        let passive = match reused {
+            Some(p) => p,
+            None => data::listen(ip, self.shared)
+                .map_err(|e| Failure::NoData(format!("Cannot open a passive port: {e}")))?,
+        };
+        let port = passive.port();
+        self.data = Some(DataPlan::Passive(passive));
+        Ok(port)
     }
 
     fn active(&mut self, addr: SocketAddr) -> Result<Reply, Failure> {
@@ -995,8 +1010,9 @@ impl<'s> Session<'s> {
             format!("Opening data connection for {what}"),
         ))
         .map_err(Failure::Control)?;
-        let tcp = data::connect(plan, self.peer.ip(), self.shared)
+        let (tcp, listener) = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
+        self.kept_listener = listener;
         // Registered so a forced shutdown can cut it; a failure below unregisters it.
         self.token.set_data(Some(&tcp));
         let stream = self.secure_data(tcp);

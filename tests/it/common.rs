@@ -262,6 +262,13 @@ impl Ftp {
         r
     }
 
+    /// Reads a reply and asserts its code.
+    pub fn expect_reply(&mut self, code: u16) -> Resp {
+        let r = self.reply();
+        assert_eq!(r.code, code, "{r:?}");
+        r
+    }
+
     /// EPSV, then connects to the announced port.
     pub fn epsv(&mut self) -> TcpStream {
         let r = self.expect("EPSV", 229);

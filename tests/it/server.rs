@@ -342,3 +342,103 @@ fn a_client_that_drops_mid_upload_leaves_the_old_file_intact() {
     }
     assert_eq!(ftp.retr("keep.bin"), b"the good version");
 }
+
+/// The port a `229` reply names.
+fn epsv_port(ftp: &mut Ftp) -> u16 {
+    let r = ftp.expect("EPSV", 229);
+    r.text
+        .split('|')
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("bad 229 reply {r:?}"))
+}
+
+fn data_to(port: u16) -> TcpStream {
+    let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), WAIT).expect("data connect");
+    s.set_read_timeout(Some(WAIT)).expect("timeout");
+    s
+}
+
+/// A session keeps its passive listener after a transfer that used it; the next
+/// EPSV names the same port, and connections left waiting on it are dropped first,
+/// so each transfer gets the connection made for it. A transfer that fails before
+/// taking its connection closes the listener instead.
+#[test]
+fn the_passive_listener_serves_the_next_transfer_without_stale_connections() {
+    let server = TestServer::start(&[]);
+    let first = pattern(70_000, 11);
+    let second = pattern(5_000, 12);
+    fs::write(server.root().join("first.bin"), &first).expect("write");
+    fs::write(server.root().join("second.bin"), &second).expect("write");
+    let mut ftp = server.login();
+
+    let port = epsv_port(&mut ftp);
+    assert_same(&ftp_retr_on(&mut ftp, port, "first.bin"), &first, "first");
+
+    // A stray connection to the kept port before the next EPSV is dropped by it.
+    let mut stale = data_to(port);
+    assert_eq!(epsv_port(&mut ftp), port, "the listener is reused");
+    assert_same(
+        &ftp_retr_on(&mut ftp, port, "second.bin"),
+        &second,
+        "second",
+    );
+    let mut byte = [0u8; 1];
+    assert!(
+        matches!(stale.read(&mut byte), Ok(0) | Err(_)),
+        "the stale connection got no data"
+    );
+
+    // Uploads reuse it too.
+    assert_eq!(epsv_port(&mut ftp), port);
+    let mut data = data_to(port);
+    ftp.expect("STOR up.bin", 150);
+    data.write_all(&second).expect("write");
+    drop(data);
+    ftp.expect_reply(226);
+    assert_same(
+        &fs::read(server.root().join("up.bin")).expect("read"),
+        &second,
+        "upload",
+    );
+
+    // A transfer that fails before it takes its connection closes the listener: the
+    // next EPSV opens another port, and the connection made for the failed one is
+    // not handed to a later transfer.
+    assert_eq!(epsv_port(&mut ftp), port);
+    let _unused = data_to(port);
+    ftp.expect("RETR missing.bin", 550);
+    let next = epsv_port(&mut ftp);
+    assert_ne!(next, port, "a listener whose transfer failed is not kept");
+    assert_same(
+        &ftp_retr_on(&mut ftp, next, "first.bin"),
+        &first,
+        "after a failure",
+    );
+}
+
+/// Downloads `name` over a data connection to `port`, already set up by EPSV.
+fn ftp_retr_on(ftp: &mut Ftp, port: u16, name: &str) -> Vec<u8> {
+    let mut data = data_to(port);
+    ftp.expect(&format!("RETR {name}"), 150);
+    let mut got = Vec::new();
+    data.read_to_end(&mut got).expect("read");
+    ftp.expect_reply(226);
+    got
+}
+
+/// With `--pasv-ports` the range is shared by every session, so a session holds a
+/// port only until its transfer: each EPSV opens a new listener.
+#[test]
+fn with_a_configured_port_range_listeners_are_not_kept() {
+    let server = TestServer::start(&["--pasv-ports", "40000-40999"]);
+    let body = pattern(3_000, 13);
+    fs::write(server.root().join("f.bin"), &body).expect("write");
+    let mut ftp = server.login();
+    let a = epsv_port(&mut ftp);
+    assert_same(&ftp_retr_on(&mut ftp, a, "f.bin"), &body, "first");
+    let b = epsv_port(&mut ftp);
+    assert!((40000..=40999).contains(&a) && (40000..=40999).contains(&b));
+    assert_ne!(a, b, "a new listener for each transfer");
+    assert_same(&ftp_retr_on(&mut ftp, b, "f.bin"), &body, "second");
+}
