@@ -224,6 +224,20 @@ impl Pump {
         file: &File,
         max: usize,
     ) -> Result<usize, CopyError> {
+        self.reader_to_writer(from, &mut &*file, max)
+    }
+
+    /// Reads what `from` has (at most `max` bytes, one read) through the buffer and
+    /// writes all of it to `to`. Returns how many bytes moved: 0 means the peer finished.
+    ///
+    /// # Errors
+    /// [`CopyError::Net`] when reading fails, [`CopyError::File`] when writing does.
+    pub fn reader_to_writer<R: Read, W: Write>(
+        &mut self,
+        from: &mut R,
+        to: &mut W,
+        max: usize,
+    ) -> Result<usize, CopyError> {
         let want = max.min(PIPE_SIZE);
         let buf = &mut self.buffer()[..want];
         let n = loop {
@@ -233,7 +247,7 @@ impl Pump {
                 Err(e) => return Err(CopyError::Net(e)),
             }
         };
-        (&*file).write_all(&buf[..n]).map_err(CopyError::File)?;
+        to.write_all(&buf[..n]).map_err(CopyError::File)?;
         Ok(n)
     }
 

@@ -419,6 +419,42 @@ impl Client {
         Ok(Transferred { bytes, verified })
     }
 
+    /// Downloads the remote file `remote` into `out` (memory, standard output, any
+    /// writer), with no local file. `progress` is called as bytes arrive, starting
+    /// with zero.
+    ///
+    /// Unlike [`Client::get`], bytes reach `out` as they arrive, so after a failure
+    /// `out` may hold the first part of the file. When verification is on, the bytes
+    /// are hashed on the way and compared with the server's SHA-256 as in `get`.
+    ///
+    /// # Errors
+    /// As [`Client::get`]; [`ClientError::LocalFile`] (with the path `(output)`)
+    /// when `out` fails.
+    pub fn get_into<W: Write, F: FnMut(Progress)>(
+        &mut self,
+        remote: &str,
+        out: &mut W,
+        mut progress: F,
+    ) -> Result<Transferred> {
+        self.check_usable()?;
+        let (data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
+        let total = announced_size(&started.text());
+        let mut sink = Hashing {
+            out,
+            sha: self.verify.then(sha2::Sha256::new),
+        };
+        let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+            pump.reader_to_writer(data, &mut sink, PROGRESS_STEP)
+        })?;
+        drop(data);
+        let bytes = self.finish_transfer(copied, Path::new(OUTPUT))?;
+        let verified = match sink.sha {
+            Some(sha) => self.compare_with_server(remote, hex(&sha.finalize()))?,
+            None => false,
+        };
+        Ok(Transferred { bytes, verified })
+    }
+
     /// Uploads the local file `local` to the remote name `remote`. `progress` is
     /// called as bytes leave, starting with zero.
     ///
@@ -597,6 +633,19 @@ impl Client {
             path: local.to_owned(),
             source,
         })?;
+        self.compare_digests(remote, ours, theirs)
+    }
+
+    /// Compares `ours`, the SHA-256 of what was received, with the server's digest of
+    /// `remote`, when the server offers HASH. Returns whether a comparison was made.
+    fn compare_with_server(&mut self, remote: &str, ours: String) -> Result<bool> {
+        match self.remote_sha256(remote)? {
+            Some(theirs) => self.compare_digests(remote, ours, theirs),
+            None => Ok(false),
+        }
+    }
+
+    fn compare_digests(&self, remote: &str, ours: String, theirs: String) -> Result<bool> {
         if ours != theirs {
             return Err(ClientError::Mismatch {
                 path: remote.to_owned(),
@@ -877,11 +926,35 @@ fn announced_size(text: &str) -> Option<u64> {
 fn sha256_file(path: &Path) -> io::Result<String> {
     let mut hasher = sha2::Sha256::new();
     io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The path [`ClientError::LocalFile`] names when the writer of
+/// [`Client::get_into`] fails.
+const OUTPUT: &str = "(output)";
+
+/// A writer that hashes what passes through it, when asked to.
+struct Hashing<'w, W> {
+    out: &'w mut W,
+    sha: Option<sha2::Sha256>,
+}
+
+impl<W: Write> Write for Hashing<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        if let Some(sha) = self.sha.as_mut() {
+            sha.update(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// Turns an I/O error on a connection into a timeout or a dropped connection.

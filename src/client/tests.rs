@@ -667,3 +667,95 @@ fn an_interrupted_upload_sends_abor_before_closing_the_data_connection() {
         .expect("STOR");
     assert_eq!(commands.get(stor + 1).map(String::as_str), Some("ABOR"));
 }
+
+#[test]
+fn get_into_a_writer_receives_every_byte_and_is_verified_by_hash() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let mut client = server.connect();
+    let mut seen = Vec::new();
+    let mut out = Vec::new();
+    let got = client
+        .get_into("a.bin", &mut out, |p| seen.push(p))
+        .expect("get_into");
+    assert_eq!(
+        got,
+        Transferred {
+            bytes: 300_000,
+            verified: true
+        }
+    );
+    assert_eq!(sha256_hex(&out), sha256_hex(&all_bytes()));
+    assert_eq!(seen.last().map(|p| p.done), Some(300_000));
+    // A missing file is the server saying no, and the session goes on.
+    let err = client
+        .get_into("missing.bin", &mut Vec::new(), |_| {})
+        .expect_err("missing");
+    assert_eq!(err.reply_code(), Some(550), "{err}");
+    client.set_verify(false);
+    let mut again = Vec::new();
+    let got = client.get_into("a.bin", &mut again, |_| {}).expect("again");
+    assert!(!got.verified);
+    assert_eq!(again, all_bytes());
+    client.quit().expect("quit");
+    let hashes: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("HASH"))
+        .collect();
+    assert_eq!(
+        hashes,
+        ["HASH a.bin"],
+        "verified once, while verification was on"
+    );
+}
+
+#[test]
+fn get_into_a_writer_that_differs_from_the_servers_hash_is_a_mismatch() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Lie),
+        ..Behavior::default()
+    })
+    .with_file("a.bin", &all_bytes());
+    let mut client = server.connect();
+    let err = client
+        .get_into("a.bin", &mut Vec::new(), |_| {})
+        .expect_err("mismatch");
+    assert!(matches!(err, ClientError::Mismatch { .. }), "{err}");
+}
+
+/// A writer that accepts `room` bytes and then fails, as a full disk would.
+struct Full {
+    room: usize,
+}
+
+impl std::io::Write for Full {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.room == 0 {
+            return Err(std::io::Error::other("no space left"));
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn get_into_a_failing_writer_is_a_local_error() {
+    let server = FakeServer::start(Behavior::default()).with_file("a.bin", &all_bytes());
+    let mut client = server.connect();
+    let err = client
+        .get_into("a.bin", &mut Full { room: 1000 }, |_| {})
+        .expect_err("writer fails");
+    assert!(
+        matches!(&err, ClientError::LocalFile { path, .. } if path.as_os_str() == "(output)"),
+        "{err}"
+    );
+}
