@@ -855,9 +855,7 @@ impl Client {
             addr: addr.to_string(),
             source,
         };
-        let stream = TcpStream::connect_timeout(&addr, self.timeout).map_err(connect_err)?;
-        set_timeouts(&stream, self.timeout).map_err(connect_err)?;
-        Ok(stream)
+        connect_with_timeouts(addr, self.timeout).map_err(connect_err)
     }
 
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
@@ -978,6 +976,45 @@ fn unexpected(reply: ReceivedReply) -> ClientError {
 
 fn is_preliminary(reply: &ReceivedReply) -> bool {
     (100..200).contains(&reply.code)
+}
+
+/// Connects to `addr` within `timeout`, and leaves that timeout on the connection's
+/// reads and writes.
+///
+/// On Linux a blocking `connect` gives up after the socket's send timeout, so the
+/// timeouts are set first and the connect waits itself: four system calls, where
+/// [`TcpStream::connect_timeout`] (non-blocking connect, `poll`, back to blocking) and
+/// the timeouts after it take eight, for every data connection.
+fn connect_with_timeouts(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::net::sockopt::{set_socket_timeout, Timeout};
+        use rustix::net::{AddressFamily, SocketFlags, SocketType};
+        let family = match addr {
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
+        };
+        let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+        // A zero timeout would mean "wait forever" to the kernel.
+        let timeout = timeout.max(Duration::from_millis(1));
+        set_socket_timeout(&fd, Timeout::Send, Some(timeout))?;
+        set_socket_timeout(&fd, Timeout::Recv, Some(timeout))?;
+        match rustix::net::connect(&fd, &addr) {
+            Ok(()) => Ok(TcpStream::from(fd)),
+            // The send timeout passed with the connection still under way.
+            Err(rustix::io::Errno::INPROGRESS | rustix::io::Errno::AGAIN) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "connection timed out",
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let stream = TcpStream::connect_timeout(&addr, timeout)?;
+        set_timeouts(&stream, timeout)?;
+        Ok(stream)
+    }
 }
 
 fn set_timeouts(stream: &TcpStream, timeout: Duration) -> io::Result<()> {

@@ -759,3 +759,42 @@ fn get_into_a_failing_writer_is_a_local_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_data_connection_carries_the_timeout_and_gives_up_after_it() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let wait = Duration::from_millis(300);
+    let stream = connect_with_timeouts(addr, wait).expect("connect");
+    assert_eq!(stream.read_timeout().expect("read timeout"), Some(wait));
+    assert_eq!(stream.write_timeout().expect("write timeout"), Some(wait));
+
+    // A listener whose queue is full drops new SYNs, as a silent firewall does: the
+    // connect gives up after the timeout instead of the kernel's minutes of retries.
+    let fd = rustix::net::socket(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::STREAM,
+        None,
+    )
+    .expect("socket");
+    rustix::net::bind(&fd, &std::net::SocketAddr::from(([127, 0, 0, 1], 0))).expect("bind");
+    rustix::net::listen(&fd, 0).expect("listen");
+    let full = std::net::TcpListener::from(fd);
+    let addr = full.local_addr().expect("addr");
+    let started = std::time::Instant::now();
+    let mut kept = Vec::new();
+    let timed_out = (0..8).find_map(|_| match connect_with_timeouts(addr, wait) {
+        Ok(s) => {
+            kept.push(s);
+            None
+        }
+        Err(e) => Some(e),
+    });
+    let e = timed_out.expect("a connect past the full queue fails");
+    assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "gave up after {:?}",
+        started.elapsed()
+    );
+}
