@@ -254,17 +254,15 @@ impl Client {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "host has no address");
         let mut stream = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
+            match connect_with_timeouts(addr, timeout) {
                 Ok(s) => {
-                    stream = Some(s);
+                    stream = Some((s, addr));
                     break;
                 }
                 Err(e) => last = e,
             }
         }
-        let stream = stream.ok_or_else(|| connect_err(last))?;
-        let peer = stream.peer_addr().map_err(connect_err)?;
-        set_timeouts(&stream, timeout).map_err(connect_err)?;
+        let (stream, peer) = stream.ok_or_else(|| connect_err(last))?;
         // Commands are single small writes; do not let Nagle hold them back.
         stream.set_nodelay(true).map_err(connect_err)?;
         let mut client = Client {
@@ -984,7 +982,7 @@ fn is_preliminary(reply: &ReceivedReply) -> bool {
 /// On Linux a blocking `connect` gives up after the socket's send timeout, so the
 /// timeouts are set first and the connect waits itself: four system calls, where
 /// [`TcpStream::connect_timeout`] (non-blocking connect, `poll`, back to blocking) and
-/// the timeouts after it take eight, for every data connection.
+/// the timeouts after it take eight, for every connection.
 fn connect_with_timeouts(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     #[cfg(target_os = "linux")]
     {
@@ -1012,14 +1010,10 @@ fn connect_with_timeouts(addr: SocketAddr, timeout: Duration) -> io::Result<TcpS
     #[cfg(not(target_os = "linux"))]
     {
         let stream = TcpStream::connect_timeout(&addr, timeout)?;
-        set_timeouts(&stream, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.set_write_timeout(Some(timeout))?;
         Ok(stream)
     }
-}
-
-fn set_timeouts(stream: &TcpStream, timeout: Duration) -> io::Result<()> {
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))
 }
 
 fn parent_dir(path: &Path) -> &Path {
