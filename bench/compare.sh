@@ -54,6 +54,10 @@ RUN="/dev/shm/simple-ftp-bench.$$"
 BENCH="$REPO/target/release/ftp-bench"
 START_TIME=$(date +%s)
 
+# 1,000 idle sessions need more descriptors than a shell's usual soft limit of 1,024
+# (pyftpdlib holds them all in one process; ours and ftp-bench raise their own).
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 

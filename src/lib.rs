@@ -5,6 +5,7 @@
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`time`] formats file times for MDTM and LIST.
+//! - [`limits`] raises the process's open-files limit for the binaries.
 //! - [`server`] is the server: an acceptor thread hands each connection over a crossbeam
 //!   channel to a fixed pool of worker threads, each running one session at a time.
 //! - [`client`] is the blocking FTP client ([`client::Client`]) and the logic of the
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod error;
+pub mod limits;
 pub mod locks;
 pub mod path;
 pub mod protocol;

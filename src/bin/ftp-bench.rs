@@ -311,6 +311,8 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     let cli = Cli::parse();
+    // The idle workload holds a thousand sessions, a socket each.
+    simple_ftp::limits::raise_open_files_limit();
     if let Err(e) = run(cli.cmd) {
         eprintln!("ftp-bench: {e:#}");
         std::process::exit(1);

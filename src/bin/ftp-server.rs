@@ -149,6 +149,34 @@ fn main() {
     }
 }
 
+/// Descriptors one session may hold at once: its control connection and the copy
+/// kept for shutdown, a passive listener, a data connection and its copy, a file and
+/// an upload's temporary file.
+const FILES_PER_SESSION: u64 = 7;
+
+/// Raises the open-files limit and says when it is still short of `sessions`.
+fn open_files(sessions: usize) {
+    let limit = simple_ftp::limits::raise_open_files_limit();
+    if limit.now != limit.before {
+        log::debug!(
+            "open files limit raised from {} to {}",
+            shown(limit.before),
+            shown(limit.now)
+        );
+    }
+    let wanted = (sessions as u64).saturating_mul(FILES_PER_SESSION) + 64;
+    if let Some(now) = limit.now.filter(|&n| n < wanted) {
+        log::warn!(
+            "the open files limit ({now}) is below the {wanted} that {sessions} sessions may need: \
+             busy sessions may fail to open files or connections (raise `ulimit -Hn`)"
+        );
+    }
+}
+
+fn shown(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+}
+
 fn run() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(Tool::HashPassword) = args.command {
@@ -168,6 +196,7 @@ fn run() -> anyhow::Result<()> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
+    open_files(args.workers + args.queue);
     let port = args.port.or(args.port_arg).unwrap_or(2121);
     let loopback = args.bind.is_loopback();
     let anonymous = match args.anonymous {

@@ -133,3 +133,46 @@ fn after_the_grace_period_a_stalled_upload_is_cut_off_and_cleaned_up() {
         kept.len()
     );
 }
+
+/// The soft and hard "Max open files" limits of a running process, from /proc.
+fn open_files_limits(pid: u32) -> (String, String) {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).expect("limits");
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("Max open files line");
+    let mut words = line["Max open files".len()..].split_whitespace();
+    let soft = words.next().expect("soft").to_owned();
+    let hard = words.next().expect("hard").to_owned();
+    (soft, hard)
+}
+
+/// A shell's soft limit of open files is often 1,024; the server raises it to the hard
+/// limit, and says so when even that is short of what its workers may need.
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    fs::create_dir_all(&root).expect("mkdir");
+    let server = TestServer::start_wrapped(
+        dir,
+        root,
+        "ulimit -Sn 64 && ulimit -Hn 300 && exec \"$0\" \"$@\"",
+        &["--workers", "64"],
+    );
+    assert_eq!(
+        open_files_limits(server.pid()),
+        ("300".to_owned(), "300".to_owned())
+    );
+    let log = server.log();
+    assert!(
+        log.contains("open files limit raised from 64 to 300"),
+        "{log}"
+    );
+    assert!(
+        log.contains("the open files limit (300) is below the 512 that 64 sessions may need"),
+        "{log}"
+    );
+    // And it serves.
+    server.login().expect("NOOP", 200);
+}
