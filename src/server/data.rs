@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
+use rustix::net::SocketFlags;
 
 use super::Shared;
 
@@ -57,6 +58,31 @@ impl Passive {
     /// Whether the next PASV/EPSV on `ip` may answer with this listener.
     pub(super) fn reusable(&self, ip: IpAddr, shared: &Shared) -> bool {
         self.ip == ip && self.uses < MAX_USES && shared.config.pasv_ports.is_none()
+    }
+
+    /// Takes a connection the client at `peer_ip` has already made, without waiting:
+    /// `None` when none is waiting yet. The connection comes back non-blocking.
+    pub(super) fn accept_ready(&mut self, peer_ip: IpAddr) -> io::Result<Option<TcpStream>> {
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        loop {
+            match rustix::net::acceptfrom_with(&self.listener, flags) {
+                Ok((fd, from)) => {
+                    let from = from.and_then(|a| SocketAddr::try_from(a).ok());
+                    match from {
+                        Some(from) if from.ip().to_canonical() == peer_ip.to_canonical() => {
+                            self.uses += 1;
+                            return Ok(Some(TcpStream::from(fd)));
+                        }
+                        _ => {
+                            log::warn!("data connection from {from:?} refused: expected {peer_ip}")
+                        }
+                    }
+                }
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Drops every connection already waiting, so that the next transfer takes only

@@ -442,3 +442,56 @@ fn with_a_configured_port_range_listeners_are_not_kept() {
     assert_ne!(a, b, "a new listener for each transfer");
     assert_same(&ftp_retr_on(&mut ftp, b, "f.bin"), &body, "second");
 }
+
+/// A small file whose data connection is already there goes out at once, with its
+/// 150 and 226 after the data; a client that connects only after the 150 (or a file
+/// too big to send at once) gets the 150 first, as always. Every byte arrives in each
+/// case.
+#[test]
+fn small_files_go_out_at_once_and_late_connections_still_get_150_first() {
+    let server = TestServer::start(&[]);
+    let small = pattern(4_096, 21);
+    let edge = pattern(64 * 1024, 22);
+    let large = pattern(3 * 1024 * 1024 + 5, 23);
+    fs::write(server.root().join("small.bin"), &small).expect("write");
+    fs::write(server.root().join("edge.bin"), &edge).expect("write");
+    fs::write(server.root().join("large.bin"), &large).expect("write");
+    let mut ftp = server.login();
+    for (name, want) in [
+        ("small.bin", &small),
+        ("edge.bin", &edge),
+        ("large.bin", &large),
+    ] {
+        // Connected before RETR, as clients do: the 150 names the size either way.
+        let mut data = ftp.epsv();
+        let mark = ftp.expect(&format!("RETR {name}"), 150);
+        assert!(
+            mark.text.contains(&format!("({} bytes)", want.len())),
+            "{mark:?}"
+        );
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).expect("read");
+        assert_same(&got, want, name);
+        let done = ftp.expect_reply(226);
+        assert!(
+            done.text.contains(&format!("{} bytes", want.len())),
+            "{done:?}"
+        );
+
+        // Connecting only after the 150: the server must not wait for the connection
+        // before it says 150.
+        let port = epsv_port(&mut ftp);
+        ftp.expect(&format!("RETR {name}"), 150);
+        let mut data = data_to(port);
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).expect("read");
+        assert_same(&got, want, name);
+        ftp.expect_reply(226);
+    }
+    // The session goes on in step.
+    ftp.expect("NOOP", 200);
+    // A missing file is still a plain 550, with no 150 before it.
+    let _data = ftp.epsv();
+    ftp.expect("RETR missing.bin", 550);
+    ftp.expect("NOOP", 200);
+}
