@@ -8,8 +8,15 @@
 //! and lock functions take only [`Resolved`], so no unchecked name reaches them.
 
 use std::fmt;
+use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
 
 /// Names starting with this prefix are our in-progress uploads: hidden from listings
 /// and refused as client paths, so nobody reads or clobbers a partial upload.
@@ -119,7 +126,12 @@ impl Resolved {
 #[derive(Debug, Clone)]
 pub struct Root {
     dir: PathBuf,
+    /// The root directory, opened (`O_PATH`) for [`Root::open_direct`].
+    fd: Arc<OwnedFd>,
 }
+
+/// Cleared when the kernel has no `openat2` (before Linux 5.6) or a sandbox forbids it.
+static OPENAT2: AtomicBool = AtomicBool::new(true);
 
 impl Root {
     /// Opens `dir` as the root, creating it if it is missing.
@@ -135,7 +147,58 @@ impl Root {
                 format!("{} is not a directory", dir.display()),
             ));
         }
-        Ok(Root { dir })
+        let fd = rustix::fs::open(
+            &dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(Root {
+            dir,
+            fd: Arc::new(fd),
+        })
+    }
+
+    /// Opens the file `arg` names (relative to `cwd`) for reading in one system call,
+    /// when no symlink lies on its way: `openat2` below the root directory, refusing
+    /// every symlink and any way out of the root, checks what [`Root::resolve`]
+    /// checks with one `lstat` per component. `None` when that does not apply (a
+    /// symlink on the way, a missing file, an old kernel): the caller resolves and
+    /// opens the usual way, which also names the error. A FIFO does not block the
+    /// open (`O_NONBLOCK`, which changes nothing for a regular file).
+    ///
+    /// # Errors
+    /// [`PathError::Nul`] / [`PathError::Reserved`] for refused names.
+    pub fn open_direct(
+        &self,
+        cwd: &VirtualPath,
+        arg: &str,
+    ) -> Result<Option<(Resolved, File)>, PathError> {
+        let virt = cwd.join(arg)?;
+        let Some(relative) = virt.as_str().strip_prefix('/').filter(|r| !r.is_empty()) else {
+            return Ok(None);
+        };
+        if !OPENAT2.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let opened = rustix::fs::openat2(
+            &*self.fd,
+            relative,
+            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        );
+        match opened {
+            Ok(fd) => {
+                // With no symlink on the way, this is the path `resolve` gives.
+                let real = self.dir.join(relative);
+                Ok(Some((Resolved { virt, real }, File::from(fd))))
+            }
+            Err(Errno::NOSYS | Errno::PERM) => {
+                OPENAT2.store(false, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(_) => Ok(None),
+        }
     }
 
     /// The canonical root directory.
@@ -223,6 +286,49 @@ mod tests {
         fs::write(dir.join("sub/file.txt"), "inside").expect("write");
         let root = Root::new(&dir).expect("root");
         (tmp, root, outside)
+    }
+
+    #[test]
+    fn direct_opens_take_plain_paths_and_leave_symlinks_to_resolve() {
+        let (tmp, root, outside) = root_with_sentinel();
+        let dir = root.dir().to_path_buf();
+        let sub = VirtualPath::root().join("sub").expect("join");
+        let (resolved, mut file) = root
+            .open_direct(&sub, "file.txt")
+            .expect("name ok")
+            .expect("a plain path opens directly");
+        assert_eq!(resolved, root.resolve(&sub, "file.txt").expect("resolve"));
+        assert_eq!(resolved.virtual_path().as_str(), "/sub/file.txt");
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut file, &mut text).expect("read");
+        assert_eq!(text, "inside");
+        // Missing files, the root itself and anything through a symlink (inside the
+        // root or not) are left to the usual way.
+        std::os::unix::fs::symlink(&outside, dir.join("out")).expect("symlink");
+        std::os::unix::fs::symlink(dir.join("sub"), dir.join("alias")).expect("symlink");
+        for arg in [
+            "missing.txt",
+            "/",
+            "/out",
+            "/alias/file.txt",
+            "../../secret.txt",
+        ] {
+            assert!(
+                root.open_direct(&VirtualPath::root(), arg)
+                    .expect("name ok")
+                    .is_none(),
+                "{arg}"
+            );
+        }
+        assert!(matches!(
+            root.open_direct(&VirtualPath::root(), "a\0b"),
+            Err(PathError::Nul)
+        ));
+        assert!(matches!(
+            root.open_direct(&VirtualPath::root(), &format!("{TEMP_PREFIX}x")),
+            Err(PathError::Reserved)
+        ));
+        drop(tmp);
     }
 
     #[test]
@@ -383,6 +489,36 @@ mod properties {
                 let v = resolved.virtual_path().as_str();
                 prop_assert!(v.starts_with('/'));
                 prop_assert!(!v.split('/').any(|c| c == ".." || c == "."));
+            }
+        }
+
+        #[test]
+        fn direct_opens_stay_inside_the_root_and_agree_with_resolve(
+            arg in hostile_path(),
+            from_sub in any::<bool>(),
+        ) {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            std::fs::write(tmp.path().join("secret.txt"), "sentinel").expect("write");
+            let dir = tmp.path().join("root");
+            std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+            std::fs::write(dir.join("secret.txt"), "inside").expect("write");
+            std::fs::write(dir.join("sub/secret.txt"), "inside too").expect("write");
+            #[cfg(unix)]
+            std::os::unix::fs::symlink(tmp.path(), dir.join("link")).expect("symlink");
+            let root = Root::new(&dir).expect("root");
+            let cwd = if from_sub {
+                VirtualPath::root().join("sub").expect("sub")
+            } else {
+                VirtualPath::root()
+            };
+            if let Ok(Some((resolved, mut file))) = root.open_direct(&cwd, &arg) {
+                prop_assert!(resolved.real().starts_with(root.dir()), "{arg:?} -> {:?}", resolved.real());
+                let slow = root.resolve(&cwd, &arg).expect("the usual way agrees");
+                prop_assert_eq!(&slow, &resolved);
+                let mut text = String::new();
+                if std::io::Read::read_to_string(&mut file, &mut text).is_ok() {
+                    prop_assert!(text != "sentinel", "{arg:?} read the file outside");
+                }
             }
         }
 

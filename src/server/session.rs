@@ -1149,9 +1149,18 @@ impl<'s> Session<'s> {
     fn retr(&mut self, name: &str) -> Result<Reply, Failure> {
         let mut plan = self.data.take();
         let mut offset = std::mem::take(&mut self.rest);
-        let path = self.resolve(name)?;
+        // Opened before the lock is taken: a download that waits for an upload of the
+        // same name sends the version it asked for, whole (uploads replace the file
+        // by renaming a complete one over it).
+        let (path, file) = match self.root.open_direct(&self.cwd, name)? {
+            Some(opened) => opened,
+            None => {
+                let path = self.resolve(name)?;
+                let file = File::open(path.real()).map_err(Failure::Fs)?;
+                (path, file)
+            }
+        };
         let _guard = self.read_lock(&path)?;
-        let file = File::open(path.real()).map_err(Failure::Fs)?;
         let meta = file.metadata().map_err(Failure::Fs)?;
         if !meta.is_file() {
             return Err(Failure::refuse(
