@@ -495,3 +495,23 @@ fn small_files_go_out_at_once_and_late_connections_still_get_150_first() {
     ftp.expect("RETR missing.bin", 550);
     ftp.expect("NOOP", 200);
 }
+
+/// A kept listener serves 64 transfers; the next PASV/EPSV opens a new port, so
+/// TIME-WAIT connections to one port do not pile up without end.
+#[test]
+fn a_kept_listener_is_replaced_after_64_transfers() {
+    let server = TestServer::start(&[]);
+    let body = pattern(100, 31);
+    fs::write(server.root().join("f.bin"), &body).expect("write");
+    let mut ftp = server.login();
+    let first = epsv_port(&mut ftp);
+    assert_same(&ftp_retr_on(&mut ftp, first, "f.bin"), &body, "transfer 1");
+    for n in 2..=64 {
+        let port = epsv_port(&mut ftp);
+        assert_eq!(port, first, "transfer {n} reuses the listener");
+        assert_same(&ftp_retr_on(&mut ftp, port, "f.bin"), &body, "transfer");
+    }
+    let fresh = epsv_port(&mut ftp);
+    assert_ne!(fresh, first, "a new port after 64 transfers");
+    assert_same(&ftp_retr_on(&mut ftp, fresh, "f.bin"), &body, "transfer 65");
+}
