@@ -271,15 +271,26 @@ impl Ftp {
 
     /// EPSV, then connects to the announced port.
     pub fn epsv(&mut self) -> TcpStream {
+        let port = self.epsv_port();
+        self.data_to(port)
+    }
+
+    /// EPSV; returns the port the `229` reply names, without connecting.
+    pub fn epsv_port(&mut self) -> u16 {
         let r = self.expect("EPSV", 229);
-        let port: u16 = r
-            .text
+        r.text
             .split('|')
             .nth(3)
             .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("bad 229 reply {r:?}"));
-        let addr = SocketAddr::new(self.writer.peer_addr().expect("peer").ip(), port);
-        data_stream(addr)
+            .unwrap_or_else(|| panic!("bad 229 reply {r:?}"))
+    }
+
+    /// Opens a data connection to `port` on the server's address.
+    pub fn data_to(&self, port: u16) -> TcpStream {
+        data_stream(SocketAddr::new(
+            self.writer.peer_addr().expect("peer").ip(),
+            port,
+        ))
     }
 
     /// PASV, then connects to the announced address.
@@ -297,7 +308,14 @@ impl Ftp {
 
     /// Downloads `name` over EPSV; asserts 150 then 226.
     pub fn retr(&mut self, name: &str) -> Vec<u8> {
-        let mut data = self.epsv();
+        let port = self.epsv_port();
+        self.retr_on(port, name)
+    }
+
+    /// Downloads `name` over a data connection to `port`, set up by an earlier EPSV;
+    /// asserts 150 then 226.
+    pub fn retr_on(&mut self, port: u16, name: &str) -> Vec<u8> {
+        let mut data = self.data_to(port);
         self.expect(&format!("RETR {name}"), 150);
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes).expect("read data");

@@ -343,22 +343,6 @@ fn a_client_that_drops_mid_upload_leaves_the_old_file_intact() {
     assert_eq!(ftp.retr("keep.bin"), b"the good version");
 }
 
-/// The port a `229` reply names.
-fn epsv_port(ftp: &mut Ftp) -> u16 {
-    let r = ftp.expect("EPSV", 229);
-    r.text
-        .split('|')
-        .nth(3)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("bad 229 reply {r:?}"))
-}
-
-fn data_to(port: u16) -> TcpStream {
-    let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), WAIT).expect("data connect");
-    s.set_read_timeout(Some(WAIT)).expect("timeout");
-    s
-}
-
 /// A session keeps its passive listener after a transfer that used it; the next
 /// EPSV names the same port, and connections left waiting on it are dropped first,
 /// so each transfer gets the connection made for it. A transfer that fails before
@@ -372,17 +356,13 @@ fn the_passive_listener_serves_the_next_transfer_without_stale_connections() {
     fs::write(server.root().join("second.bin"), &second).expect("write");
     let mut ftp = server.login();
 
-    let port = epsv_port(&mut ftp);
-    assert_same(&ftp_retr_on(&mut ftp, port, "first.bin"), &first, "first");
+    let port = ftp.epsv_port();
+    assert_same(&ftp.retr_on(port, "first.bin"), &first, "first");
 
     // A stray connection to the kept port before the next EPSV is dropped by it.
-    let mut stale = data_to(port);
-    assert_eq!(epsv_port(&mut ftp), port, "the listener is reused");
-    assert_same(
-        &ftp_retr_on(&mut ftp, port, "second.bin"),
-        &second,
-        "second",
-    );
+    let mut stale = ftp.data_to(port);
+    assert_eq!(ftp.epsv_port(), port, "the listener is reused");
+    assert_same(&ftp.retr_on(port, "second.bin"), &second, "second");
     let mut byte = [0u8; 1];
     assert!(
         matches!(stale.read(&mut byte), Ok(0) | Err(_)),
@@ -390,8 +370,8 @@ fn the_passive_listener_serves_the_next_transfer_without_stale_connections() {
     );
 
     // Uploads reuse it too.
-    assert_eq!(epsv_port(&mut ftp), port);
-    let mut data = data_to(port);
+    assert_eq!(ftp.epsv_port(), port);
+    let mut data = ftp.data_to(port);
     ftp.expect("STOR up.bin", 150);
     data.write_all(&second).expect("write");
     drop(data);
@@ -405,26 +385,12 @@ fn the_passive_listener_serves_the_next_transfer_without_stale_connections() {
     // A transfer that fails before it takes its connection closes the listener: the
     // next EPSV opens another port, and the connection made for the failed one is
     // not handed to a later transfer.
-    assert_eq!(epsv_port(&mut ftp), port);
-    let _unused = data_to(port);
+    assert_eq!(ftp.epsv_port(), port);
+    let _unused = ftp.data_to(port);
     ftp.expect("RETR missing.bin", 550);
-    let next = epsv_port(&mut ftp);
+    let next = ftp.epsv_port();
     assert_ne!(next, port, "a listener whose transfer failed is not kept");
-    assert_same(
-        &ftp_retr_on(&mut ftp, next, "first.bin"),
-        &first,
-        "after a failure",
-    );
-}
-
-/// Downloads `name` over a data connection to `port`, already set up by EPSV.
-fn ftp_retr_on(ftp: &mut Ftp, port: u16, name: &str) -> Vec<u8> {
-    let mut data = data_to(port);
-    ftp.expect(&format!("RETR {name}"), 150);
-    let mut got = Vec::new();
-    data.read_to_end(&mut got).expect("read");
-    ftp.expect_reply(226);
-    got
+    assert_same(&ftp.retr_on(next, "first.bin"), &first, "after a failure");
 }
 
 /// With `--pasv-ports` the range is shared by every session, so a session holds a
@@ -435,12 +401,12 @@ fn with_a_configured_port_range_listeners_are_not_kept() {
     let body = pattern(3_000, 13);
     fs::write(server.root().join("f.bin"), &body).expect("write");
     let mut ftp = server.login();
-    let a = epsv_port(&mut ftp);
-    assert_same(&ftp_retr_on(&mut ftp, a, "f.bin"), &body, "first");
-    let b = epsv_port(&mut ftp);
+    let a = ftp.epsv_port();
+    assert_same(&ftp.retr_on(a, "f.bin"), &body, "first");
+    let b = ftp.epsv_port();
     assert!((40000..=40999).contains(&a) && (40000..=40999).contains(&b));
     assert_ne!(a, b, "a new listener for each transfer");
-    assert_same(&ftp_retr_on(&mut ftp, b, "f.bin"), &body, "second");
+    assert_same(&ftp.retr_on(b, "f.bin"), &body, "second");
 }
 
 /// A small file whose data connection is already there goes out at once, with its
@@ -480,9 +446,9 @@ fn small_files_go_out_at_once_and_late_connections_still_get_150_first() {
 
         // Connecting only after the 150: the server must not wait for the connection
         // before it says 150.
-        let port = epsv_port(&mut ftp);
+        let port = ftp.epsv_port();
         ftp.expect(&format!("RETR {name}"), 150);
-        let mut data = data_to(port);
+        let mut data = ftp.data_to(port);
         let mut got = Vec::new();
         data.read_to_end(&mut got).expect("read");
         assert_same(&got, want, name);
@@ -504,14 +470,14 @@ fn a_kept_listener_is_replaced_after_64_transfers() {
     let body = pattern(100, 31);
     fs::write(server.root().join("f.bin"), &body).expect("write");
     let mut ftp = server.login();
-    let first = epsv_port(&mut ftp);
-    assert_same(&ftp_retr_on(&mut ftp, first, "f.bin"), &body, "transfer 1");
+    let first = ftp.epsv_port();
+    assert_same(&ftp.retr_on(first, "f.bin"), &body, "transfer 1");
     for n in 2..=64 {
-        let port = epsv_port(&mut ftp);
+        let port = ftp.epsv_port();
         assert_eq!(port, first, "transfer {n} reuses the listener");
-        assert_same(&ftp_retr_on(&mut ftp, port, "f.bin"), &body, "transfer");
+        assert_same(&ftp.retr_on(port, "f.bin"), &body, "transfer");
     }
-    let fresh = epsv_port(&mut ftp);
+    let fresh = ftp.epsv_port();
     assert_ne!(fresh, first, "a new port after 64 transfers");
-    assert_same(&ftp_retr_on(&mut ftp, fresh, "f.bin"), &body, "transfer 65");
+    assert_same(&ftp.retr_on(fresh, "f.bin"), &body, "transfer 65");
 }
