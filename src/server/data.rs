@@ -61,9 +61,18 @@ impl Passive {
     }
 
     /// Takes a connection the client at `peer_ip` has already made, without waiting:
-    /// `None` when none is waiting yet. The connection comes back non-blocking.
-    pub(super) fn accept_ready(&mut self, peer_ip: IpAddr) -> io::Result<Option<TcpStream>> {
-        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    /// `None` when none is waiting yet. Connections from other addresses are dropped.
+    /// The connection comes back non-blocking when asked, else blocking.
+    pub(super) fn take_waiting(
+        &mut self,
+        peer_ip: IpAddr,
+        nonblocking: bool,
+    ) -> io::Result<Option<TcpStream>> {
+        let flags = if nonblocking {
+            SocketFlags::NONBLOCK | SocketFlags::CLOEXEC
+        } else {
+            SocketFlags::CLOEXEC
+        };
         loop {
             match rustix::net::acceptfrom_with(&self.listener, flags) {
                 Ok((fd, from)) => {
@@ -85,21 +94,54 @@ impl Passive {
         }
     }
 
-    /// Drops every connection already waiting, so that the next transfer takes only
-    /// one made after the reply that names the port.
+    /// Accepts the first connection from `peer_ip`, blocking, waiting at most
+    /// `timeout`. A client normally connects before it sends RETR/STOR, so the first
+    /// look usually finds the connection waiting; otherwise `poll` waits for it, a
+    /// tick at a time so that a forced shutdown is noticed.
+    fn accept(
+        &mut self,
+        peer_ip: IpAddr,
+        timeout: Duration,
+        shared: &Shared,
+    ) -> io::Result<TcpStream> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(stream) = self.take_waiting(peer_ip, false)? {
+                return Ok(stream);
+            }
+            let now = Instant::now();
+            if now >= deadline || shared.forced.load(Ordering::SeqCst) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no data connection arrived in time",
+                ));
+            }
+            self.wait_for_connection((deadline - now).min(ACCEPT_TICK))?;
+        }
+    }
+
+    /// Waits at most `wait` for a connection to be waiting; returns whether one is.
     ///
-    /// A `poll` asks first: an `accept` that finds nothing still allocates and frees a
-    /// socket and a file in the kernel, several times the cost of the `poll`.
-    pub(super) fn drain(&self) -> io::Result<()> {
+    /// Asking with `poll` first matters: an `accept` that finds nothing still
+    /// allocates and frees a socket and a file in the kernel, ten times the cost.
+    fn wait_for_connection(&self, wait: Duration) -> io::Result<bool> {
         let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
-        let zero = Timespec {
+        let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
             tv_sec: 0,
             tv_nsec: 0,
-        };
-        match poll(&mut fds, Some(&zero)) {
-            Ok(0) => return Ok(()),
-            Ok(_) | Err(Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+        });
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::INTR) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Drops every connection already waiting, so that the next transfer takes only
+    /// one made after the reply that names the port.
+    pub(super) fn drain(&self) -> io::Result<()> {
+        if !self.wait_for_connection(Duration::ZERO)? {
+            return Ok(());
         }
         loop {
             match self.listener.accept() {
@@ -181,8 +223,7 @@ pub(super) fn connect(
     let timeout = shared.config.data_timeout;
     match plan {
         DataPlan::Passive(mut passive) => {
-            let stream = accept_from(&passive.listener, peer_ip, timeout, shared)?;
-            passive.uses += 1;
+            let stream = passive.accept(peer_ip, timeout, shared)?;
             Ok((stream, Some(passive)))
         }
         DataPlan::Active(addr) => Ok((TcpStream::connect_timeout(&addr, timeout)?, None)),
@@ -192,48 +233,3 @@ pub(super) fn connect(
 /// How long one wait for a data connection lasts before the shutdown flag and the
 /// deadline are looked at again.
 const ACCEPT_TICK: Duration = Duration::from_millis(200);
-
-/// Accepts the first connection from `peer_ip` on the non-blocking `listener`,
-/// waiting at most `timeout`. A client normally connects before it sends RETR/STOR,
-/// so the first accept usually finds the connection waiting; otherwise `poll` waits
-/// for it.
-fn accept_from(
-    listener: &TcpListener,
-    peer_ip: IpAddr,
-    timeout: Duration,
-    shared: &Shared,
-) -> io::Result<TcpStream> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match listener.accept() {
-            Ok((stream, from)) if from.ip().to_canonical() == peer_ip.to_canonical() => {
-                // On Linux an accepted socket does not inherit the listener's
-                // non-blocking mode; elsewhere it may.
-                #[cfg(not(target_os = "linux"))]
-                stream.set_nonblocking(false)?;
-                return Ok(stream);
-            }
-            Ok((_, from)) => {
-                log::warn!("data connection from {from} refused: expected {peer_ip}");
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                let now = Instant::now();
-                if now >= deadline || shared.forced.load(Ordering::SeqCst) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no data connection arrived in time",
-                    ));
-                }
-                let wait = (deadline - now).min(ACCEPT_TICK);
-                let mut fds = [PollFd::new(listener, PollFlags::IN)];
-                let timeout = Timespec::try_from(wait).ok();
-                match poll(&mut fds, timeout.as_ref()) {
-                    Ok(_) | Err(Errno::INTR) => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}

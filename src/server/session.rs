@@ -1225,7 +1225,7 @@ impl<'s> Session<'s> {
         let Some(DataPlan::Passive(passive)) = plan.as_mut() else {
             return Ok(Quick::No);
         };
-        let tcp = match passive.accept_ready(self.peer.ip()) {
+        let tcp = match passive.take_waiting(self.peer.ip(), true) {
             Ok(Some(tcp)) => tcp,
             Ok(None) => return Ok(Quick::No),
             Err(e) => return Err(Failure::NoData(format!("Cannot open data connection: {e}"))),
