@@ -5,6 +5,7 @@
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - [`locks`] is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`time`] formats file times for MDTM and LIST.
+//! - [`digest`] computes SHA-2 digests as hex (HASH, transfer checks).
 //! - [`limits`] raises the process's open-files limit for the binaries.
 //! - [`server`] is the server: an acceptor thread hands each connection over a crossbeam
 //!   channel to a fixed pool of worker threads, each running one session at a time.
@@ -12,6 +13,7 @@
 //!   `ftp-client` REPL on top of it ([`client::repl`]).
 
 pub mod client;
+pub mod digest;
 pub mod error;
 pub mod limits;
 pub mod locks;

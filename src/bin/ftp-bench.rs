@@ -39,6 +39,7 @@ use anyhow::{bail, ensure, Context};
 use clap::{Args, Parser, Subcommand};
 use sha2::{Digest, Sha256};
 use simple_ftp::client::Client;
+use simple_ftp::digest::{self, hex, sha256_hex};
 use simple_ftp::transfer::Pump;
 
 /// Load generator for FTP servers; one TSV result line per measurement.
@@ -1128,22 +1129,8 @@ fn remove_upload(t: &Target, name: &str) {
     }
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    let mut hasher = Sha256::new();
-    let mut file = File::open(path).with_context(|| format!("{}", path.display()))?;
-    io::copy(&mut file, &mut hasher).with_context(|| format!("{}", path.display()))?;
-    Ok(hex(&hasher.finalize()))
+    digest::sha256_file(path).with_context(|| format!("{}", path.display()))
 }
 
 /// Writes `size` pseudo-random bytes (xorshift, fixed seed) to `path`; returns their SHA-256.

@@ -2,6 +2,7 @@
 
 use super::repl::{Flow, Repl, Ui};
 use super::*;
+use crate::digest::sha256_hex;
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::net::TcpListener;
@@ -197,13 +198,6 @@ fn serve(
         };
         writeln!(out, "{reply}\r")?;
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn all_bytes() -> Vec<u8> {

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use sha2::Digest;
+use crate::digest::digest_of;
 
 use super::accounts::Perms;
 use super::data::{self, DataPlan};
@@ -1525,19 +1525,12 @@ impl<'s> Session<'s> {
     fn hash(&self, name: &str) -> Result<Reply, Failure> {
         let (path, _) = self.plain_file(name)?;
         let _guard = self.read_lock(&path)?;
-        let mut file = File::open(path.real()).map_err(Failure::Fs)?;
+        let file = File::open(path.real()).map_err(Failure::Fs)?;
         let (len, digest) = match self.hash {
-            HashAlgo::Sha256 => {
-                let mut h = sha2::Sha256::new();
-                let len = io::copy(&mut file, &mut h).map_err(Failure::Fs)?;
-                (len, hex(&h.finalize()))
-            }
-            HashAlgo::Sha512 => {
-                let mut h = sha2::Sha512::new();
-                let len = io::copy(&mut file, &mut h).map_err(Failure::Fs)?;
-                (len, hex(&h.finalize()))
-            }
-        };
+            HashAlgo::Sha256 => digest_of::<sha2::Sha256>(file),
+            HashAlgo::Sha512 => digest_of::<sha2::Sha512>(file),
+        }
+        .map_err(Failure::Fs)?;
         Ok(Reply::new(
             ReplyCode::FileStatus,
             format!("{} 0-{len} {digest} {name}", self.hash.name()),
@@ -1668,16 +1661,6 @@ fn type_name(t: TransferType) -> &'static str {
         TransferType::Ascii => "A",
         TransferType::Image => "I",
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 /// A path in double quotes, with quotes inside doubled (RFC 959 Appendix II).

@@ -367,11 +367,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// SHA-256 of `bytes`, hex.
-pub fn sha256(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use simple_ftp::digest::sha256_hex as sha256;
 
 /// Whether the test must fail (CI) rather than skip when a tool is missing.
 pub fn in_ci() -> bool {
