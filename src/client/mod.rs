@@ -42,6 +42,7 @@ use sha2::Digest;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
+use crate::digest::{hex, sha256_file};
 use crate::protocol::{
     parse_host_port, Command, EpsvArg, ReceivedReply, Reply, ReplyCode, ReplyError, TransferType,
 };
@@ -401,10 +402,7 @@ impl Client {
             source,
         };
         let temp = download_temp(parent_dir(local)).map_err(local_err)?;
-        let (data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
-        // For progress only: most servers say the size in the 150 reply, which saves
-        // a SIZE round trip per file; without it progress has no total.
-        let total = announced_size(&started.text());
+        let (data, total) = self.start_retr(remote)?;
         let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
             pump.stream_to_file(data, temp.as_file(), PROGRESS_STEP)
         })?;
@@ -435,8 +433,7 @@ impl Client {
         mut progress: F,
     ) -> Result<Transferred> {
         self.check_usable()?;
-        let (data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
-        let total = announced_size(&started.text());
+        let (data, total) = self.start_retr(remote)?;
         let mut sink = Hashing {
             out,
             sha: self.verify.then(sha2::Sha256::new),
@@ -447,7 +444,7 @@ impl Client {
         drop(data);
         let bytes = self.finish_transfer(copied, Path::new(OUTPUT))?;
         let verified = match sink.sha {
-            Some(sha) => self.compare_with_server(remote, hex(&sha.finalize()))?,
+            Some(sha) => self.check_digest(remote, || Ok(hex(&sha.finalize())))?,
             None => false,
         };
         Ok(Transferred { bytes, verified })
@@ -541,7 +538,7 @@ impl Client {
         if sent.is_ok() {
             for _ in 0..2 {
                 match self.read_reply() {
-                    Ok(r) if matches!(r.code, 225 | 226 | 426 | 451) => {}
+                    Ok(r) if ABORT_ANSWERS.iter().any(|c| c.number() == r.code) => {}
                     _ => {
                         self.usable = false;
                         break;
@@ -624,26 +621,26 @@ impl Client {
         if !self.verify {
             return Ok(false);
         }
+        self.check_digest(remote, || {
+            sha256_file(local).map_err(|source| ClientError::LocalFile {
+                path: local.to_owned(),
+                source,
+            })
+        })
+    }
+
+    /// Compares `ours()`, the SHA-256 of what was moved (computed only when needed),
+    /// with the server's digest of `remote`, when the server offers HASH. Returns
+    /// whether a comparison was made.
+    fn check_digest(
+        &mut self,
+        remote: &str,
+        ours: impl FnOnce() -> Result<String>,
+    ) -> Result<bool> {
         let Some(theirs) = self.remote_sha256(remote)? else {
             return Ok(false);
         };
-        let ours = sha256_file(local).map_err(|source| ClientError::LocalFile {
-            path: local.to_owned(),
-            source,
-        })?;
-        self.compare_digests(remote, ours, theirs)
-    }
-
-    /// Compares `ours`, the SHA-256 of what was received, with the server's digest of
-    /// `remote`, when the server offers HASH. Returns whether a comparison was made.
-    fn compare_with_server(&mut self, remote: &str, ours: String) -> Result<bool> {
-        match self.remote_sha256(remote)? {
-            Some(theirs) => self.compare_digests(remote, ours, theirs),
-            None => Ok(false),
-        }
-    }
-
-    fn compare_digests(&self, remote: &str, ours: String, theirs: String) -> Result<bool> {
+        let ours = ours()?;
         if ours != theirs {
             return Err(ClientError::Mismatch {
                 path: remote.to_owned(),
@@ -865,6 +862,14 @@ impl Client {
         Ok((self.secure_data(data)?, started))
     }
 
+    /// Starts downloading `remote`: the data connection, and the size the `150`
+    /// announces. That size is for progress only: most servers say it, which saves a
+    /// SIZE round trip per file; without it progress has no total.
+    fn start_retr(&mut self, remote: &str) -> Result<(ClientStream, Option<u64>)> {
+        let (data, started) = self.start_transfer(Command::Retr(remote.to_owned()))?;
+        Ok((data, announced_size(&started.text())))
+    }
+
     /// Wraps a data connection in TLS after [`Client::secure`]. It happens after the
     /// server's `150`, when the server is ready for the handshake; the control
     /// connection's TLS session is resumed, as servers may insist (RFC 4217 §10).
@@ -902,6 +907,14 @@ impl Client {
     }
 }
 
+/// What a server may answer for an aborted transfer and for the ABOR itself.
+const ABORT_ANSWERS: &[ReplyCode] = &[
+    ReplyCode::NoTransfer,
+    ReplyCode::TransferComplete,
+    ReplyCode::TransferAborted,
+    ReplyCode::LocalError,
+];
+
 /// EPSV replies that mean "this server does not do EPSV": fall back to PASV.
 const EPSV_REFUSED: &[ReplyCode] = &[
     ReplyCode::SyntaxError,
@@ -919,16 +932,6 @@ fn announced_size(text: &str) -> Option<u64> {
 }
 
 /// The SHA-256 of a local file, hex.
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut hasher = sha2::Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hasher)?;
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The path [`ClientError::LocalFile`] names when the writer of
 /// [`Client::get_into`] fails.
 const OUTPUT: &str = "(output)";
