@@ -74,11 +74,11 @@ where
     ///
     /// # Errors
     /// When the handshake fails or times out (the socket's timeouts apply).
-    pub fn tls(mut tcp: TcpStream, mut conn: C) -> io::Result<Stream<C>> {
-        handshake(&mut conn, &mut tcp)?;
-        Ok(Stream {
-            inner: Inner::Tls(Box::new(StreamOwned::new(conn, tcp))),
-        })
+    pub fn tls(tcp: TcpStream, conn: C) -> io::Result<Stream<C>> {
+        // A plain stream always upgrades, so only the handshake can fail here.
+        let mut stream = Stream::plain(tcp);
+        stream.upgrade(conn)?;
+        Ok(stream)
     }
 
     /// Upgrades a plain stream to TLS in place (after `AUTH TLS`).
@@ -234,6 +234,22 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(ring::default_provider())
 }
 
+/// Every certificate in a PEM file (perhaps none).
+///
+/// # Errors
+/// [`TlsError::Pem`] when the file cannot be read or a certificate in it cannot be
+/// decoded.
+fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = |e: rustls::pki_types::pem::Error| TlsError::Pem {
+        path: path.to_owned(),
+        problem: e.to_string(),
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(pem)?
+        .collect::<Result<_, _>>()
+        .map_err(pem)
+}
+
 /// A server configuration from a PEM certificate chain and a PEM private key.
 ///
 /// # Errors
@@ -244,10 +260,7 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
         path: path.to_owned(),
         problem,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| pem(cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| pem(cert, e.to_string()))?;
+    let certs = load_certs(cert)?;
     if certs.is_empty() {
         return Err(pem(cert, "no certificate in the file".into()));
     }
@@ -305,17 +318,7 @@ pub fn client_config(
         let mut roots = rustls::RootCertStore::empty();
         match ca_file {
             Some(path) => {
-                let certs = CertificateDer::pem_file_iter(path)
-                    .map_err(|e| TlsError::Pem {
-                        path: path.to_owned(),
-                        problem: e.to_string(),
-                    })?
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| TlsError::Pem {
-                        path: path.to_owned(),
-                        problem: e.to_string(),
-                    })?;
-                roots.add_parsable_certificates(certs);
+                roots.add_parsable_certificates(load_certs(path)?);
             }
             None => {
                 roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
