@@ -251,57 +251,69 @@ impl Pump {
         Ok(n)
     }
 
+    /// The pipe for splice, taken out of the pump (made on first use). Whoever takes
+    /// it puts it back only while it is empty, so a pipe that may still hold bytes
+    /// after a failure is dropped.
+    fn take_pipe(&mut self) -> Result<(OwnedFd, OwnedFd), CopyError> {
+        if let Some(pipe) = self.pipe.take() {
+            return Ok(pipe);
+        }
+        let (r, w) = rustix::pipe::pipe().map_err(|e| CopyError::File(e.into()))?;
+        // A bigger pipe means fewer round trips; the default (64 KiB) still works.
+        let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
+        Ok((r, w))
+    }
+
     /// socket -> pipe -> file. Reports `Unsupported` (as a network error, before any
     /// byte moved) when the socket cannot be spliced, so the caller falls back.
     fn splice_in(&mut self, sock: &TcpStream, file: &File, max: usize) -> Result<usize, CopyError> {
-        if self.pipe.is_none() {
-            let (r, w) = rustix::pipe::pipe().map_err(|e| CopyError::File(e.into()))?;
-            // A bigger pipe means fewer round trips; the default (64 KiB) still works.
-            let _ = rustix::pipe::fcntl_setpipe_size(&w, PIPE_SIZE);
-            self.pipe = Some((r, w));
-        }
-        let Some((pipe_r, pipe_w)) = self.pipe.as_ref() else {
-            return Err(CopyError::File(io::ErrorKind::Other.into()));
-        };
+        let (pipe_r, pipe_w) = self.take_pipe()?;
         let flags = SpliceFlags::MOVE | SpliceFlags::MORE;
         let got = loop {
-            match rustix::pipe::splice(sock, None, pipe_w, None, max.min(PIPE_SIZE), flags) {
+            match rustix::pipe::splice(sock, None, &pipe_w, None, max.min(PIPE_SIZE), flags) {
                 Ok(n) => break n,
                 Err(Errno::INTR) => continue,
-                Err(e) if unsupported(e) => {
-                    return Err(CopyError::Net(io::ErrorKind::Unsupported.into()))
+                Err(e) => {
+                    // Nothing went into the pipe: keep it.
+                    self.pipe = Some((pipe_r, pipe_w));
+                    return Err(CopyError::Net(if unsupported(e) {
+                        io::ErrorKind::Unsupported.into()
+                    } else {
+                        errno_error(e)
+                    }));
                 }
-                Err(e) => return Err(CopyError::Net(errno_error(e))),
             }
         };
+        // A failed write returns without putting the pipe back: it may still hold
+        // bytes, so it is dropped.
         let mut left = got;
         while left > 0 {
-            match rustix::pipe::splice(pipe_r, None, file, None, left, SpliceFlags::MOVE) {
-                Ok(0) => return Err(self.broken_pipe(io::ErrorKind::WriteZero.into())),
+            match rustix::pipe::splice(&pipe_r, None, file, None, left, SpliceFlags::MOVE) {
+                Ok(0) => return Err(CopyError::File(io::ErrorKind::WriteZero.into())),
                 Ok(n) => left -= n,
                 Err(Errno::INTR) => continue,
                 Err(e) if unsupported(e) => {
                     // The file cannot take a splice: copy what is in the pipe by hand,
                     // and use the buffer from now on.
                     self.no_splice = true;
-                    return self.drain_pipe(file, left).map(|()| got);
+                    drop(pipe_w);
+                    return self.drain_pipe(pipe_r, file, left).map(|()| got);
                 }
-                Err(e) => return Err(self.broken_pipe(e.into())),
+                Err(e) => return Err(CopyError::File(e.into())),
             }
         }
+        self.pipe = Some((pipe_r, pipe_w));
         Ok(got)
     }
 
-    /// After a failed write the pipe may still hold bytes: drop it, report the error.
-    fn broken_pipe(&mut self, e: io::Error) -> CopyError {
-        self.pipe = None;
-        CopyError::File(e)
-    }
-
-    fn drain_pipe(&mut self, file: &File, mut left: usize) -> Result<(), CopyError> {
-        let Some((pipe_r, _)) = self.pipe.take() else {
-            return Err(CopyError::File(io::ErrorKind::Other.into()));
-        };
+    /// Copies the `left` bytes still in the pipe to `file` through the buffer; the
+    /// pipe's write end is already closed, and the read end is closed here.
+    fn drain_pipe(
+        &mut self,
+        pipe_r: OwnedFd,
+        file: &File,
+        mut left: usize,
+    ) -> Result<(), CopyError> {
         let mut pipe_r = File::from(pipe_r);
         let buf = self.buffer();
         while left > 0 {
