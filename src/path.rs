@@ -137,16 +137,12 @@ impl Root {
     /// Opens `dir` as the root, creating it if it is missing.
     ///
     /// # Errors
-    /// When the directory cannot be created or canonicalized.
+    /// When the directory cannot be created, canonicalized or opened (a path that
+    /// is not a directory is refused).
     pub fn new(dir: &Path) -> io::Result<Root> {
         std::fs::create_dir_all(dir)?;
         let dir = dir.canonicalize()?;
-        if !dir.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is not a directory", dir.display()),
-            ));
-        }
+        // O_DIRECTORY refuses anything but a directory (ENOTDIR).
         let fd = rustix::fs::open(
             &dir,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -469,21 +465,32 @@ mod properties {
         })
     }
 
+    /// A temporary directory holding `secret.txt` ("sentinel", outside the root) and
+    /// the root `root`, with `sub/`, `secret.txt` and `sub/secret.txt` (inside) and a
+    /// symlink `link` to the temporary directory; and the working directory, `/sub`
+    /// or `/`. The directory is removed when the first value drops.
+    fn fixture(from_sub: bool) -> (tempfile::TempDir, Root, VirtualPath) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("secret.txt"), "sentinel").expect("write");
+        let dir = tmp.path().join("root");
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::write(dir.join("secret.txt"), "inside").expect("write");
+        std::fs::write(dir.join("sub/secret.txt"), "inside too").expect("write");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(tmp.path(), dir.join("link")).expect("symlink");
+        let root = Root::new(&dir).expect("root");
+        let cwd = if from_sub {
+            VirtualPath::root().join("sub").expect("sub")
+        } else {
+            VirtualPath::root()
+        };
+        (tmp, root, cwd)
+    }
+
     proptest! {
         #[test]
         fn resolution_stays_inside_the_root(arg in hostile_path(), from_sub in any::<bool>()) {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            std::fs::write(tmp.path().join("secret.txt"), "sentinel").expect("write");
-            let dir = tmp.path().join("root");
-            std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(tmp.path(), dir.join("link")).expect("symlink");
-            let root = Root::new(&dir).expect("root");
-            let cwd = if from_sub {
-                VirtualPath::root().join("sub").expect("sub")
-            } else {
-                VirtualPath::root()
-            };
+            let (_tmp, root, cwd) = fixture(from_sub);
             if let Ok(resolved) = root.resolve(&cwd, &arg) {
                 prop_assert!(resolved.real().starts_with(root.dir()), "{arg:?} -> {:?}", resolved.real());
                 let v = resolved.virtual_path().as_str();
@@ -497,20 +504,7 @@ mod properties {
             arg in hostile_path(),
             from_sub in any::<bool>(),
         ) {
-            let tmp = tempfile::tempdir().expect("tempdir");
-            std::fs::write(tmp.path().join("secret.txt"), "sentinel").expect("write");
-            let dir = tmp.path().join("root");
-            std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
-            std::fs::write(dir.join("secret.txt"), "inside").expect("write");
-            std::fs::write(dir.join("sub/secret.txt"), "inside too").expect("write");
-            #[cfg(unix)]
-            std::os::unix::fs::symlink(tmp.path(), dir.join("link")).expect("symlink");
-            let root = Root::new(&dir).expect("root");
-            let cwd = if from_sub {
-                VirtualPath::root().join("sub").expect("sub")
-            } else {
-                VirtualPath::root()
-            };
+            let (_tmp, root, cwd) = fixture(from_sub);
             if let Ok(Some((resolved, mut file))) = root.open_direct(&cwd, &arg) {
                 prop_assert!(resolved.real().starts_with(root.dir()), "{arg:?} -> {:?}", resolved.real());
                 let slow = root.resolve(&cwd, &arg).expect("the usual way agrees");
