@@ -120,7 +120,28 @@ impl Resolved {
     pub fn real(&self) -> &Path {
         &self.real
     }
+
+    /// Opens the file for reading (following a last symlink, which resolution has
+    /// checked), as [`Root::open_direct`] does.
+    ///
+    /// # Errors
+    /// When the file cannot be opened.
+    pub fn open_read(&self) -> io::Result<File> {
+        Ok(File::from(rustix::fs::open(
+            &self.real,
+            READ,
+            Mode::empty(),
+        )?))
+    }
 }
+
+/// How a file is opened to be read. `O_NONBLOCK` keeps a FIFO from blocking the open
+/// (the caller then refuses it as not a plain file) and changes nothing for a
+/// regular file.
+const READ: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY)
+    .union(OFlags::NONBLOCK);
 
 /// The server root: a canonical directory that every client path stays inside.
 #[derive(Debug, Clone)]
@@ -179,7 +200,7 @@ impl Root {
         let opened = rustix::fs::openat2(
             &*self.fd,
             relative,
-            OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
+            READ,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
         );

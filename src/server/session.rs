@@ -888,6 +888,31 @@ impl<'s> Session<'s> {
         Ok((path, meta))
     }
 
+    /// Opens the plain file `name` for reading and takes its read lock: one `openat2`
+    /// when no symlink is on the way, else the checked resolution. The file is opened
+    /// before the lock is taken: a reader that waits for an upload of the same name
+    /// reads the version it asked for, whole (uploads replace a file by renaming a
+    /// complete one over it).
+    fn open_plain(&self, name: &str) -> Result<(Resolved, File, Metadata, FileGuard<'s>), Failure> {
+        let (path, file) = match self.root.open_direct(&self.cwd, name)? {
+            Some(opened) => opened,
+            None => {
+                let path = self.resolve(name)?;
+                let file = path.open_read().map_err(Failure::Fs)?;
+                (path, file)
+            }
+        };
+        let guard = self.read_lock(&path)?;
+        let meta = file.metadata().map_err(Failure::Fs)?;
+        if !meta.is_file() {
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Not a plain file",
+            ));
+        }
+        Ok((path, file, meta, guard))
+    }
+
     fn read_lock(&self, path: &Resolved) -> Result<FileGuard<'s>, Failure> {
         let wait = self.shared.config.lock_wait;
         self.shared.locks.read(path, wait).ok_or(Failure::Busy)
@@ -1149,25 +1174,7 @@ impl<'s> Session<'s> {
     fn retr(&mut self, name: &str) -> Result<Reply, Failure> {
         let mut plan = self.data.take();
         let mut offset = std::mem::take(&mut self.rest);
-        // Opened before the lock is taken: a download that waits for an upload of the
-        // same name sends the version it asked for, whole (uploads replace the file
-        // by renaming a complete one over it).
-        let (path, file) = match self.root.open_direct(&self.cwd, name)? {
-            Some(opened) => opened,
-            None => {
-                let path = self.resolve(name)?;
-                let file = File::open(path.real()).map_err(Failure::Fs)?;
-                (path, file)
-            }
-        };
-        let _guard = self.read_lock(&path)?;
-        let meta = file.metadata().map_err(Failure::Fs)?;
-        if !meta.is_file() {
-            return Err(Failure::refuse(
-                ReplyCode::FileUnavailable,
-                "Not a plain file",
-            ));
-        }
+        let (path, file, meta, _guard) = self.open_plain(name)?;
         if offset > meta.len() {
             return Err(Failure::refuse(
                 ReplyCode::InvalidRestart,
@@ -1523,9 +1530,7 @@ impl<'s> Session<'s> {
     }
 
     fn hash(&self, name: &str) -> Result<Reply, Failure> {
-        let (path, _) = self.plain_file(name)?;
-        let _guard = self.read_lock(&path)?;
-        let file = File::open(path.real()).map_err(Failure::Fs)?;
+        let (_, file, _, _guard) = self.open_plain(name)?;
         let (len, digest) = match self.hash {
             HashAlgo::Sha256 => digest_of::<sha2::Sha256>(file),
             HashAlgo::Sha512 => digest_of::<sha2::Sha512>(file),

@@ -481,3 +481,25 @@ fn a_kept_listener_is_replaced_after_64_transfers() {
     assert_ne!(fresh, first, "a new port after 64 transfers");
     assert_same(&ftp.retr_on(fresh, "f.bin"), &body, "transfer 65");
 }
+
+/// A FIFO in the served tree is refused as not a plain file, whether it is reached
+/// directly or through a symlink (the two ways the server opens a download); opening
+/// it must not block the session.
+#[test]
+fn a_fifo_is_refused_without_blocking_the_session() {
+    let server = TestServer::start(&[]);
+    let fifo = server.root().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo failed");
+    std::os::unix::fs::symlink("pipe", server.root().join("via")).expect("symlink");
+    let mut ftp = server.login();
+    for name in ["pipe", "via"] {
+        let _data = ftp.epsv();
+        let r = ftp.expect(&format!("RETR {name}"), 550);
+        assert!(r.text.contains("Not a plain file"), "{r:?}");
+    }
+    ftp.expect("NOOP", 200);
+}
