@@ -55,7 +55,7 @@ fn errno_error(e: Errno) -> io::Error {
 }
 
 /// A socket timeout: std reports it as `WouldBlock` (EAGAIN) or `TimedOut`.
-fn is_timeout(e: &io::Error) -> bool {
+pub(crate) fn is_timeout(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

@@ -34,7 +34,7 @@ use crate::protocol::{
 };
 use crate::time::Utc;
 use crate::tls::{self, ServerStream};
-use crate::transfer::{CopyError, Pump};
+use crate::transfer::{is_timeout, CopyError, Pump};
 
 /// Bytes moved between two looks at the control connection during a transfer.
 const CHUNK: usize = 8 << 20;
@@ -265,18 +265,12 @@ impl Failure {
     }
 }
 
-/// Whether a data-connection error is only a [`TICK`] passing without progress.
-fn is_tick(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-    )
-}
-
-/// How long a transfer has gone without moving a byte, against the data timeout.
+/// How long a transfer has gone without moving a byte, against the data timeout,
+/// and how many bytes it moved since the control connection was last looked at.
 struct Stall {
     since: Instant,
     limit: Duration,
+    unlooked: usize,
 }
 
 impl Stall {
@@ -284,11 +278,20 @@ impl Stall {
         Stall {
             since: Instant::now(),
             limit,
+            unlooked: 0,
         }
     }
 
-    fn progress(&mut self) {
+    /// Records `n` bytes moved; returns whether [`CHUNK`] bytes have moved since the
+    /// last time it said so, which is when the control connection is looked at.
+    fn progress(&mut self, n: usize) -> bool {
         self.since = Instant::now();
+        self.unlooked += n;
+        if self.unlooked < CHUNK {
+            return false;
+        }
+        self.unlooked = 0;
+        true
     }
 
     /// After a tick without progress: an error once the data timeout has passed.
@@ -416,12 +419,7 @@ impl<'s> Session<'s> {
                         Ok(Line::Complete) => Some(Command::parse(&self.line)),
                         Ok(Line::TooLong) => None,
                         Ok(Line::Eof) => return End::ClientClosed,
-                        Err(e)
-                            if matches!(
-                                e.kind(),
-                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                            ) =>
-                        {
+                        Err(e) if is_timeout(&e) => {
                             let reply =
                                 Reply::new(ReplyCode::ServiceNotAvailable, "Idle timeout, closing");
                             let _ = self.send(&reply);
@@ -1042,7 +1040,12 @@ impl<'s> Session<'s> {
         let (tcp, listener) = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
         self.kept_listener = listener;
-        // Registered so a forced shutdown can cut it; a failure below unregisters it.
+        self.start_data(tcp)
+    }
+
+    /// Registers a data connection (so a forced shutdown can cut it) and secures it
+    /// under PROT P; a failure unregisters it.
+    fn start_data(&self, tcp: TcpStream) -> Result<ServerStream, Failure> {
         self.token.set_data(Some(&tcp));
         let stream = self.secure_data(tcp);
         if stream.is_err() {
@@ -1200,8 +1203,7 @@ impl<'s> Session<'s> {
             }
             Quick::Started(tcp) => {
                 self.send(&mark(&what)).map_err(Failure::Control)?;
-                self.token.set_data(Some(&tcp));
-                ServerStream::plain(tcp)
+                self.start_data(tcp)?
             }
             Quick::No => self.open_data(plan, &what)?,
         };
@@ -1276,14 +1278,11 @@ impl<'s> Session<'s> {
             match self.pump.file_to_stream(file, offset, stream, max) {
                 Ok(0) => return Ok(()), // the file shrank meanwhile
                 Ok(n) => {
-                    stall.progress();
-                    // A short chunk is a tick; look at the control connection after
-                    // full ones.
-                    if n < max {
+                    if !stall.progress(n) {
                         continue;
                     }
                 }
-                Err(CopyError::Net(e)) if is_tick(&e) => stall.check()?,
+                Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
                 Err(e) => return Err(e.into()),
             }
             if *offset < end {
@@ -1378,22 +1377,18 @@ impl<'s> Session<'s> {
             .map_err(Failure::Transfer)?;
         let mut stall = Stall::new(self.shared.config.data_timeout);
         let mut total = 0u64;
-        let mut since_look = 0;
         loop {
             match self.pump.stream_to_file(stream, file, CHUNK) {
                 Ok(0) => return Ok(total),
                 Ok(n) => {
-                    stall.progress();
                     total += n as u64;
-                    since_look += n;
-                    if since_look < CHUNK {
+                    if !stall.progress(n) {
                         continue;
                     }
                 }
-                Err(CopyError::Net(e)) if is_tick(&e) => stall.check()?,
+                Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
                 Err(e) => return Err(e.into()),
             }
-            since_look = 0;
             self.check_abort()?;
         }
     }
@@ -1405,10 +1400,11 @@ impl<'s> Session<'s> {
         let path = self.resolve(arg.unwrap_or("."))?;
         let text = self.listing(&path, kind)?;
         let mut stream = self.open_data(plan, "directory listing")?;
+        // In TLS the handshake set the data timeout already.
         let timeout = Some(self.shared.config.data_timeout);
         let result = stream
-            .tcp()
-            .and_then(|tcp| tcp.set_write_timeout(timeout))
+            .as_plain()
+            .map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout))
             .and_then(|()| stream.write_all(text.as_bytes()))
             .map_err(Failure::Transfer);
         let closed = self.close_data(stream);
