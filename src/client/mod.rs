@@ -239,11 +239,7 @@ impl Client {
     /// [`ClientError::Timeout`] or [`ClientError::Protocol`] when no good greeting
     /// arrives.
     pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<Client> {
-        let shown = if host.contains(':') {
-            format!("[{host}]:{port}")
-        } else {
-            format!("{host}:{port}")
-        };
+        let shown = host_port(host, port);
         let connect_err = |source| ClientError::Connect {
             addr: shown.clone(),
             source,
@@ -904,6 +900,15 @@ impl Client {
             return Err(ClientError::Protocol("listing longer than 64 MiB".into()));
         }
         Ok(bytes)
+    }
+}
+
+/// `host:port` as people write it, with an IPv6 address in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 

@@ -311,9 +311,6 @@ pub enum Flow {
 /// Why a REPL command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    /// The line did not parse.
-    #[error("{0}")]
-    Input(#[from] InputError),
     /// The command needs a connection and there is none.
     #[error("not connected (use OPEN <port> first)")]
     NotConnected,
@@ -514,11 +511,7 @@ impl Repl {
                 )),
             }
         }
-        let context = if host.contains(':') {
-            format!("OPEN [{host}]:{port}")
-        } else {
-            format!("OPEN {host}:{port}")
-        };
+        let context = format!("OPEN {}", super::host_port(host, port));
         let tls_config = if tls || self.tls.always {
             Some(self.tls_config().map_err(CommandError::Tls)?)
         } else {

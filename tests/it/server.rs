@@ -286,13 +286,7 @@ fn a_data_connection_from_another_address_is_refused() {
     let server = TestServer::start(&["--data-timeout", "2"]);
     fs::write(server.root().join("f"), "private").expect("write");
     let mut ftp = server.login();
-    let r = ftp.expect("EPSV", 229);
-    let port: u16 = r
-        .text
-        .split('|')
-        .nth(3)
-        .and_then(|p| p.parse().ok())
-        .expect("port");
+    let port = ftp.epsv_port();
     // Connect from 127.0.0.2, a different loopback address than the control connection.
     let thief =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
