@@ -370,7 +370,7 @@ fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
             bail!("not a workload")
         }
     };
-    let name = workload_name(&cmd);
+    let names = record_names(&cmd);
     let (tx, rx) = mpsc::channel();
     thread::Builder::new()
         .name("workload".into())
@@ -387,9 +387,11 @@ fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
         Err(_) => {
-            let mut r = target.record(name, "ftp-bench");
-            r.note = format!("watchdog: no result after {} s", bound.as_secs());
-            println!("{}", r.tsv());
+            for (workload, client) in names {
+                let mut r = target.record(workload, client);
+                r.note = format!("watchdog: no result after {} s", bound.as_secs());
+                println!("{}", r.tsv());
+            }
             io::stdout().flush()?;
             // The workload thread may be stuck in a system call: leave without it.
             std::process::exit(2);
@@ -397,17 +399,24 @@ fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
     }
 }
 
-fn workload_name(cmd: &Cmd) -> &'static str {
+/// The (workload, client) names of the records a workload prints, as its table rows
+/// know them.
+fn record_names(cmd: &Cmd) -> &'static [(&'static str, &'static str)] {
     match cmd {
-        Cmd::RetrLarge { .. } | Cmd::CurlRetr { .. } => "retr-large",
-        Cmd::StorLarge { .. } | Cmd::CurlStor { .. } => "stor-large",
-        Cmd::RetrSmall { .. } => "retr-small",
-        Cmd::StorSmall { .. } => "stor-small",
-        Cmd::Churn { .. } => "churn",
-        Cmd::Idle { .. } => "idle",
-        Cmd::Mkfile { .. } => "mkfile",
-        Cmd::Limits { .. } => "limits",
-        Cmd::Table { .. } => "table",
+        Cmd::RetrLarge { .. } => &[("retr-large", "ftp-bench")],
+        Cmd::CurlRetr { to_file: true, .. } => &[("retr-large", "curl>file")],
+        Cmd::CurlRetr { .. } => &[("retr-large", "curl")],
+        Cmd::StorLarge { .. } => &[("stor-large", "ftp-bench")],
+        Cmd::CurlStor { .. } => &[("stor-large", "curl")],
+        Cmd::RetrSmall { .. } => &[("retr-small", "ftp-bench")],
+        Cmd::StorSmall { .. } => &[("stor-small", "ftp-bench")],
+        Cmd::Churn { .. } => &[("churn", "ftp-bench")],
+        Cmd::Idle { .. } => &[
+            ("idle-rss", "ftp-bench"),
+            ("idle-pss", "ftp-bench"),
+            ("idle-latency", "ftp-bench"),
+        ],
+        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => &[],
     }
 }
 
@@ -1624,7 +1633,6 @@ fn table(records: &[Record], ours: &str) -> String {
     }
     let _ = writeln!(out, "---:|---:|");
 
-    let mut failures = Vec::new();
     for row in ROWS {
         if !labels
             .iter()
@@ -1639,14 +1647,6 @@ fn table(records: &[Record], ours: &str) -> String {
             let results: &[&Record] = results.map_or(&[], Vec::as_slice);
             let good: Vec<&Record> = results.iter().copied().filter(|r| r.ok).collect();
             let failed = results.len() - good.len();
-            if matches!(row.kind, RowKind::Value { .. }) {
-                for r in results.iter().filter(|r| !r.ok) {
-                    failures.push(format!(
-                        "{l} {} {} round {}: {}",
-                        r.workload, r.client, r.round, r.note
-                    ));
-                }
-            }
             let values: Vec<f64> = good
                 .iter()
                 .filter_map(|r| match row.kind {
@@ -1717,13 +1717,20 @@ fn table(records: &[Record], ours: &str) -> String {
         }
         let _ = writeln!(out, " | |");
     }
-    if !failures.is_empty() {
+    // Every failure, also one no row shows (a workload that crashed before it could
+    // name its row).
+    let mut failures = records.iter().filter(|r| !r.ok).peekable();
+    if failures.peek().is_some() {
         let _ = writeln!(
             out,
             "\nFailed or incomplete rounds (✗, left out of the figures):"
         );
-        for f in failures {
-            let _ = writeln!(out, "- {f}");
+        for r in failures {
+            let _ = writeln!(
+                out,
+                "- {} {} {} round {}: {}",
+                r.label, r.workload, r.client, r.round, r.note
+            );
         }
     }
     out
@@ -1832,5 +1839,19 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("ours churn ftp-bench round 1: refused"), "{t}");
+        assert_eq!(t.matches("refused").count(), 1, "listed once: {t}");
+    }
+
+    #[test]
+    fn a_failure_no_row_shows_is_still_listed() {
+        let mut crashed = rec("peer", 2, "curl-retr", 0.0, 0.0, 0.0);
+        crashed.ok = false;
+        crashed.note = "ftp-bench curl-retr exited with an error".into();
+        let records = vec![rec("ours", 0, "churn", 100.0, 0.1, 100.0), crashed];
+        let t = table(&records, "ours");
+        assert!(
+            t.contains("- peer curl-retr ftp-bench round 2: ftp-bench curl-retr exited"),
+            "{t}"
+        );
     }
 }
