@@ -546,6 +546,13 @@ impl<'a> Meter<'a> {
         }
     }
 
+    /// Stops the clock for a transfer of `bytes`: the record's rate in MiB/s.
+    fn stop_rate(self, record: &mut Record, bytes: u64) {
+        self.stop(record);
+        record.work = bytes as f64;
+        record.value = record.work / MIB / record.secs;
+    }
+
     /// Stops the clock; then waits a moment for ending sessions' processes to be
     /// reaped (their CPU time reaches the parent only then) and reads the CPU times.
     fn stop(self, record: &mut Record) {
@@ -571,9 +578,7 @@ fn retr_large(t: &Target, e: &Expected) -> Record {
         let mut c = t.session()?;
         let meter = Meter::start(&t.pids);
         let moved = c.get(&t.remote(&e.file), &local, |_| {})?;
-        meter.stop(&mut r);
-        r.work = moved.bytes as f64;
-        r.value = r.work / MIB / r.secs;
+        meter.stop_rate(&mut r, moved.bytes);
         let _ = c.quit();
         check_file(&local, e.size, e.sha256.as_deref())?;
         Ok(())
@@ -593,9 +598,7 @@ fn stor_large(t: &Target, local: &Path, sha: Option<&str>) -> anyhow::Result<Rec
         let mut c = t.session()?;
         let meter = Meter::start(&t.pids);
         let moved = c.put(local, &t.remote(&name), |_| {})?;
-        meter.stop(&mut r);
-        r.work = moved.bytes as f64;
-        r.value = r.work / MIB / r.secs;
+        meter.stop_rate(&mut r, moved.bytes);
         check_upload(t, &mut c, &name, size, sha)?;
         let _ = c.quit();
         Ok(())
@@ -622,10 +625,8 @@ fn curl_retr(t: &Target, e: &Expected, curl: &Path, to_file: bool) -> Record {
             t,
             &["-o", &out_path, "-w", "%{size_download}", &t.url(&e.file)],
         )?;
-        meter.stop(&mut r);
         let got: u64 = out.trim().parse().context("curl's size_download")?;
-        r.work = got as f64;
-        r.value = r.work / MIB / r.secs;
+        meter.stop_rate(&mut r, got);
         ensure!(got == e.size, "curl got {got} bytes, expected {}", e.size);
         if to_file {
             check_file(&local, e.size, e.sha256.as_deref())?;
@@ -655,10 +656,8 @@ fn curl_stor(t: &Target, local: &Path, sha: Option<&str>, curl: &Path) -> anyhow
             t,
             &["-T", &local_text, "-w", "%{size_upload}", &t.url(&name)],
         )?;
-        meter.stop(&mut r);
         let sent: u64 = out.trim().parse().context("curl's size_upload")?;
-        r.work = sent as f64;
-        r.value = r.work / MIB / r.secs;
+        meter.stop_rate(&mut r, sent);
         let mut c = t.session()?;
         check_upload(t, &mut c, &name, size, sha)?;
         let _ = c.quit();
