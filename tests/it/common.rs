@@ -27,9 +27,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on 127.0.0.1 port 0 with a fresh, empty root.
     pub fn start(extra: &[&str]) -> TestServer {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(&root).expect("mkdir root");
+        let (dir, root) = fresh_root();
         TestServer::start_in(dir, root, extra)
     }
 
@@ -39,14 +37,10 @@ impl TestServer {
         TestServer::spawn(cmd, dir, root, extra)
     }
 
-    /// Starts a server through `sh -c script`, where the script ends with
-    /// `exec "$0" "$@"` (to set limits or signal dispositions first).
-    pub fn start_wrapped(
-        dir: tempfile::TempDir,
-        root: PathBuf,
-        script: &str,
-        extra: &[&str],
-    ) -> TestServer {
+    /// Starts a server with a fresh, empty root through `sh -c script`, where the
+    /// script ends with `exec "$0" "$@"` (to set limits or signal dispositions first).
+    pub fn start_wrapped(script: &str, extra: &[&str]) -> TestServer {
+        let (dir, root) = fresh_root();
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(script)
@@ -158,6 +152,15 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A temporary directory with an empty `root/` in it (the directory also takes the
+/// server's log).
+fn fresh_root() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir root");
+    (dir, root)
 }
 
 /// A reply as read by the test driver.

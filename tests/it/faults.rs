@@ -166,15 +166,7 @@ fn a_full_disk_during_stor_gives_452_and_leaves_nothing_behind() {
 fn a_write_error_during_stor_gives_452_and_leaves_nothing_behind() {
     // A file-size limit makes writes past 2 MiB fail with EFBIG, like a full disk,
     // on any machine (SIGXFSZ is ignored so the error reaches the server).
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    fs::create_dir_all(&root).expect("mkdir");
-    let server = TestServer::start_wrapped(
-        dir,
-        root,
-        "trap '' XFSZ; ulimit -f 4096; exec \"$0\" \"$@\"",
-        &[],
-    );
+    let server = TestServer::start_wrapped("trap '' XFSZ; ulimit -f 4096; exec \"$0\" \"$@\"", &[]);
     check_full_disk(&server);
 }
 

@@ -151,12 +151,7 @@ fn open_files_limits(pid: u32) -> (String, String) {
 /// limit, and says so when even that is short of what its workers may need.
 #[test]
 fn the_open_files_limit_is_raised_to_the_hard_limit() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
-    fs::create_dir_all(&root).expect("mkdir");
     let server = TestServer::start_wrapped(
-        dir,
-        root,
         "ulimit -Sn 64 && ulimit -Hn 300 && exec \"$0\" \"$@\"",
         &["--workers", "64"],
     );
