@@ -3,7 +3,7 @@
 
 use std::fs;
 
-use crate::common::{pattern, Ftp, TestServer};
+use crate::common::{names_in, pattern, Ftp, TestServer};
 
 /// Sends `garbage` then `NOOP`, and checks every reply before the NOOP's is an error.
 /// Returns how many lines the server answered.
@@ -152,12 +152,7 @@ fn listings_and_uploads_with_hostile_paths_stay_inside_the_root() {
         let r = ftp.cmd(&format!("STOR {attack}"));
         assert_eq!(r.code, 550, "STOR {attack}: {r:?}");
     }
-    let mut outside_names: Vec<String> = fs::read_dir(&outside)
-        .expect("dir")
-        .map(|e| e.expect("e").file_name().to_string_lossy().into_owned())
-        .collect();
-    outside_names.sort();
-    assert_eq!(outside_names, ["root", "secret.txt", "server.log"]);
+    assert_eq!(names_in(&outside), ["root", "secret.txt", "server.log"]);
     assert_eq!(
         fs::read_to_string(outside.join("secret.txt")).expect("sentinel"),
         "SENTINEL"

@@ -151,10 +151,7 @@ fn an_interrupted_transfer_leaves_nothing_behind_on_either_side() {
         })
         .expect_err("interrupted");
     assert!(matches!(err, ClientError::Interrupted), "{err}");
-    assert!(fs::read_dir(local_dir.path())
-        .expect("dir")
-        .next()
-        .is_none());
+    assert!(names_in(local_dir.path()).is_empty());
 
     let upload = local_dir.path().join("up.bin");
     fs::write(&upload, pattern(16 << 20, 4)).expect("write");

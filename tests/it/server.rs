@@ -4,7 +4,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-use crate::common::{assert_same, pattern, Ftp, TestServer, WAIT};
+use crate::common::{assert_same, eventually, names_in, pattern, Ftp, TestServer, WAIT};
 
 #[test]
 fn greeting_login_and_basic_commands() {
@@ -319,21 +319,9 @@ fn a_client_that_drops_mid_upload_leaves_the_old_file_intact() {
     drop(data);
     // A new session still works and sees the old version; no temporary file remains.
     let mut ftp = server.login();
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let names: Vec<String> = fs::read_dir(server.root())
-            .expect("read_dir")
-            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-            .collect();
-        if names == ["keep.bin"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left behind: {names:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    eventually("no temporary file left beside keep.bin", || {
+        names_in(server.root()) == ["keep.bin"]
+    });
     assert_eq!(ftp.retr("keep.bin"), b"the good version");
 }
 
