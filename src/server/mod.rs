@@ -22,7 +22,7 @@ mod pool;
 mod session;
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -128,6 +128,46 @@ struct Shared {
     next_pasv: AtomicU64,
     /// Sessions handed to the pool and not yet finished, in all and per address.
     admission: Mutex<Admission>,
+    /// HASH commands that may run at once.
+    hash_slots: Slots,
+}
+
+/// A fixed number of slots for work that costs CPU in proportion to what a client
+/// asks (HASH of a large file): more of it at once than there are cores only makes
+/// every one of them slower.
+#[derive(Debug)]
+struct Slots {
+    used: Mutex<usize>,
+    max: usize,
+}
+
+impl Slots {
+    /// About one slot per core.
+    fn per_core() -> Slots {
+        Slots {
+            used: Mutex::new(0),
+            max: thread::available_parallelism().map_or(2, std::num::NonZero::get),
+        }
+    }
+
+    /// A slot, held until the guard drops; `None` when all are taken.
+    fn take(&self) -> Option<SlotGuard<'_>> {
+        let mut used = self.used.lock();
+        if *used >= self.max {
+            return None;
+        }
+        *used += 1;
+        Some(SlotGuard(self))
+    }
+}
+
+/// A taken slot of [`Slots`].
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.used.lock() -= 1;
+    }
 }
 
 /// Open sessions (running or queued), counted to refuse the ones past the limits.
@@ -190,13 +230,14 @@ impl Shared {
         }
     }
 
-    /// Registers a control connection; `None` when shutdown has already begun (the
-    /// check and the insertion happen under the same lock as the shutdown sweep).
-    fn register(&self, control: &TcpStream) -> Option<ConnToken<'_>> {
-        let clone = control.try_clone().ok()?;
+    /// Registers a control connection. Refused when shutdown has already begun (the
+    /// check and the insertion happen under the same lock as the shutdown sweep) or
+    /// when the process is out of descriptors for the registry's handle.
+    fn register(&self, control: &TcpStream) -> std::result::Result<ConnToken<'_>, NotRegistered> {
+        let clone = control.try_clone().map_err(NotRegistered::Io)?;
         let mut conns = self.conns.lock();
         if self.stopping() {
-            return None;
+            return Err(NotRegistered::Stopping);
         }
         let id = conns.next_id;
         conns.next_id += 1;
@@ -207,7 +248,7 @@ impl Shared {
                 data: None,
             },
         );
-        Some(ConnToken { shared: self, id })
+        Ok(ConnToken { shared: self, id })
     }
 
     /// Wakes idle sessions (graceful) or cuts every connection (forced).
@@ -223,6 +264,15 @@ impl Shared {
             }
         }
     }
+}
+
+/// Why a session could not be registered.
+#[derive(Debug)]
+enum NotRegistered {
+    /// Shutdown has begun.
+    Stopping,
+    /// No descriptor for the registry's handle (the open-files limit).
+    Io(io::Error),
 }
 
 /// A registered control connection; deregisters on drop.
@@ -290,6 +340,7 @@ impl Server {
             config,
             root,
             locks: LockTable::new(),
+            hash_slots: Slots::per_core(),
             stopping: AtomicBool::new(false),
             forced: AtomicBool::new(false),
             conns: Mutex::new(Connections::default()),

@@ -21,12 +21,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::digest::digest_of;
+use crate::digest::hex;
 
 use super::accounts::Perms;
 use super::data::{self, DataPlan};
 use super::listing::{ls_line, Facts};
-use super::{ConnToken, Shared};
+use super::{ConnToken, NotRegistered, Shared};
 use crate::locks::FileGuard;
 use crate::path::{PathError, Resolved, Root, VirtualPath, TEMP_PREFIX};
 use crate::protocol::{
@@ -35,6 +35,7 @@ use crate::protocol::{
 use crate::time::Utc;
 use crate::tls::{self, ServerStream};
 use crate::transfer::{is_timeout, CopyError, Pump};
+use rustix::io::Errno;
 
 /// Bytes moved between two looks at the control connection during a transfer.
 const CHUNK: usize = 8 << 20;
@@ -44,6 +45,9 @@ const CHUNK: usize = 8 << 20;
 /// reading (or sending) data until ABOR is answered, so a transfer cannot wait for the
 /// data connection alone. Stalls still end the transfer after the data timeout.
 const TICK: Duration = Duration::from_millis(200);
+
+/// One read of a file that HASH digests.
+const HASH_READ: usize = 1 << 20;
 
 /// Commands a client may send ahead during a transfer; the ones past it are not
 /// kept, only counted, and each gets a `500` after the queued ones are answered.
@@ -58,11 +62,22 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         return; // the peer is already gone
     };
-    let Some(token) = shared.register(&stream) else {
-        let mut stream = stream;
-        let reply = Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
-        let _ = stream.write_all(reply.to_wire().as_bytes());
-        return;
+    let token = match shared.register(&stream) {
+        Ok(token) => token,
+        Err(why) => {
+            let text = match why {
+                NotRegistered::Stopping => "Server shutting down",
+                NotRegistered::Io(e) => {
+                    log::warn!("{peer}: refused: cannot serve another session: {e}");
+                    "Server out of resources, try again later"
+                }
+            };
+            let mut stream = stream;
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
+            let _ = stream.write_all(reply.to_wire().as_bytes());
+            return;
+        }
     };
     // Clients send ABOR (or Telnet Synch) as TCP urgent data: Python's ftplib sends
     // `ABOR\r\n` with MSG_OOB, which makes the `\n` urgent. Keep urgent bytes in the
@@ -256,11 +271,11 @@ impl Failure {
             Failure::NoData(why) => Reply::new(CantOpenDataConnection, why),
             Failure::Transfer(e) => Reply::new(
                 TransferAborted,
-                format!("Connection closed; transfer aborted: {e}"),
+                format!("Connection closed; transfer aborted: {}", plain(&e)),
             ),
             Failure::Aborted => Reply::new(TransferAborted, "Transfer aborted by ABOR"),
             Failure::Reply(reply) => reply,
-            Failure::Control(e) => Reply::new(ServiceNotAvailable, e.to_string()),
+            Failure::Control(e) => Reply::new(ServiceNotAvailable, plain(&e)),
         }
     }
 }
@@ -306,22 +321,42 @@ impl Stall {
     }
 }
 
-/// The reply for a failed file-system action.
+/// The reply for a failed file-system action. It says what failed in the client's
+/// terms: never the error's own text, which can hold a host path (an error from
+/// making a temporary file names it) or an `os error N`; the details go to the log
+/// ([`Session::log_failure`]).
 fn fs_reply(e: &io::Error) -> Reply {
     use io::ErrorKind as K;
     use ReplyCode::*;
+    if e.raw_os_error() == Some(Errno::NAMETOOLONG.raw_os_error()) {
+        return Reply::new(NameNotAllowed, "File name too long");
+    }
     match e.kind() {
         K::NotFound | K::NotADirectory => Reply::new(FileUnavailable, "No such file or directory"),
         K::PermissionDenied => Reply::new(FileUnavailable, "Permission denied"),
         K::IsADirectory => Reply::new(FileUnavailable, "Is a directory"),
         K::AlreadyExists => Reply::new(FileUnavailable, "File exists"),
         K::DirectoryNotEmpty => Reply::new(FileUnavailable, "Directory not empty"),
-        K::InvalidInput => Reply::new(FileUnavailable, format!("Not possible: {e}")),
+        K::InvalidInput => Reply::new(FileUnavailable, format!("Not possible: {}", plain(e))),
         K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Reply::new(
             InsufficientStorage,
-            format!("Insufficient storage space: {e}"),
+            format!("Insufficient storage space: {}", plain(e)),
         ),
-        _ => Reply::new(LocalError, format!("Local error: {e}")),
+        _ => Reply::new(LocalError, format!("Local error: {}", plain(e))),
+    }
+}
+
+/// What went wrong, in words a client may see: the system's text for an OS error
+/// without its `(os error N)` tail, else only the kind of error (the error's own
+/// text is for the log: it may name a host path).
+fn plain(e: &io::Error) -> String {
+    let Some(code) = e.raw_os_error() else {
+        return e.kind().to_string();
+    };
+    let text = io::Error::from_raw_os_error(code).to_string();
+    match text.strip_suffix(&format!(" (os error {code})")) {
+        Some(words) => words.to_owned(),
+        None => text,
     }
 }
 
@@ -432,7 +467,10 @@ impl<'s> Session<'s> {
             let mut quit = false;
             let reply = match parsed {
                 None => Reply::new(ReplyCode::SyntaxError, "Command line too long"),
-                Some(Err(e)) => e.reply(),
+                Some(Err(e)) => {
+                    log::debug!("{}: refused command: {e}", self.peer);
+                    e.reply()
+                }
                 Some(Ok(Command::Auth(mechanism))) => {
                     log::debug!("{}: AUTH {mechanism}", self.peer);
                     match self.auth(&mechanism) {
@@ -444,10 +482,14 @@ impl<'s> Session<'s> {
                 Some(Ok(cmd)) => {
                     self.log_command(&cmd);
                     quit = cmd == Command::Quit;
+                    let verb = cmd.verb();
                     match self.handle(cmd) {
                         Ok(reply) => reply,
                         Err(Failure::Control(_)) => return End::Lost,
-                        Err(failure) => failure.reply(),
+                        Err(failure) => {
+                            self.log_failure(verb, &failure);
+                            failure.reply()
+                        }
                     }
                 }
             };
@@ -475,6 +517,28 @@ impl<'s> Session<'s> {
                 Command::Pass(_) => log::debug!("{}: PASS ****", self.peer),
                 cmd => log::debug!("{}: {cmd}", self.peer),
             }
+        }
+    }
+
+    /// Logs the details of a failure that its reply leaves out: the system's own
+    /// error text, which may name host paths. Refusals the reply says all of go to
+    /// the debug log only.
+    fn log_failure(&self, verb: &str, failure: &Failure) {
+        match failure {
+            Failure::Fs(e) | Failure::Path(PathError::Io(e)) => {
+                let level = match e.kind() {
+                    io::ErrorKind::NotFound
+                    | io::ErrorKind::NotADirectory
+                    | io::ErrorKind::AlreadyExists
+                    | io::ErrorKind::DirectoryNotEmpty
+                    | io::ErrorKind::IsADirectory => log::Level::Debug,
+                    _ => log::Level::Warn,
+                };
+                log::log!(level, "{}: {verb} failed: {e}", self.peer);
+            }
+            Failure::Transfer(e) => log::info!("{}: {verb} aborted: {e}", self.peer),
+            Failure::NoData(why) => log::info!("{}: {verb}: {why}", self.peer),
+            _ => log::debug!("{}: {verb} refused", self.peer),
         }
     }
 
@@ -1525,17 +1589,49 @@ impl<'s> Session<'s> {
         ))
     }
 
-    fn hash(&self, name: &str) -> Result<Reply, Failure> {
+    /// HASH: the file's digest. Hashing costs CPU in proportion to the file (seconds
+    /// for gigabytes), so it takes one of a few slots (about one per core; a HASH that
+    /// finds none free gets `450` at once) and looks at the control connection after
+    /// every [`CHUNK`], so ABOR stops it as it stops a transfer.
+    fn hash(&mut self, name: &str) -> Result<Reply, Failure> {
+        let Some(_slot) = self.shared.hash_slots.take() else {
+            return Err(Failure::refuse(
+                ReplyCode::FileBusy,
+                "Too many checksums being computed, try again later",
+            ));
+        };
         let (_, file, _, _guard) = self.open_plain(name)?;
         let (len, digest) = match self.hash {
-            HashAlgo::Sha256 => digest_of::<sha2::Sha256>(file),
-            HashAlgo::Sha512 => digest_of::<sha2::Sha512>(file),
-        }
-        .map_err(Failure::Fs)?;
+            HashAlgo::Sha256 => self.digest::<sha2::Sha256>(&file)?,
+            HashAlgo::Sha512 => self.digest::<sha2::Sha512>(&file)?,
+        };
         Ok(Reply::new(
             ReplyCode::FileStatus,
             format!("{} 0-{len} {digest} {name}", self.hash.name()),
         ))
+    }
+
+    /// The digest `D` of `file`, read to its end, with a look for ABOR between chunks.
+    fn digest<D: sha2::Digest>(&mut self, mut file: &File) -> Result<(u64, String), Failure> {
+        let mut hasher = D::new();
+        let mut buf = vec![0u8; HASH_READ];
+        let (mut len, mut unlooked) = (0u64, 0usize);
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Failure::Fs(e)),
+            };
+            hasher.update(&buf[..n]);
+            len += n as u64;
+            unlooked += n;
+            if unlooked >= CHUNK {
+                unlooked = 0;
+                self.check_abort()?;
+            }
+        }
+        Ok((len, hex(&hasher.finalize())))
     }
 
     fn dele(&self, name: &str) -> Result<Reply, Failure> {

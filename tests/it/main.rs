@@ -10,6 +10,7 @@ mod common;
 mod faults;
 mod ftplib;
 mod ftps;
+mod hardening;
 mod ipv6;
 mod lftp;
 mod lifecycle;
