@@ -397,7 +397,16 @@ impl Client {
             path: local.to_owned(),
             source,
         };
-        let temp = download_temp(parent_dir(local)).map_err(local_err)?;
+        let dir = parent_dir(local);
+        // Said before anything is asked of the server, and in the user's terms: the
+        // temporary file's own error would name a hidden file they never asked for.
+        if !dir.is_dir() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no local directory {}", dir.display()),
+            )));
+        }
+        let temp = download_temp(dir).map_err(|e| local_err(without_path(e)))?;
         let (data, total) = self.start_retr(remote)?;
         let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
             pump.stream_to_file(data, temp.as_file(), PROGRESS_STEP)
@@ -671,14 +680,20 @@ impl Client {
             .collect())
     }
 
-    /// Sends `NOOP`: checks that the server still answers.
+    /// Sends `NOOP`: checks that the server still answers. Any reply but `421`
+    /// proves that: a server without NOOP (`500`, `502`) is still there.
     ///
     /// # Errors
-    /// Connection errors, or [`ClientError::UnexpectedReply`] (e.g. `421`).
+    /// Connection errors, or [`ClientError::UnexpectedReply`] for `421` or a reply
+    /// that is neither a success nor a refusal of the command.
     pub fn noop(&mut self) -> Result<()> {
         self.check_usable()?;
         self.send(&Command::Noop)?;
-        self.expect(&[ReplyCode::CommandOk])?;
+        let reply = self.read_reply()?;
+        let answers = matches!(reply.code / 100, 2 | 5);
+        if !self.usable || !answers {
+            return Err(unexpected(reply));
+        }
         Ok(())
     }
 
@@ -1028,6 +1043,19 @@ fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
+    }
+}
+
+/// `e` without the path that `tempfile` adds to its errors: the hidden temporary
+/// file's name means nothing to the user, whose message names the target.
+fn without_path(e: io::Error) -> io::Error {
+    let code = e.raw_os_error().or_else(|| {
+        let inner = e.get_ref()?.source()?.downcast_ref::<io::Error>()?;
+        inner.raw_os_error()
+    });
+    match code {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::from(e.kind()),
     }
 }
 

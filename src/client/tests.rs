@@ -24,6 +24,8 @@ struct Behavior {
     connections: usize,
     /// Offer `HASH SHA-256` in FEAT and answer HASH: truthfully, or with a wrong digest.
     hash: Option<HashAnswer>,
+    /// Answer NOOP with 502, as aioftp does.
+    no_noop: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +110,7 @@ fn serve(
         let reply = match verb {
             "USER" => "331 password please".to_owned(),
             "PASS" => "230 welcome".to_owned(),
+            "NOOP" if behavior.no_noop => "502 not implemented".to_owned(),
             "TYPE" | "NOOP" => "200 ok".to_owned(),
             "EPSV" if behavior.no_epsv => "500 what is EPSV".to_owned(),
             "EPSV" | "PASV" => {
@@ -444,6 +447,37 @@ fn repl_commands_before_open_say_not_connected_and_go_on() {
     assert_eq!(repl.run_line("STATUS", &mut ui), Flow::Continue);
     assert_eq!(repl.run_line("quit", &mut ui), Flow::Quit);
     assert_eq!(repl.failures(), 4);
+}
+
+#[test]
+fn status_works_against_a_server_without_noop() {
+    let server = FakeServer::start(Behavior {
+        no_noop: true,
+        ..Behavior::default()
+    });
+    let mut client = server.connect();
+    client
+        .noop()
+        .expect("a 502 to NOOP still proves the server answers");
+    assert!(client.is_usable());
+}
+
+#[test]
+fn get_into_a_missing_local_directory_names_it_not_a_temporary_file() {
+    let server = FakeServer::start(Behavior::default()).with_file("sub/b.bin", b"bytes");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let target = dir.path().join("sub/b.bin");
+    let err = client
+        .get("sub/b.bin", &target, |_| {})
+        .expect_err("no local sub/");
+    let text = err.to_string();
+    assert!(text.contains("no local directory"), "{text}");
+    assert!(!text.contains(DOWNLOAD_PREFIX), "{text}");
+    assert!(!target.exists());
+    // Nothing was asked of the server, and the client goes on.
+    assert!(!server.commands().iter().any(|c| c.starts_with("RETR")));
+    assert!(client.is_usable());
 }
 
 #[test]
