@@ -11,13 +11,14 @@
 //! ```
 //!
 //! Passwords are stored as argon2 hashes in the PHC string format. Checking a name
-//! that has no account costs the same argon2 work as a wrong password, so the
-//! timing does not tell which names exist (RFC 2577 §5).
+//! that has no account costs the same argon2 work as a wrong password (it is checked
+//! against a dummy hash with the parameters of the costliest real one), so the timing
+//! does not tell which names exist (RFC 2577 §5).
 //!
 //! Argon2 is memory-hard: each check fills megabytes. Allocating them per check lets a
 //! stream of failed logins grow the process without bound (glibc keeps the freed blocks
 //! in per-thread arenas), and lets any number of checks run at once. So the working
-//! memory is a fixed pool ([`Memory`]): about one block set per core, allocated when the
+//! memory is a fixed pool (`Memory`): about one block set per core, allocated when the
 //! users file is loaded, sized for its largest hash, and lent to one check at a time. A
 //! check waits for a free set, which also bounds how many run at once. A hash that
 //! would need more than [`MAX_CHECK_KIB`] is refused at load. Without accounts there is
