@@ -228,6 +228,13 @@ fn run() -> anyhow::Result<()> {
         },
         users.len()
     );
+    if let Some((sets, bytes)) = users.check_memory() {
+        // Tests read this line for the size of the pool.
+        log::info!(
+            "password checks: {sets} at a time, {} KiB of argon2 memory each, allocated once",
+            bytes / 1024
+        );
+    }
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(simple_ftp::tls::server_config(cert, key)?),
         _ => None,

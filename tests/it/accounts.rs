@@ -2,11 +2,15 @@
 
 use std::fs;
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{Ftp, TestServer};
+use crate::common::{require, Ftp, TestServer};
 
 /// `ftp-server hash-password`, fed the password on stdin.
 fn hash(password: &str) -> String {
@@ -55,7 +59,10 @@ fn server_with_users(extra: &[&str]) -> TestServer {
     )
     .expect("write users");
     let users = users.to_string_lossy().into_owned();
-    let mut args = vec!["--users", users.as_str(), "--failed-login-delay", "0.2"];
+    let mut args = vec!["--users", users.as_str()];
+    if !extra.contains(&"--failed-login-delay") {
+        args.extend_from_slice(&["--failed-login-delay", "0.2"]);
+    }
     args.extend_from_slice(extra);
     TestServer::start_in(dir, root, &args)
 }
@@ -242,4 +249,156 @@ fn a_bad_users_file_stops_the_server_with_a_clear_message() {
         "{err}"
     );
     assert!(!Path::new(&dir.path().join("root")).exists() || out.stdout.is_empty());
+}
+
+/// The server's resident memory in KiB (VmRSS in /proc/<pid>/status), or `None` where
+/// there is no /proc.
+fn rss_kib(server: &TestServer) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{}/status", server.pid())).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `connections` connections one after the other, each with `rounds` failed logins as
+/// `user`; every PASS must get exactly `530 Login incorrect`.
+fn fail_logins(addr: SocketAddr, user: &str, password: &str, connections: usize, rounds: usize) {
+    for _ in 0..connections {
+        let mut ftp = Ftp::connect(addr);
+        assert_eq!(ftp.greeting.code, 220, "{:?}", ftp.greeting);
+        for _ in 0..rounds {
+            ftp.expect(&format!("USER {user}"), 331);
+            let reply = ftp.expect(&format!("PASS {password}"), 530);
+            assert_eq!(reply.text, "Login incorrect");
+        }
+        ftp.expect("QUIT", 221);
+    }
+}
+
+/// `fail_logins` on `threads` threads at once, the names and passwords taken in turn.
+fn fail_logins_in_parallel(
+    addr: SocketAddr,
+    guesses: &[(&str, &str)],
+    threads: usize,
+    connections: usize,
+    rounds: usize,
+) {
+    let workers: Vec<_> = (0..threads)
+        .map(|i| {
+            let (user, password) = guesses[i % guesses.len()];
+            let (user, password) = (user.to_owned(), password.to_owned());
+            thread::spawn(move || fail_logins(addr, &user, &password, connections, rounds))
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("a guessing thread failed");
+    }
+}
+
+const MIB: u64 = 1024;
+
+#[test]
+fn failed_logins_without_a_users_file_leave_memory_flat() {
+    // Issue 11: each failure ran argon2 on a dummy hash, 19 MiB a time, and glibc kept
+    // the freed blocks; 700 failures took 9.4 GiB.
+    let server = TestServer::start(&[
+        "--workers",
+        "8",
+        "--queue",
+        "16",
+        "--failed-login-delay",
+        "0",
+        "--max-login-failures",
+        "100000",
+    ]);
+    if !require(rss_kib(&server).is_some(), "/proc/<pid>/status") {
+        return;
+    }
+    let guesses = [("bob", "x"), ("root", "toor"), ("alice", "")];
+    // Every worker serves a session first (all at once), so their stacks and arenas
+    // are counted.
+    let warm: Vec<Ftp> = (0..8)
+        .map(|_| {
+            let mut ftp = Ftp::connect(server.addr);
+            ftp.expect("USER bob", 331);
+            ftp.expect("PASS x", 530);
+            ftp
+        })
+        .collect();
+    drop(warm);
+    fail_logins_in_parallel(server.addr, &guesses, 8, 1, 10);
+    let settled = rss_kib(&server).expect("rss");
+    fail_logins_in_parallel(server.addr, &guesses, 8, 5, 250);
+    let after = rss_kib(&server).expect("rss");
+    eprintln!("RSS after 80 failed logins: {settled} KiB, after 10,080: {after} KiB");
+    assert!(
+        after <= settled + 4 * MIB,
+        "10,000 failed logins grew RSS from {settled} KiB to {after} KiB"
+    );
+    assert!(
+        !server.log().contains("password checks:"),
+        "no argon2 memory"
+    );
+    server.login().expect("NOOP", 200);
+}
+
+#[test]
+fn failed_logins_with_users_stay_within_the_pool_and_a_real_login_gets_through() {
+    let server = server_with_users(&[
+        "--workers",
+        "32",
+        "--queue",
+        "32",
+        "--failed-login-delay",
+        "0",
+        "--max-login-failures",
+        "1000",
+    ]);
+    if !require(rss_kib(&server).is_some(), "/proc/<pid>/status") {
+        return;
+    }
+    let log = server.log();
+    let pool_kib: u64 = log
+        .lines()
+        .find_map(|l| {
+            let (sets, rest) = l
+                .split_once("password checks: ")?
+                .1
+                .split_once(" at a time, ")?;
+            let each = rest.split_once(" KiB")?.0;
+            Some(sets.parse::<u64>().ok()? * each.parse::<u64>().ok()?)
+        })
+        .unwrap_or_else(|| panic!("no pool size in the log: {log}"));
+    let start = rss_kib(&server).expect("rss");
+    // Wrong passwords of real names and names without an account, mixed.
+    let guesses = [("alice", "guess"), ("mallory", "alice-pw"), ("bob", "")];
+    fail_logins_in_parallel(server.addr, &guesses, 6, 1, 1);
+    let settled = rss_kib(&server).expect("rss");
+
+    let done = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let (addr, done) = (server.addr, Arc::clone(&done));
+        thread::spawn(move || {
+            fail_logins_in_parallel(addr, &guesses, 24, 3, 4);
+            done.store(true, Ordering::SeqCst);
+        })
+    };
+    // A legitimate login in the middle of 288 failed ones.
+    thread::sleep(Duration::from_millis(200));
+    let mut alice = login_as(&server, "alice", "alice-pw");
+    assert_eq!(alice.retr("mine.txt"), b"alice's");
+    let during = !done.load(Ordering::SeqCst);
+    attack.join().expect("the guessing threads failed");
+    let after = rss_kib(&server).expect("rss");
+    eprintln!(
+        "pool {pool_kib} KiB; RSS at start {start} KiB, after 6 failures {settled} KiB, \
+         after 294: {after} KiB; alice logged in during the attack: {during}"
+    );
+    assert!(
+        after <= start + pool_kib + 4 * MIB,
+        "RSS grew from {start} KiB to {after} KiB with a pool of {pool_kib} KiB"
+    );
+    assert!(
+        after <= settled + 4 * MIB,
+        "294 failed logins grew RSS from {settled} KiB to {after} KiB"
+    );
 }
