@@ -974,6 +974,252 @@ mod tests {
         assert_eq!(inside.lock_key().as_path(), root.dir().join("sub/file.txt"));
     }
 
+    /// Walks `path` from the root the way a resolution without `openat2` does, following
+    /// a last symlink: the entry's lock key and, when it is a readable file, its text.
+    fn walk_to(root: &Root, path: &str) -> Result<(PathBuf, Option<String>), PathError> {
+        let parts = path.split('/').map(OsString::from).collect();
+        let (stack, last) = root.walk(parts, true)?;
+        let ((dir, name), key) = root.entry(stack, last);
+        let text = rustix::fs::openat(&*dir, &*name, READ | OFlags::NOFOLLOW, Mode::empty())
+            .ok()
+            .and_then(|fd| std::io::read_to_string(File::from(fd)).ok());
+        Ok((key.0, text))
+    }
+
+    #[test]
+    fn the_walk_follows_symlinks_that_stay_inside_and_refuses_the_others() {
+        let (tmp, root, outside) = root_with_sentinel();
+        let dir = root.dir().to_path_buf();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, dir.join(name)).expect("symlink");
+        };
+        link(Path::new("sub"), "rel");
+        link(&dir.join("sub"), "abs");
+        link(Path::new("rel"), "chain");
+        link(Path::new("sub/deeper/.."), "up");
+        link(Path::new("sub/.."), "toroot");
+        link(Path::new("sub/file.txt"), "lastlink");
+        link(Path::new(".."), "out");
+        link(tmp.path(), "absout");
+        link(&dir.join("../root/.."), "sneaky");
+        link(&outside, "lastout");
+        link(Path::new("loop"), "loop");
+        // A sibling whose name starts with the root's: not inside.
+        fs::create_dir(tmp.path().join("root2")).expect("mkdir");
+        fs::write(tmp.path().join("root2/secret.txt"), "sentinel").expect("write");
+        link(&tmp.path().join("root2"), "prefix");
+
+        let file = dir.join("sub/file.txt");
+        for path in [
+            "rel/file.txt",
+            "abs/file.txt",
+            "chain/file.txt",
+            "up/file.txt",
+            "lastlink",
+            "sub/file.txt",
+        ] {
+            let (key, text) = walk_to(&root, path).expect(path);
+            assert_eq!(key, file, "{path}");
+            assert_eq!(text.as_deref(), Some("inside"), "{path}");
+        }
+        let (key, text) = walk_to(&root, "toroot").expect("toroot");
+        assert_eq!((key, text), (dir.clone(), None));
+        let (key, text) = walk_to(&root, "sub/missing").expect("a missing last name");
+        assert_eq!((key, text), (dir.join("sub/missing"), None));
+        for path in [
+            "out/secret.txt",
+            "absout/secret.txt",
+            "sneaky/secret.txt",
+            "lastout",
+            "prefix/secret.txt",
+            "rel/../out/secret.txt",
+        ] {
+            assert!(
+                matches!(walk_to(&root, path), Err(PathError::Outside)),
+                "{path}"
+            );
+        }
+        for (path, errno) in [
+            ("loop/x", Errno::LOOP),
+            ("sub/file.txt/x", Errno::NOTDIR),
+            ("missing/x", Errno::NOENT),
+        ] {
+            match walk_to(&root, path) {
+                Err(PathError::Io(e)) => {
+                    assert_eq!(e.raw_os_error(), Some(errno.raw_os_error()), "{path}")
+                }
+                other => panic!("{path}: {other:?}"),
+            }
+        }
+        // The directories on the way, by the walk alone, as resolution gives them.
+        let parts = ["abs", "deeper"].map(OsString::from).into();
+        let (fd, key) = root.walk_directory(parts).expect("walk");
+        assert_eq!(key, dir.join("sub/deeper"));
+        let meta = metadata_at(&fd, OsStr::new(".")).expect("stat");
+        let want = fs::metadata(dir.join("sub/deeper")).expect("stat");
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&meta),
+            std::os::unix::fs::MetadataExt::ino(&want)
+        );
+    }
+
+    #[test]
+    fn entries_act_through_their_directory_handle() {
+        let (_tmp, root, _) = root_with_sentinel();
+        let cwd = VirtualPath::root().join("sub").expect("sub");
+        let made = root.resolve(&cwd, "made").expect("resolve");
+        made.create_dir().expect("mkdir");
+        assert!(root.dir().join("sub/made").is_dir());
+        made.remove_dir().expect("rmdir");
+        let target = root.resolve(&cwd, "up.txt").expect("resolve");
+        let mut part = target.create_part().expect("part");
+        std::io::Write::write_all(part.file_mut(), b"uploaded").expect("write");
+        let hidden: Vec<_> = fs::read_dir(root.dir().join("sub"))
+            .expect("read_dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(TEMP_PREFIX))
+            .collect();
+        assert_eq!(hidden.len(), 1, "the part file is made beside the target");
+        part.persist(&target).expect("persist");
+        assert_eq!(
+            fs::read_to_string(root.dir().join("sub/up.txt")).expect("read"),
+            "uploaded"
+        );
+        // A part dropped before persist is removed.
+        drop(target.create_part().expect("part"));
+        let renamed = root.resolve(&cwd, "renamed.txt").expect("resolve");
+        target.rename_to(&renamed).expect("rename");
+        assert!(target.create_new().is_ok(), "the old name is free again");
+        assert_eq!(
+            renamed.create_new().map_err(|e| e.kind()),
+            Err(io::ErrorKind::AlreadyExists)
+        );
+        target.remove_file().expect("unlink");
+        renamed.remove_file().expect("unlink");
+        let mut names: Vec<String> = root
+            .resolve(&VirtualPath::root(), "sub")
+            .expect("resolve")
+            .open_dir()
+            .expect("open_dir")
+            .names()
+            .expect("names")
+            .map(|n| n.expect("name").to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["deeper", "file.txt"]);
+    }
+
+    #[test]
+    fn homes_are_made_below_the_root_and_never_through_a_link_out() {
+        let (tmp, root, _) = root_with_sentinel();
+        std::os::unix::fs::symlink(tmp.path(), root.dir().join("out")).expect("symlink");
+        std::os::unix::fs::symlink("sub", root.dir().join("alias")).expect("symlink");
+        let home = VirtualPath::root().join("alias/alice/docs").expect("home");
+        let below = root.below(&home).expect("home");
+        assert_eq!(below.dir(), root.dir().join("sub/alice/docs"));
+        assert!(root.dir().join("sub/alice/docs").is_dir());
+        let escape = VirtualPath::root().join("out/made").expect("home");
+        assert!(matches!(root.below(&escape), Err(PathError::Outside)));
+        assert!(!tmp.path().join("made").exists());
+    }
+
+    /// A directory `d` inside the root and a symlink `swap` to a directory outside trade
+    /// places (rename exchange) as fast as a thread can, while this thread reads, writes,
+    /// lists, renames and deletes in `d`: nothing outside is read, listed or touched.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_never_leads_out() {
+        use rustix::fs::RenameFlags;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("outside");
+        fs::create_dir(&out).expect("mkdir");
+        for name in ["f.txt", "victim", "r1", "only-outside"] {
+            fs::write(out.join(name), "sentinel").expect("write");
+        }
+        let dir = tmp.path().join("root");
+        fs::create_dir_all(dir.join("d")).expect("mkdir");
+        fs::write(dir.join("d/f.txt"), "inside").expect("write");
+        std::os::unix::fs::symlink(&out, dir.join("swap")).expect("symlink");
+        let root = Root::new(&dir).expect("root");
+        let stop = AtomicBool::new(false);
+        /// Stops the swapping thread however this one leaves the scope (a failed
+        /// assertion too), so the scope's join cannot wait for ever.
+        struct Stop<'a>(&'a AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let cwd = VirtualPath::root();
+        let mut done = [0u32; 5];
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !stop.load(Ordering::Relaxed) {
+                    rustix::fs::renameat_with(
+                        rustix::fs::CWD,
+                        &dir.join("d"),
+                        rustix::fs::CWD,
+                        &dir.join("swap"),
+                        RenameFlags::EXCHANGE,
+                    )
+                    .expect("exchange");
+                }
+            });
+            let _stop = Stop(&stop);
+            let started = std::time::Instant::now();
+            while started.elapsed() < std::time::Duration::from_secs(2) {
+                if let Ok(text) = root
+                    .resolve(&cwd, "d/f.txt")
+                    .and_then(|r| r.open_read())
+                    .map(|f| std::io::read_to_string(f).expect("read"))
+                {
+                    assert_eq!(text, "inside");
+                    done[0] += 1;
+                }
+                if let Ok(target) = root.resolve(&cwd, "d/new") {
+                    if let Ok(mut part) = target.create_part() {
+                        std::io::Write::write_all(part.file_mut(), b"new").expect("write");
+                        done[1] += u32::from(part.persist(&target).is_ok());
+                    }
+                }
+                if let Ok(victim) = root.resolve(&cwd, "d/victim") {
+                    let _ = victim.create_new();
+                    done[2] += u32::from(victim.remove_file().is_ok());
+                }
+                if let Ok(made) = root.resolve(&cwd, "d/m") {
+                    if made.create_dir().is_ok() {
+                        done[3] += u32::from(made.remove_dir().is_ok());
+                    }
+                }
+                if let (Ok(r1), Ok(r2)) = (root.resolve(&cwd, "d/r1"), root.resolve(&cwd, "d/r2")) {
+                    let _ = r1.create_new();
+                    let _ = r1.rename_to(&r2);
+                    let _ = r2.remove_file();
+                }
+                if let Ok(listed) = root.resolve(&cwd, "d").and_then(|d| d.open_dir()) {
+                    for name in listed.names().expect("names") {
+                        let name = name.expect("name");
+                        assert_ne!(name, "only-outside", "listed the outside directory");
+                        let _ = listed.metadata_of(&name);
+                    }
+                    done[4] += 1;
+                }
+            }
+        });
+        assert!(done.iter().all(|n| *n > 0), "the race ran: {done:?}");
+        let mut names: Vec<String> = fs::read_dir(&out)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["f.txt", "only-outside", "r1", "victim"]);
+        for name in names {
+            assert_eq!(
+                fs::read_to_string(out.join(&name)).expect("read"),
+                "sentinel"
+            );
+        }
+    }
+
     #[test]
     fn virtual_paths_normalize() {
         let cwd = VirtualPath::root().join("a/b").expect("join");
@@ -1063,6 +1309,37 @@ mod properties {
                 let mut text = String::new();
                 if std::io::Read::read_to_string(&mut file, &mut text).is_ok() {
                     prop_assert!(text != "sentinel", "{arg:?} read the file outside");
+                }
+            }
+        }
+
+        #[test]
+        fn the_walk_stays_inside_and_agrees_with_the_kernel(
+            arg in hostile_path(),
+            from_sub in any::<bool>(),
+        ) {
+            let (_tmp, root, cwd) = fixture(from_sub);
+            if let Ok(virt) = cwd.join(&arg) {
+                let parts: Vec<&str> = virt.components().collect();
+                let walked = root.walk_directory(parts.iter().map(OsString::from).collect());
+                if let Ok((_, key)) = &walked {
+                    prop_assert!(key.starts_with(root.dir()), "{arg:?} -> {key:?}");
+                }
+                let relative = parts.join("/");
+                let kernel = rustix::fs::openat2(
+                    &*root.fd,
+                    if relative.is_empty() { "." } else { &relative },
+                    DIR,
+                    Mode::empty(),
+                    ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS,
+                );
+                if let Ok(fd) = kernel {
+                    let (walked_fd, key) = walked.expect("the walk opens what openat2 opens");
+                    prop_assert_eq!(key, root.dir().join(&relative));
+                    let ino = |fd: &OwnedFd| {
+                        metadata_at(fd, OsStr::new(".")).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()
+                    };
+                    prop_assert_eq!(ino(&fd), ino(&walked_fd));
                 }
             }
         }
