@@ -1156,9 +1156,9 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     rustix::fs::renameat_with(
                         rustix::fs::CWD,
-                        &dir.join("d"),
+                        dir.join("d"),
                         rustix::fs::CWD,
-                        &dir.join("swap"),
+                        dir.join("swap"),
                         RenameFlags::EXCHANGE,
                     )
                     .expect("exchange");
