@@ -974,6 +974,8 @@ mod tests {
             Command::Quit,
             Command::Rest(1 << 40),
             Command::Appe("a b".into()),
+            Command::Stou(None),
+            Command::Stou(Some("base name".into())),
             Command::Mlsd(Some("dir".into())),
             Command::Mlst(None),
             Command::Stat(Some("x".into())),
