@@ -1,6 +1,7 @@
 //! The per-file lock table that keeps concurrent uploads and downloads of one file apart.
 //!
-//! Each file path maps to an `Arc<parking_lot::RwLock<()>>`, created on first use.
+//! Each directory entry (its [`EntryKey`]: the canonical path, the same for every name
+//! through symlinked directories) maps to an `Arc<parking_lot::RwLock<()>>`, created on first use.
 //! Downloads hold the read lock while they stream; uploads hold the write lock while
 //! they receive and rename. Waits are bounded: past the bound the caller gets `None` and
 //! replies 450 before any data moves. A guard owns its lock (an `Arc` guard), and when
@@ -8,28 +9,27 @@
 //! names in use.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::lock_api::{ArcRwLockReadGuard, ArcRwLockWriteGuard};
 use parking_lot::{Mutex, RawRwLock, RwLock};
 
-use crate::path::Resolved;
+use crate::path::EntryKey;
 
 type Entry = Arc<RwLock<()>>;
 
-/// A map from file path to its reader-writer lock. Cheap to share behind an `Arc`.
+/// A map from directory entry to its reader-writer lock. Cheap to share behind an `Arc`.
 #[derive(Debug, Default)]
 pub struct LockTable {
-    entries: Mutex<HashMap<PathBuf, Entry>>,
+    entries: Mutex<HashMap<EntryKey, Entry>>,
 }
 
 /// A held lock on one path; the table entry is pruned when the last holder drops.
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct FileGuard<'t> {
     table: &'t LockTable,
-    key: PathBuf,
+    key: EntryKey,
     held: Option<Held>,
 }
 
@@ -48,16 +48,16 @@ impl LockTable {
 
     /// Takes the read (shared) lock on `path`, waiting at most `wait`.
     /// Returns `None` when a writer held it for the whole wait.
-    pub fn read(&self, path: &Resolved, wait: Duration) -> Option<FileGuard<'_>> {
-        self.lock(path.real(), wait, |e, w| {
+    pub fn read(&self, key: &EntryKey, wait: Duration) -> Option<FileGuard<'_>> {
+        self.lock(key, wait, |e, w| {
             RwLock::try_read_arc_for(e, w).map(Held::Read)
         })
     }
 
     /// Takes the write (exclusive) lock on `path`, waiting at most `wait`.
     /// Returns `None` when readers or a writer held it for the whole wait.
-    pub fn write(&self, path: &Resolved, wait: Duration) -> Option<FileGuard<'_>> {
-        self.lock(path.real(), wait, |e, w| {
+    pub fn write(&self, key: &EntryKey, wait: Duration) -> Option<FileGuard<'_>> {
+        self.lock(key, wait, |e, w| {
             RwLock::try_write_arc_for(e, w).map(Held::Write)
         })
     }
@@ -74,14 +74,14 @@ impl LockTable {
 
     fn lock(
         &self,
-        key: &Path,
+        key: &EntryKey,
         wait: Duration,
         take: impl FnOnce(&Entry, Duration) -> Option<Held>,
     ) -> Option<FileGuard<'_>> {
-        let entry = Arc::clone(self.entries.lock().entry(key.to_path_buf()).or_default());
+        let entry = Arc::clone(self.entries.lock().entry(key.clone()).or_default());
         let mut guard = FileGuard {
             table: self,
-            key: key.to_path_buf(),
+            key: key.clone(),
             held: None,
         };
         // The lock is taken outside the table's mutex, so a wait never blocks other names.
@@ -114,12 +114,27 @@ mod tests {
     use std::sync::Barrier;
     use std::thread;
 
-    fn paths() -> (tempfile::TempDir, Resolved, Resolved) {
+    fn paths() -> (tempfile::TempDir, EntryKey, EntryKey) {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = Root::new(tmp.path()).expect("root");
         let a = root.resolve(&VirtualPath::root(), "a").expect("a");
         let b = root.resolve(&VirtualPath::root(), "b").expect("b");
-        (tmp, a, b)
+        (tmp, a.lock_key().clone(), b.lock_key().clone())
+    }
+
+    #[test]
+    fn names_through_symlinked_directories_share_a_key() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("sub")).expect("mkdir");
+        std::os::unix::fs::symlink("sub", tmp.path().join("alias")).expect("symlink");
+        let root = Root::new(tmp.path()).expect("root");
+        let cwd = VirtualPath::root();
+        let plain = root.resolve(&cwd, "sub/f").expect("plain");
+        let linked = root.resolve(&cwd, "alias/f").expect("linked");
+        assert_eq!(plain.lock_key(), linked.lock_key());
+        let table = LockTable::new();
+        let _w = table.write(plain.lock_key(), SHORT).expect("write");
+        assert!(table.read(linked.lock_key(), SHORT).is_none());
     }
 
     const SHORT: Duration = Duration::from_millis(50);

@@ -344,6 +344,9 @@ pub enum Command {
     Stor(String),
     /// APPE path: append to the file (create it if missing).
     Appe(String),
+    /// STOU [name]: store under a unique name the server picks (RFC 959 §4.1.3); some
+    /// clients suggest a name to start from.
+    Stou(Option<String>),
     /// REST offset: the next RETR or STOR starts at this byte (RFC 3659 §5).
     Rest(u64),
     /// DELE path.
@@ -486,6 +489,7 @@ impl Command {
             "RETR" => Command::Retr(required(arg, "RETR needs a file name")?),
             "STOR" => Command::Stor(required(arg, "STOR needs a file name")?),
             "APPE" => Command::Appe(required(arg, "APPE needs a file name")?),
+            "STOU" => Command::Stou(optional(arg)),
             "REST" => Command::Rest(parse_rest(arg)?),
             "DELE" => Command::Dele(required(arg, "DELE needs a file name")?),
             "MKD" | "XMKD" => Command::Mkd(required(arg, "MKD needs a directory name")?),
@@ -543,6 +547,7 @@ impl Command {
             Command::Retr(_) => "RETR",
             Command::Stor(_) => "STOR",
             Command::Appe(_) => "APPE",
+            Command::Stou(_) => "STOU",
             Command::Rest(_) => "REST",
             Command::Dele(_) => "DELE",
             Command::Mkd(_) => "MKD",
@@ -601,7 +606,8 @@ impl fmt::Display for Command {
             | Command::Help(a)
             | Command::Stat(a)
             | Command::Mlst(a)
-            | Command::Mlsd(a) => match a {
+            | Command::Mlsd(a)
+            | Command::Stou(a) => match a {
                 Some(a) => write!(f, "{verb} {a}"),
                 None => f.write_str(verb),
             },
@@ -968,6 +974,8 @@ mod tests {
             Command::Quit,
             Command::Rest(1 << 40),
             Command::Appe("a b".into()),
+            Command::Stou(None),
+            Command::Stou(Some("base name".into())),
             Command::Mlsd(Some("dir".into())),
             Command::Mlst(None),
             Command::Stat(Some("x".into())),

@@ -12,11 +12,12 @@
 //! connection has blocked for a short tick, so an ABOR is seen even from a client that
 //! stopped reading or sending data to send it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::fs::{self, File, Metadata};
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,7 +29,9 @@ use super::data::{self, DataPlan};
 use super::listing::{ls_line, Facts};
 use super::{ConnToken, NotRegistered, Shared};
 use crate::locks::FileGuard;
-use crate::path::{PathError, Resolved, Root, VirtualPath, TEMP_PREFIX};
+use crate::path::{
+    is_fit_for_new_name, Directory, EntryKey, PathError, Resolved, Root, VirtualPath, TEMP_PREFIX,
+};
 use crate::protocol::{
     read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
 };
@@ -584,9 +587,11 @@ impl<'s> Session<'s> {
             | Command::Mlsd(_)
             | Command::Mlst(_)
             | Command::Stat(Some(_)) => self.perms.read,
-            Command::Stor(_) | Command::Appe(_) | Command::Mkd(_) | Command::Rnto(_) => {
-                self.perms.write
-            }
+            Command::Stor(_)
+            | Command::Appe(_)
+            | Command::Stou(_)
+            | Command::Mkd(_)
+            | Command::Rnto(_) => self.perms.write,
             Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => self.perms.delete,
             _ => true,
         };
@@ -672,6 +677,10 @@ impl<'s> Session<'s> {
                 self.rest = 0;
                 self.store(&name, Store::Append)?
             }
+            Command::Stou(base) => {
+                self.rest = 0;
+                self.stou(base.as_deref())?
+            }
             Command::List(arg) => self.list(arg.as_deref(), Listing::Long)?,
             Command::Nlst(arg) => self.list(arg.as_deref(), Listing::Names)?,
             Command::Mlsd(arg) => self.list(arg.as_deref(), Listing::Facts)?,
@@ -683,7 +692,7 @@ impl<'s> Session<'s> {
             Command::Rmd(name) => self.rmd(&name)?,
             Command::Rnfr(name) => {
                 let path = self.resolve(&name)?;
-                fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+                path.symlink_metadata().map_err(Failure::Fs)?;
                 self.rename_from = Some(path);
                 Reply::new(PendingFurtherInfo, "Ready for RNTO")
             }
@@ -853,22 +862,14 @@ impl<'s> Session<'s> {
         Ok(Reply::new(LoggedIn, "Login successful"))
     }
 
-    /// The root of a session whose user lives in `home` (inside the server root).
-    fn home_root(&self, home: &VirtualPath) -> io::Result<Root> {
+    /// The root of a session whose user lives in `home` (inside the server root, made
+    /// there if missing).
+    fn home_root(&self, home: &VirtualPath) -> Result<Root, PathError> {
         let server = &self.shared.root;
         if home.is_root() {
             return Ok(server.clone());
         }
-        let mut dir = server.dir().to_path_buf();
-        dir.extend(home.components());
-        let root = Root::new(&dir)?;
-        if !root.dir().starts_with(server.dir()) {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "it leads outside the server root",
-            ));
-        }
-        Ok(root)
+        server.below(home)
     }
 
     fn feat(&self) -> Reply {
@@ -936,11 +937,24 @@ impl<'s> Session<'s> {
         Ok(self.root.resolve(&self.cwd, arg)?)
     }
 
+    /// Resolves the name a new file or directory is to get: one with a control
+    /// character is refused (`553`), since listings would send it verbatim.
+    fn resolve_new(&self, arg: &str) -> Result<Resolved, Failure> {
+        let path = self.resolve(arg)?;
+        if !path.virtual_path().leaf().is_none_or(is_fit_for_new_name) {
+            return Err(Failure::refuse(
+                ReplyCode::NameNotAllowed,
+                "File name not allowed: it has a control character",
+            ));
+        }
+        Ok(path)
+    }
+
     /// Resolves `name` and checks that it is a plain file (following a symlink that
     /// stays inside the root).
     fn plain_file(&self, name: &str) -> Result<(Resolved, Metadata), Failure> {
         let path = self.resolve(name)?;
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.metadata()?;
         if !meta.is_file() {
             return Err(Failure::refuse(
                 ReplyCode::FileUnavailable,
@@ -955,16 +969,19 @@ impl<'s> Session<'s> {
     /// before the lock is taken: a reader that waits for an upload of the same name
     /// reads the version it asked for, whole (uploads replace a file by renaming a
     /// complete one over it).
-    fn open_plain(&self, name: &str) -> Result<(Resolved, File, Metadata, FileGuard<'s>), Failure> {
-        let (path, file) = match self.root.open_direct(&self.cwd, name)? {
+    fn open_plain(
+        &self,
+        name: &str,
+    ) -> Result<(VirtualPath, File, Metadata, FileGuard<'s>), Failure> {
+        let (path, key, file) = match self.root.open_direct(&self.cwd, name)? {
             Some(opened) => opened,
             None => {
                 let path = self.resolve(name)?;
-                let file = path.open_read().map_err(Failure::Fs)?;
-                (path, file)
+                let file = path.open_read()?;
+                (path.virtual_path().clone(), path.lock_key().clone(), file)
             }
         };
-        let guard = self.read_lock(&path)?;
+        let guard = self.read_lock(&key)?;
         let meta = file.metadata().map_err(Failure::Fs)?;
         if !meta.is_file() {
             return Err(Failure::refuse(
@@ -975,19 +992,19 @@ impl<'s> Session<'s> {
         Ok((path, file, meta, guard))
     }
 
-    fn read_lock(&self, path: &Resolved) -> Result<FileGuard<'s>, Failure> {
+    fn read_lock(&self, key: &EntryKey) -> Result<FileGuard<'s>, Failure> {
         let wait = self.shared.config.lock_wait;
-        self.shared.locks.read(path, wait).ok_or(Failure::Busy)
+        self.shared.locks.read(key, wait).ok_or(Failure::Busy)
     }
 
-    fn write_lock(&self, path: &Resolved) -> Result<FileGuard<'s>, Failure> {
+    fn write_lock(&self, key: &EntryKey) -> Result<FileGuard<'s>, Failure> {
         let wait = self.shared.config.lock_wait;
-        self.shared.locks.write(path, wait).ok_or(Failure::Busy)
+        self.shared.locks.write(key, wait).ok_or(Failure::Busy)
     }
 
     fn cwd(&mut self, dir: &str) -> Result<Reply, Failure> {
         let path = self.resolve(dir)?;
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.metadata()?;
         if !meta.is_dir() {
             return Err(Failure::refuse(
                 ReplyCode::FileUnavailable,
@@ -1091,7 +1108,7 @@ impl<'s> Session<'s> {
 
     /// Sends 150 and opens the data connection planned by the last PASV/PORT, in
     /// TLS under PROT P.
-    fn open_data(&mut self, plan: Option<DataPlan>, what: &str) -> Result<ServerStream, Failure> {
+    fn open_data(&mut self, plan: Option<DataPlan>, mark: Reply) -> Result<ServerStream, Failure> {
         let plan =
             plan.ok_or_else(|| Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()))?;
         if self.shared.config.require_tls && !self.prot_private {
@@ -1100,7 +1117,7 @@ impl<'s> Session<'s> {
                 "Data connections must be protected: send PBSZ 0 and PROT P",
             ));
         }
-        self.send(&mark(what)).map_err(Failure::Control)?;
+        self.send(&mark).map_err(Failure::Control)?;
         let (tcp, listener) = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
         self.kept_listener = listener;
@@ -1251,7 +1268,7 @@ impl<'s> Session<'s> {
                 ),
             ));
         }
-        let shown = path.virtual_path();
+        let shown = &path;
         let what = match offset {
             0 => format!("{shown} ({} bytes)", meta.len()),
             _ => format!("{shown} ({} bytes from {offset})", meta.len() - offset),
@@ -1269,7 +1286,7 @@ impl<'s> Session<'s> {
                 self.send(&mark(&what)).map_err(Failure::Control)?;
                 self.start_data(tcp)?
             }
-            Quick::No => self.open_data(plan, &what)?,
+            Quick::No => self.open_data(plan, mark(&what))?,
         };
         let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
         let closed = self.close_data(stream);
@@ -1361,11 +1378,55 @@ impl<'s> Session<'s> {
     /// appending) and renamed over the target only when the upload is complete.
     /// Readers see the old version or the new one, never a mix.
     fn store(&mut self, name: &str, how: Store) -> Result<Reply, Failure> {
+        let path = self.resolve_new(name)?;
+        let shown = path.virtual_path().to_string();
+        self.store_at(&path, how, mark(&shown))
+    }
+
+    /// STOU (RFC 959; RFC 1123 §4.1.2.9): stores under a name the server picks, free
+    /// in the current directory (or beside `base`, when the client suggests one), as
+    /// STOR does. The name is reserved at once with an empty file made only if the
+    /// name is free (`O_CREAT | O_EXCL`), then the complete upload replaces it; a failed
+    /// upload removes it. The `150 FILE: name` reply is the form vsftpd and ProFTPD
+    /// send, which clients parse for the name.
+    fn stou(&mut self, base: Option<&str>) -> Result<Reply, Failure> {
+        const TRIES: u32 = 100;
+        let mut reserved = None;
+        for n in 0..TRIES {
+            let name = match base {
+                Some(base) if n == 0 => base.to_owned(),
+                Some(base) => format!("{base}.{n}"),
+                None => format!("ftp{:08x}", unique_number()),
+            };
+            let path = self.resolve_new(&name)?;
+            match path.create_new() {
+                Ok(()) => {
+                    reserved = Some((name, path));
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Failure::Fs(e)),
+            }
+        }
+        let Some((name, path)) = reserved else {
+            return Err(Failure::refuse(
+                ReplyCode::NameNotAllowed,
+                "No unique file name is free",
+            ));
+        };
+        let reply = Reply::new(ReplyCode::FileStatusOk, format!("FILE: {name}"));
+        self.store_at(&path, Store::Replace, reply)
+            .inspect_err(|_| {
+                let _ = path.remove_file();
+            })
+    }
+
+    /// Receives an upload into `path` (see [`Session::store`]); `mark` is the `150`.
+    fn store_at(&mut self, path: &Resolved, how: Store, mark: Reply) -> Result<Reply, Failure> {
         let plan = self.data.take();
-        let path = self.resolve(name)?;
-        let _guard = self.write_lock(&path)?;
+        let _guard = self.write_lock(path.lock_key())?;
         // Under the write lock: the size an APPE or REST keeps cannot change now.
-        let current = match fs::metadata(path.real()) {
+        let current = match path.metadata() {
             Ok(meta) if meta.is_dir() => {
                 return Err(Failure::refuse(
                     ReplyCode::FileUnavailable,
@@ -1373,8 +1434,8 @@ impl<'s> Session<'s> {
                 ));
             }
             Ok(meta) => Some(meta.len()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Failure::Fs(e)),
+            Err(PathError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e.into()),
         };
         let keep = match (how, current) {
             (Store::Replace, _) | (Store::Append, None) => 0,
@@ -1387,22 +1448,17 @@ impl<'s> Session<'s> {
                 ))
             }
         };
-        let dir = path.real().parent().unwrap_or(self.root.dir());
-        // Dropping `part` on any error removes it.
-        let mut part = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
-            .permissions(fs::Permissions::from_mode(0o644))
-            .tempfile_in(dir)
-            .map_err(Failure::Fs)?;
+        // Made in the target's directory handle; dropping `part` on any error removes it.
+        let mut part = path.create_part().map_err(Failure::Fs)?;
         if keep > 0 {
             // File to file: std::io::copy uses copy_file_range here.
-            let current = File::open(path.real()).map_err(Failure::Fs)?;
-            io::copy(&mut current.take(keep), part.as_file_mut()).map_err(Failure::Fs)?;
+            let current = path.open_read()?;
+            io::copy(&mut current.take(keep), part.file_mut()).map_err(Failure::Fs)?;
         }
         let shown = path.virtual_path();
-        let mut stream = self.open_data(plan, shown.as_str())?;
+        let mut stream = self.open_data(plan, mark)?;
         let started = Instant::now();
-        let result = self.receive_file(&mut stream, part.as_file());
+        let result = self.receive_file(&mut stream, part.file());
         // The upload's fate does not depend on our close_notify reaching the client.
         let _ = self.close_data(stream);
         let n = result?;
@@ -1424,8 +1480,7 @@ impl<'s> Session<'s> {
                 self.peer
             );
         })?;
-        part.persist(path.real())
-            .map_err(|e| Failure::Fs(e.error))?;
+        part.persist(path).map_err(Failure::Fs)?;
         let verb = match how {
             Store::Append => "APPE",
             _ => "STOR",
@@ -1463,7 +1518,7 @@ impl<'s> Session<'s> {
         self.rest = 0;
         let path = self.resolve(arg.unwrap_or("."))?;
         let text = self.listing(&path, kind)?;
-        let mut stream = self.open_data(plan, "directory listing")?;
+        let mut stream = self.open_data(plan, mark("directory listing"))?;
         // In TLS the handshake set the data timeout already.
         let timeout = Some(self.shared.config.data_timeout);
         let result = stream
@@ -1479,7 +1534,7 @@ impl<'s> Session<'s> {
     /// The listing of `path` (a directory's entries, or the one file) as `kind` asks,
     /// a CRLF-ended line each. MLSD of a file is refused (RFC 3659 §7.2).
     fn listing(&self, path: &Resolved, kind: Listing) -> Result<String, Failure> {
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.metadata()?;
         let now = SystemTime::now();
         let mut text = String::new();
         let mut line = |name: &str, meta: &Metadata| match kind {
@@ -1514,14 +1569,15 @@ impl<'s> Session<'s> {
     /// The entries of a directory, sorted by name, without our temporary files and
     /// without symlinks that lead outside the root (or nowhere).
     fn entries(&self, dir: &Resolved) -> Result<Vec<(String, Metadata)>, Failure> {
+        let dir = dir.open_dir()?;
         let mut entries = Vec::new();
-        for entry in fs::read_dir(dir.real()).map_err(Failure::Fs)? {
+        for entry in dir.names().map_err(Failure::Fs)? {
             let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy().into_owned();
+            let name = entry.to_string_lossy().into_owned();
             if name.starts_with(TEMP_PREFIX) {
                 continue;
             }
-            if let Some(meta) = self.listed_meta(dir, &name) {
+            if let Some(meta) = self.listed_meta(&dir, &entry) {
                 entries.push((name, meta));
             }
         }
@@ -1530,20 +1586,13 @@ impl<'s> Session<'s> {
     }
 
     /// The metadata to list for `name` in `dir`: a symlink shows what it points to.
-    fn listed_meta(&self, dir: &Resolved, name: &str) -> Option<Metadata> {
-        let real = dir.real().join(name);
-        let meta = fs::symlink_metadata(&real).ok()?;
-        if !meta.file_type().is_symlink() {
-            return Some(meta);
-        }
-        let child = dir.virtual_path().join(name).ok()?;
-        let resolved = self.root.resolve_virtual(child).ok()?;
-        fs::metadata(resolved.real()).ok()
+    fn listed_meta(&self, dir: &Directory, name: &OsStr) -> Option<Metadata> {
+        dir.metadata_of(name).ok()
     }
 
     fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
         let path = self.resolve(arg.unwrap_or("."))?;
-        let meta = fs::metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.metadata()?;
         let shown = path.virtual_path().as_str();
         let facts = self.facts.line(shown, &meta, self.perms);
         Ok(Reply::multi(
@@ -1636,22 +1685,22 @@ impl<'s> Session<'s> {
 
     fn dele(&self, name: &str) -> Result<Reply, Failure> {
         let path = self.resolve(name)?;
-        let meta = fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.symlink_metadata().map_err(Failure::Fs)?;
         if meta.is_dir() {
             return Err(Failure::refuse(
                 ReplyCode::FileUnavailable,
                 "Is a directory; use RMD",
             ));
         }
-        let _guard = self.write_lock(&path)?;
-        fs::remove_file(path.real()).map_err(Failure::Fs)?;
+        let _guard = self.write_lock(path.lock_key())?;
+        path.remove_file().map_err(Failure::Fs)?;
         log::info!("{}: DELE {}", self.peer, path.virtual_path());
         Ok(Reply::new(ReplyCode::FileActionOk, "File deleted"))
     }
 
     fn mkd(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(name)?;
-        fs::create_dir(path.real()).map_err(Failure::Fs)?;
+        let path = self.resolve_new(name)?;
+        path.create_dir().map_err(Failure::Fs)?;
         log::info!("{}: MKD {}", self.peer, path.virtual_path());
         Ok(Reply::new(
             ReplyCode::PathName,
@@ -1667,20 +1716,20 @@ impl<'s> Session<'s> {
                 "Cannot remove the root",
             ));
         }
-        let meta = fs::symlink_metadata(path.real()).map_err(Failure::Fs)?;
+        let meta = path.symlink_metadata().map_err(Failure::Fs)?;
         if !meta.is_dir() {
             return Err(Failure::refuse(
                 ReplyCode::FileUnavailable,
                 "Not a directory",
             ));
         }
-        fs::remove_dir(path.real()).map_err(Failure::Fs)?;
+        path.remove_dir().map_err(Failure::Fs)?;
         log::info!("{}: RMD {}", self.peer, path.virtual_path());
         Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
     }
 
     fn rnto(&self, from: Resolved, name: &str) -> Result<Reply, Failure> {
-        let to = self.resolve(name)?;
+        let to = self.resolve_new(name)?;
         if from.virtual_path().is_root() || to.virtual_path().is_root() {
             return Err(Failure::refuse(
                 ReplyCode::FileUnavailable,
@@ -1688,16 +1737,16 @@ impl<'s> Session<'s> {
             ));
         }
         // Both names are locked, in a fixed order so two renames never deadlock.
-        let (first, second) = if from.real() <= to.real() {
-            (&from, &to)
+        let (first, second) = if from.lock_key() <= to.lock_key() {
+            (from.lock_key(), to.lock_key())
         } else {
-            (&to, &from)
+            (to.lock_key(), from.lock_key())
         };
         let _a = self.write_lock(first)?;
-        let _b = (first.real() != second.real())
+        let _b = (first != second)
             .then(|| self.write_lock(second))
             .transpose()?;
-        fs::rename(from.real(), to.real()).map_err(Failure::Fs)?;
+        from.rename_to(&to).map_err(Failure::Fs)?;
         log::info!(
             "{}: rename {} to {}",
             self.peer,
@@ -1753,6 +1802,13 @@ fn transfer_complete(bytes: u64) -> Reply {
     )
 }
 
+/// A random number for STOU's names: std's hasher keys are random per process and
+/// differ per call.
+fn unique_number() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    RandomState::new().build_hasher().finish() as u32
+}
+
 fn type_name(t: TransferType) -> &'static str {
     match t {
         TransferType::Ascii => "A",
@@ -1769,8 +1825,8 @@ fn help() -> Reply {
     let lines = [
         "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST",
         "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-        "QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE USER",
-        "XCUP XCWD XMKD XPWD XRMD",
+        "QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE",
+        "USER XCUP XCWD XMKD XPWD XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(
