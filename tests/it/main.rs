@@ -13,6 +13,7 @@ mod ftps;
 mod ipv6;
 mod lftp;
 mod lifecycle;
+mod listings;
 mod load;
 mod peers;
 mod server;
