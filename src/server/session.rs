@@ -1440,11 +1440,10 @@ impl<'s> Session<'s> {
                     return Err(e);
                 };
                 let pattern = Pattern::new(last);
-                let any = read_entries(&self.root, &dir, Some(&pattern))
+                let mut entries = read_entries(&self.root, &dir, Some(&pattern))
                     .map_err(Failure::Fs)?
-                    .next()
-                    .is_some();
-                if !any {
+                    .peekable();
+                if entries.peek().is_none() {
                     return Err(Failure::refuse(ReplyCode::FileBusy, "No files found"));
                 }
                 // NLST names what matched by the path as given (`sub/a.txt` for
@@ -1454,7 +1453,7 @@ impl<'s> Session<'s> {
                     _ => String::new(),
                 };
                 return Ok(Target {
-                    what: Selection::Matching(dir, pattern),
+                    what: Selection::Entries(Box::new(entries)),
                     prefix,
                 });
             }
@@ -1469,8 +1468,9 @@ impl<'s> Session<'s> {
                 "" => "/".to_owned(),
                 base => format!("{base}/"),
             };
+            let entries = read_entries(&self.root, &path, None).map_err(Failure::Fs)?;
             return Ok(Target {
-                what: Selection::All(path),
+                what: Selection::Entries(Box::new(entries)),
                 prefix,
             });
         }
@@ -1509,27 +1509,26 @@ impl<'s> Session<'s> {
         sink: &mut Sink<'_>,
     ) -> Result<(), Failure> {
         let (facts, perms, peer, now) = (self.facts, self.perms, self.peer, SystemTime::now());
+        let Target { what, prefix } = target;
         let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
         let add = |chunk: &mut String, name: &str, meta: &Metadata| {
-            if !listable(&target.prefix) || !listable(name) {
+            if !listable(&prefix) || !listable(name) {
                 log::debug!(
                     "{peer}: not listed, a control character in {:?}",
-                    format!("{}{name}", target.prefix)
+                    format!("{prefix}{name}")
                 );
                 return;
             }
             chunk.push_str(indent);
-            entry_line(chunk, kind, &target.prefix, name, meta, facts, perms, now);
+            entry_line(chunk, kind, &prefix, name, meta, facts, perms, now);
         };
-        let (dir, pattern) = match &target.what {
+        let mut entries = match what {
             Selection::One(name, meta) => {
-                add(&mut chunk, name, meta);
+                add(&mut chunk, &name, &meta);
                 return self.emit(sink, &chunk);
             }
-            Selection::All(dir) => (dir, None),
-            Selection::Matching(dir, pattern) => (dir, Some(pattern)),
+            Selection::Entries(entries) => entries,
         };
-        let mut entries = read_entries(&self.root, dir, pattern).map_err(Failure::Fs)?;
         let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
         if first.len() <= SORTED_MAX {
             first.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1539,7 +1538,10 @@ impl<'s> Session<'s> {
             if chunk.len() >= LISTING_CHUNK {
                 self.emit(sink, &chunk)?;
                 chunk.clear();
-                self.check_abort()?;
+                // Not inside a STAT reply: nothing may come between its lines.
+                if matches!(sink, Sink::Data(_)) {
+                    self.check_abort()?;
+                }
             }
         }
         if chunk.is_empty() {
@@ -1737,10 +1739,9 @@ struct Target {
 }
 
 enum Selection {
-    /// Every entry of a directory.
-    All(Resolved),
-    /// The entries of a directory whose names match.
-    Matching(Resolved, Pattern),
+    /// The entries of a directory (all, or those a pattern matched), opened before
+    /// the first reply so that a directory that cannot be read is refused before it.
+    Entries(Box<dyn Iterator<Item = (String, Metadata)>>),
     /// One entry that is not a directory, under the name to show.
     One(String, Metadata),
 }

@@ -254,6 +254,59 @@ fn tnftp_mget_of_a_path_fetches_the_files_of_that_directory() {
     assert!(!local.path().join("c.bin").exists(), "{run:?}");
 }
 
+#[test]
+fn listings_larger_than_a_chunk_are_complete_in_every_form() {
+    // More entries than are sorted (1,024) and more bytes than one chunk (64 KiB).
+    const FILES: usize = 3_000;
+    let server = TestServer::start(&[]);
+    let dir = server.root().join("many");
+    fs::create_dir(&dir).expect("mkdir");
+    let names: HashSet<String> = (0..FILES)
+        .map(|i| format!("entry {i:05} {}", "m".repeat(40)))
+        .collect();
+    for name in &names {
+        fs::File::create(dir.join(name)).expect("create");
+    }
+    let mut ftp = server.login();
+    let check = |what: &str, listed: Vec<String>| {
+        let unique: HashSet<String> = listed.iter().cloned().collect();
+        assert_eq!(listed.len(), FILES, "{what}: one line per entry");
+        assert_eq!(unique, names, "{what}: every name once");
+    };
+    let nlst = ftp.listing("NLST many");
+    check(
+        "NLST",
+        nlst.lines()
+            .map(|l| l.strip_prefix("many/").expect("many/ prefix").to_owned())
+            .collect(),
+    );
+    let list = ftp.listing("LIST many");
+    check(
+        "LIST",
+        list.lines()
+            .map(|l| l[l.find(" entry ").expect("name") + 1..].to_owned())
+            .collect(),
+    );
+    let mlsd = ftp.listing("MLSD many");
+    check(
+        "MLSD",
+        mlsd.lines()
+            .map(|l| l.split_once("; ").expect("facts; name").1.to_owned())
+            .collect(),
+    );
+    let stat = ftp.expect("STAT many", 213);
+    let lines: Vec<&str> = stat.text.lines().collect();
+    assert_eq!(lines.last(), Some(&"213 End of status"));
+    check(
+        "STAT",
+        lines[1..lines.len() - 1]
+            .iter()
+            .map(|l| l[l.find(" entry ").expect("name") + 1..].to_owned())
+            .collect(),
+    );
+    ftp.expect("NOOP", 200);
+}
+
 /// The server's peak resident memory so far (VmHWM), in KiB.
 fn peak_kib(pid: u32) -> u64 {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
