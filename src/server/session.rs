@@ -1460,7 +1460,7 @@ impl<'s> Session<'s> {
         };
         if meta.is_dir() {
             // NLST of a directory names its entries `dir/name`, as vsftpd and ProFTPD
-            // do (tnftp's `mget sub/*` fetched the root's files from bare names); with
+            // do (tnftp's `mget sub/a.txt` fetched the root's `a.txt` from a bare name); with
             // no path, or `.`, the names are bare.
             let base = given.trim_end_matches('/');
             let prefix = match base {
