@@ -1,46 +1,152 @@
-//! Directory listings: `ls -l` lines for LIST and STAT, bare names for NLST, and
-//! machine-readable facts for MLSD/MLST (RFC 3659 §7).
+//! Directory listings: `ls -l` lines for LIST and STAT, names for NLST, and
+//! machine-readable facts for MLSD/MLST (RFC 3659 §7), one line per entry.
+//!
+//! The session streams a listing: it reads the directory an entry at a time and
+//! formats lines into a chunk of about [`LISTING_CHUNK`] bytes that goes out before
+//! the next is made, so a listing's memory does not grow with the directory. Sorting
+//! needs every name at once, so only a directory of up to [`SORTED_MAX`] entries
+//! (nearly every directory people look at, and what peers' `ls`-style listings
+//! look like) is listed sorted by name, after reading it whole; a larger one comes in
+//! the directory's own order, as `ls -f` shows it. Clients that show a large listing
+//! to people sort it themselves.
+//!
+//! A name with a control character is never listed ([`listable`]): a CR or LF in a
+//! name would end the line early and let the rest of the name pose as another entry
+//! (or, in STAT and MLST, as another reply line).
 
 use std::fmt::Write as _;
 use std::fs::Metadata;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::time::SystemTime;
 
 use super::accounts::Perms;
 use crate::time::{ls_date, Utc};
 
-/// One `ls -l` style line, with CRLF.
-pub(super) fn ls_line(out: &mut String, name: &str, meta: &Metadata, now: SystemTime) {
-    let kind = if meta.is_dir() { 'd' } else { '-' };
-    let mode = meta.permissions().mode();
-    let mut perms = String::with_capacity(9);
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
-        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
-        perms.push(if bits & 1 != 0 { 'x' } else { '-' });
+mod glob;
+
+pub(super) use glob::{has_wildcards, Pattern};
+
+/// A listing goes out in chunks of about this many bytes (one line more at most).
+pub(super) const LISTING_CHUNK: usize = 64 << 10;
+
+/// Directories of up to this many entries are listed sorted by name: a bounded
+/// batch (some 200 KiB with its metadata) held while it is sorted.
+pub(super) const SORTED_MAX: usize = 1024;
+
+/// What a listing command sends for each entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Listing {
+    /// LIST and STAT: `ls -l` lines.
+    Long,
+    /// NLST: names.
+    Names,
+    /// MLSD: facts and names.
+    Facts,
+}
+
+/// Whether `name` may appear in a listing: no control characters (C0, DEL, C1).
+pub(super) fn listable(name: &str) -> bool {
+    !name.chars().any(char::is_control)
+}
+
+/// Appends the line for one entry as `kind` asks, with CRLF; `prefix` goes before
+/// the name in NLST (LIST lines show the bare name, as vsftpd's do).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn entry_line(
+    out: &mut String,
+    kind: Listing,
+    prefix: &str,
+    name: &str,
+    meta: &Metadata,
+    facts: Facts,
+    perms: Perms,
+    now: SystemTime,
+) {
+    match kind {
+        Listing::Long => ls_line(out, name, meta, now),
+        Listing::Names => {
+            out.push_str(prefix);
+            out.push_str(name);
+            out.push_str("\r\n");
+        }
+        Listing::Facts => {
+            out.push_str(&facts.line(name, meta, perms));
+            out.push_str("\r\n");
+        }
     }
+}
+
+/// One `ls -l` style line, with CRLF: the file type and all twelve mode bits as
+/// `ls` shows them (`drwxr-xr-x`, `-rwsr-x--T`).
+pub(super) fn ls_line(out: &mut String, name: &str, meta: &Metadata, now: SystemTime) {
     let date = meta
         .modified()
         .map_or_else(|_| ls_date(now, now), |t| ls_date(t, now));
     let _ = write!(
         out,
-        "{kind}{perms} {:>3} ftp      ftp      {:>12} {date} {name}\r\n",
+        "{}{} {:>3} ftp      ftp      {:>12} {date} {name}\r\n",
+        type_letter(meta),
+        mode_letters(meta.permissions().mode()),
         meta.nlink(),
         meta.len()
     );
+}
+
+/// The first letter of an `ls -l` line.
+fn type_letter(meta: &Metadata) -> char {
+    let t = meta.file_type();
+    if t.is_dir() {
+        'd'
+    } else if t.is_symlink() {
+        'l'
+    } else if t.is_fifo() {
+        'p'
+    } else if t.is_socket() {
+        's'
+    } else if t.is_block_device() {
+        'b'
+    } else if t.is_char_device() {
+        'c'
+    } else {
+        '-'
+    }
+}
+
+/// `rwxr-xr-x` for 0o755; set-user-ID, set-group-ID and sticky bits take the place
+/// of the execute letter as `s`/`S` and `t`/`T`, as in `ls`.
+fn mode_letters(mode: u32) -> String {
+    let mut letters = String::with_capacity(9);
+    for (shift, special, on, off) in [
+        (6, 0o4000, 's', 'S'),
+        (3, 0o2000, 's', 'S'),
+        (0, 0o1000, 't', 'T'),
+    ] {
+        let bits = (mode >> shift) & 7;
+        letters.push(if bits & 4 != 0 { 'r' } else { '-' });
+        letters.push(if bits & 2 != 0 { 'w' } else { '-' });
+        letters.push(match (bits & 1 != 0, mode & special != 0) {
+            (true, false) => 'x',
+            (false, false) => '-',
+            (true, true) => on,
+            (false, true) => off,
+        });
+    }
+    letters
 }
 
 /// The MLST facts a client asked for (`OPTS MLST`), all of them by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Facts(u8);
 
-/// The facts we know, in the order they are listed (RFC 3659 §7.5).
-const FACTS: [&str; 5] = ["type", "size", "modify", "perm", "unique"];
+/// The facts we know, in the order they are listed (RFC 3659 §7.5). `UNIX.mode` is
+/// the mode bits in octal, as ProFTPD and pure-ftpd send it: clients that list with
+/// MLSD (ncftp's `ls -l`) show permissions from it, and without it guess them from
+/// the `perm` fact.
+const FACTS: [&str; 6] = ["type", "size", "modify", "perm", "unique", "UNIX.mode"];
 
 impl Default for Facts {
     fn default() -> Facts {
-        Facts(0b1_1111)
+        Facts(0b11_1111)
     }
 }
 
@@ -96,7 +202,8 @@ impl Facts {
                     Err(_) => Ok(()),
                 },
                 "perm" => write!(out, "perm={};", perm_fact(meta, perms)),
-                _ => write!(out, "unique={:x}U{:x};", meta.dev(), meta.ino()),
+                "unique" => write!(out, "unique={:x}U{:x};", meta.dev(), meta.ino()),
+                _ => write!(out, "UNIX.mode={:04o};", meta.permissions().mode() & 0o7777),
             };
         }
         out.push(' ');
@@ -152,7 +259,10 @@ mod tests {
         let some = Facts::select("size;TYPE;bogus;");
         assert_eq!(some.names(), "type;size;");
         assert_eq!(some.line("x", &meta, Perms::READ), "type=file;size=5; x");
-        assert_eq!(some.feature(), "MLST type*;size*;modify;perm;unique;");
+        assert_eq!(
+            some.feature(),
+            "MLST type*;size*;modify;perm;unique;UNIX.mode;"
+        );
         let dir = std::fs::metadata(tmp.path()).expect("meta");
         assert_eq!(
             Facts::select("type;perm").line("d", &dir, Perms::READ),
@@ -179,5 +289,54 @@ mod tests {
         ls_line(&mut out, "f", &meta, SystemTime::now());
         assert!(out.starts_with("-rw-r----- "), "{out}");
         assert!(out.contains(" 3 ") && out.ends_with(" f\r\n"), "{out}");
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let dir_meta = std::fs::metadata(tmp.path()).expect("meta");
+        let mut out = String::new();
+        ls_line(&mut out, "d", &dir_meta, SystemTime::now());
+        assert!(out.starts_with("drwxr-xr-x "), "{out}");
+    }
+
+    #[test]
+    fn mode_letters_show_special_bits_as_ls() {
+        assert_eq!(mode_letters(0o644), "rw-r--r--");
+        assert_eq!(mode_letters(0o755), "rwxr-xr-x");
+        assert_eq!(mode_letters(0o4755), "rwsr-xr-x");
+        assert_eq!(mode_letters(0o2745), "rwxr-Sr-x");
+        assert_eq!(mode_letters(0o1777), "rwxrwxrwt");
+        assert_eq!(mode_letters(0o1770), "rwxrwx--T");
+        assert_eq!(mode_letters(0), "---------");
+    }
+
+    #[test]
+    fn unix_mode_fact_is_octal() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "abc").expect("write");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        let meta = std::fs::metadata(&file).expect("meta");
+        assert_eq!(
+            Facts::select("type;UNIX.mode").line("f", &meta, Perms::READ),
+            "type=file;UNIX.mode=0640; f"
+        );
+        assert!(Facts::default()
+            .line("f", &meta, Perms::READ)
+            .ends_with(";UNIX.mode=0640; f"));
+    }
+
+    #[test]
+    fn control_characters_are_not_listable() {
+        assert!(listable("a b.txt"));
+        assert!(listable("ünï"));
+        for bad in [
+            "evil\r\n-rw fake",
+            "a\nb",
+            "a\rb",
+            "tab\t",
+            "del\x7f",
+            "c1\u{85}",
+        ] {
+            assert!(!listable(bad), "{bad:?}");
+        }
     }
 }

@@ -14,7 +14,6 @@
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
-use std::ffi::OsStr;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -26,11 +25,13 @@ use crate::digest::hex;
 
 use super::accounts::Perms;
 use super::data::{self, DataPlan};
-use super::listing::{ls_line, Facts};
+use super::listing::{
+    entry_line, has_wildcards, listable, Facts, Listing, Pattern, LISTING_CHUNK, SORTED_MAX,
+};
 use super::{ConnToken, NotRegistered, Shared};
 use crate::locks::FileGuard;
 use crate::path::{
-    is_fit_for_new_name, Directory, EntryKey, PathError, Resolved, Root, VirtualPath, TEMP_PREFIX,
+    is_fit_for_new_name, EntryKey, PathError, Resolved, Root, VirtualPath, TEMP_PREFIX,
 };
 use crate::protocol::{
     read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
@@ -1516,84 +1517,194 @@ impl<'s> Session<'s> {
         let plan = self.data.take();
         // A restart offset is for the next RETR or STOR only (RFC 3659 §5.3).
         self.rest = 0;
-        let path = self.resolve(arg.unwrap_or("."))?;
-        let text = self.listing(&path, kind)?;
+        // Everything that can be refused is found before the 150.
+        let target = self.listing_target(arg, kind)?;
         let mut stream = self.open_data(plan, mark("directory listing"))?;
         // In TLS the handshake set the data timeout already.
         let timeout = Some(self.shared.config.data_timeout);
         let result = stream
             .as_plain()
             .map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout))
-            .and_then(|()| stream.write_all(text.as_bytes()))
-            .map_err(Failure::Transfer);
+            .map_err(Failure::Transfer)
+            .and_then(|()| self.listing(target, kind, "", &mut Sink::Data(&mut stream)));
         let closed = self.close_data(stream);
         result.and(closed)?;
         Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
     }
 
-    /// The listing of `path` (a directory's entries, or the one file) as `kind` asks,
-    /// a CRLF-ended line each. MLSD of a file is refused (RFC 3659 §7.2).
-    fn listing(&self, path: &Resolved, kind: Listing) -> Result<String, Failure> {
-        let meta = path.metadata()?;
-        let now = SystemTime::now();
-        let mut text = String::new();
-        let mut line = |name: &str, meta: &Metadata| match kind {
-            Listing::Long => ls_line(&mut text, name, meta, now),
-            Listing::Names => {
-                text.push_str(name);
-                text.push_str("\r\n");
-            }
-            Listing::Facts => {
-                text.push_str(&self.facts.line(name, meta, self.perms));
-                text.push_str("\r\n");
+    /// What `arg` asks a listing command to list (see [`Target`]). A path that exists
+    /// is taken literally, even when it has wildcard characters; otherwise wildcards
+    /// in its last component select entries of the directory before it, except for
+    /// MLSD, which takes no patterns (RFC 3659 §7.1). A pattern that matches nothing
+    /// is `450` (RFC 959 lists it for LIST and NLST; ProFTPD answers so).
+    fn listing_target(&self, arg: Option<&str>, kind: Listing) -> Result<Target, Failure> {
+        let given = arg.unwrap_or("");
+        let literal = self
+            .resolve(if given.is_empty() { "." } else { given })
+            .and_then(|path| match path.metadata() {
+                Ok(meta) => Ok((path, meta)),
+                Err(e) => Err(Failure::Path(e)),
+            });
+        let (dir_text, last) = match given.rsplit_once('/') {
+            Some(("", last)) => ("/", last),
+            Some((dir, last)) => (dir, last),
+            None => (".", given),
+        };
+        let (path, meta) = match literal {
+            Ok(found) => found,
+            Err(e) if kind == Listing::Facts || !has_wildcards(last) => return Err(e),
+            Err(e) => {
+                let Ok(dir) = self.resolve(dir_text) else {
+                    return Err(e);
+                };
+                let pattern = Pattern::new(last);
+                let mut entries = read_entries(&dir, Some(&pattern))?.peekable();
+                if entries.peek().is_none() {
+                    return Err(Failure::refuse(ReplyCode::FileBusy, "No files found"));
+                }
+                // NLST names what matched by the path as given (`sub/a.txt` for
+                // `sub/*.txt`), so that a client fetching those names fetches these files.
+                let prefix = match given.rsplit_once('/') {
+                    Some((dir, _)) if kind == Listing::Names => format!("{dir}/"),
+                    _ => String::new(),
+                };
+                return Ok(Target {
+                    what: Selection::Entries(Box::new(entries)),
+                    prefix,
+                });
             }
         };
         if meta.is_dir() {
-            for (name, meta) in self.entries(path)? {
-                line(&name, &meta);
-            }
-        } else if kind == Listing::Facts {
+            // NLST of a directory names its entries `dir/name`, as vsftpd and ProFTPD
+            // do (tnftp's `mget sub/a.txt` fetched the root's `a.txt` from a bare name); with
+            // no path, or `.`, the names are bare.
+            let base = given.trim_end_matches('/');
+            let prefix = match base {
+                _ if kind != Listing::Names || given.is_empty() || base == "." => String::new(),
+                "" => "/".to_owned(),
+                base => format!("{base}/"),
+            };
+            let entries = read_entries(&path, None)?;
+            return Ok(Target {
+                what: Selection::Entries(Box::new(entries)),
+                prefix,
+            });
+        }
+        if kind == Listing::Facts {
             return Err(Failure::refuse(
                 ReplyCode::BadArguments,
                 "MLSD needs a directory",
             ));
+        }
+        let name = match kind {
+            Listing::Names => given.to_owned(),
+            _ => path
+                .virtual_path()
+                .components()
+                .last()
+                .unwrap_or("/")
+                .to_owned(),
+        };
+        Ok(Target {
+            what: Selection::One(name, meta),
+            prefix: String::new(),
+        })
+    }
+
+    /// Sends the listing of `target` as `kind` asks, each line after `indent`, to
+    /// `sink` in chunks of about [`LISTING_CHUNK`] bytes, looking for ABOR between
+    /// chunks: the memory it takes does not grow with the directory. A directory of
+    /// up to [`SORTED_MAX`] entries is listed sorted by name, a larger one in its own
+    /// order (see the listing module). Entries whose name (or the NLST prefix) has a
+    /// control character are left out.
+    fn listing(
+        &mut self,
+        target: Target,
+        kind: Listing,
+        indent: &str,
+        sink: &mut Sink<'_>,
+    ) -> Result<(), Failure> {
+        let (facts, perms, peer, now) = (self.facts, self.perms, self.peer, SystemTime::now());
+        let Target { what, prefix } = target;
+        let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
+        let add = |chunk: &mut String, name: &str, meta: &Metadata| {
+            if !listable(&prefix) || !listable(name) {
+                log::debug!(
+                    "{peer}: not listed, a control character in {:?}",
+                    format!("{prefix}{name}")
+                );
+                return;
+            }
+            chunk.push_str(indent);
+            entry_line(chunk, kind, &prefix, name, meta, facts, perms, now);
+        };
+        let mut entries = match what {
+            Selection::One(name, meta) => {
+                add(&mut chunk, &name, &meta);
+                return self.emit(sink, &chunk);
+            }
+            Selection::Entries(entries) => entries,
+        };
+        let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
+        if first.len() <= SORTED_MAX {
+            first.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for (name, meta) in first.into_iter().chain(entries) {
+            add(&mut chunk, &name, &meta);
+            if chunk.len() >= LISTING_CHUNK {
+                self.emit(sink, &chunk)?;
+                chunk.clear();
+                // Not inside a STAT reply: nothing may come between its lines.
+                if matches!(sink, Sink::Data(_)) {
+                    self.check_abort()?;
+                }
+            }
+        }
+        if chunk.is_empty() {
+            Ok(())
         } else {
-            line(
-                path.virtual_path().components().last().unwrap_or("/"),
-                &meta,
-            );
+            self.emit(sink, &chunk)
         }
-        Ok(text)
     }
 
-    /// The entries of a directory, sorted by name, without our temporary files and
-    /// without symlinks that lead outside the root (or nowhere).
-    fn entries(&self, dir: &Resolved) -> Result<Vec<(String, Metadata)>, Failure> {
-        let dir = dir.open_dir()?;
-        let mut entries = Vec::new();
-        for entry in dir.names().map_err(Failure::Fs)? {
-            let Ok(entry) = entry else { continue };
-            let name = entry.to_string_lossy().into_owned();
-            if name.starts_with(TEMP_PREFIX) {
-                continue;
-            }
-            if let Some(meta) = self.listed_meta(&dir, &entry) {
-                entries.push((name, meta));
-            }
+    /// Sends one chunk of a listing.
+    fn emit(&mut self, sink: &mut Sink<'_>, chunk: &str) -> Result<(), Failure> {
+        match sink {
+            Sink::Data(stream) => stream
+                .write_all(chunk.as_bytes())
+                .map_err(Failure::Transfer),
+            Sink::Control => self.send_text(chunk),
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(entries)
     }
 
-    /// The metadata to list for `name` in `dir`: a symlink shows what it points to.
-    fn listed_meta(&self, dir: &Directory, name: &OsStr) -> Option<Metadata> {
-        dir.metadata_of(name).ok()
+    /// Writes `text` (whole CRLF-ended reply lines) to the control connection.
+    fn send_text(&mut self, text: &str) -> Result<(), Failure> {
+        let mut wire = match self.held_mark.take() {
+            Some(mark) => mark.to_wire(),
+            None => String::new(),
+        };
+        wire.push_str(text);
+        let control = self.control.get_mut();
+        control
+            .write_all(wire.as_bytes())
+            .and_then(|()| control.flush())
+            .map_err(Failure::Control)
     }
 
     fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
         let path = self.resolve(arg.unwrap_or("."))?;
         let meta = path.metadata()?;
         let shown = path.virtual_path().as_str();
+        if !listable(shown) {
+            log::debug!(
+                "{}: MLST of {shown:?} refused: a control character",
+                self.peer
+            );
+            return Err(Failure::refuse(
+                ReplyCode::FileUnavailable,
+                "Name not shown: it has a control character",
+            ));
+        }
         let facts = self.facts.line(shown, &meta, self.perms);
         Ok(Reply::multi(
             ReplyCode::FileActionOk,
@@ -1603,7 +1714,7 @@ impl<'s> Session<'s> {
         ))
     }
 
-    fn stat(&self, arg: Option<&str>) -> Result<Reply, Failure> {
+    fn stat(&mut self, arg: Option<&str>) -> Result<Reply, Failure> {
         let Some(arg) = arg else {
             let user = match &self.login {
                 Login::In(name) => name.as_str(),
@@ -1627,15 +1738,20 @@ impl<'s> Session<'s> {
                 "End of status",
             ));
         };
-        let path = self.resolve(arg)?;
-        let text = self.listing(&path, Listing::Long)?;
-        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
-        Ok(Reply::multi(
-            ReplyCode::FileStatus,
-            &format!("Status of {}:", path.virtual_path()),
-            &lines,
-            "End of status",
-        ))
+        let target = self.listing_target(Some(arg), Listing::Long)?;
+        let shown: String = self
+            .cwd
+            .join(arg)?
+            .as_str()
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        // The lines go out as they are made, between the first line of the reply and
+        // its last (returned as usual), so a large directory is not held whole.
+        let code = ReplyCode::FileStatus.number();
+        self.send_text(&format!("{code}-Status of {shown}:\r\n"))?;
+        self.listing(target, Listing::Long, " ", &mut Sink::Control)?;
+        Ok(Reply::new(ReplyCode::FileStatus, "End of status"))
     }
 
     /// HASH: the file's digest. Hashing costs CPU in proportion to the file (seconds
@@ -1762,15 +1878,53 @@ impl<'s> Session<'s> {
     }
 }
 
-/// What a listing command sends for each entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Listing {
-    /// LIST: `ls -l` lines.
-    Long,
-    /// NLST: names.
-    Names,
-    /// MLSD: facts and names.
-    Facts,
+/// What a listing command lists, found before its first reply.
+struct Target {
+    what: Selection,
+    /// What NLST puts before each name of a directory listed by a path (`sub/`);
+    /// empty for bare names.
+    prefix: String,
+}
+
+enum Selection {
+    /// The entries of a directory (all, or those a pattern matched), opened before
+    /// the first reply so that a directory that cannot be read is refused before it.
+    Entries(Box<dyn Iterator<Item = (String, Metadata)>>),
+    /// One entry that is not a directory, under the name to show.
+    One(String, Metadata),
+}
+
+/// Where a listing goes: the data connection, or the control connection (STAT).
+enum Sink<'a> {
+    Data(&'a mut ServerStream),
+    Control,
+}
+
+/// The entries of `dir`, in the directory's own order, as they are read: without our
+/// temporary files, without names `wanted` does not match, and without symlinks that
+/// lead outside the root (or nowhere); a symlink shows what it points to. Entries
+/// that cannot be read are left out. This is the one place a listing reads a
+/// directory.
+///
+/// # Errors
+/// When the directory cannot be opened.
+fn read_entries(
+    dir: &Resolved,
+    wanted: Option<&Pattern>,
+) -> Result<impl Iterator<Item = (String, Metadata)>, PathError> {
+    let dir = dir.open_dir()?;
+    let names = dir.names()?;
+    let wanted = wanted.cloned();
+    Ok(names.filter_map(move |entry| {
+        let entry = entry.ok()?;
+        let name = entry.to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) || wanted.as_ref().is_some_and(|p| !p.matches(&name)) {
+            return None;
+        }
+        // A symlink shows what it points to, when that stays inside the root.
+        let meta = dir.metadata_of(&entry).ok()?;
+        Some((name, meta))
+    }))
 }
 
 /// How [`Session::quick_send`] went.

@@ -100,7 +100,8 @@ assert (" %d " % len(data)) in listing[0], listing
 assert listing[1].startswith("d") and listing[1].endswith(" dir"), listing
 assert listing[2].endswith(" large"), listing
 assert ftp.nlst() == ["data.bin", "dir", "large"], ftp.nlst()
-assert sorted(ftp.nlst("dir")) == ["sub ünï", "text.txt"], ftp.nlst("dir")
+# NLST of a path names the entries by that path (issue 11), as vsftpd does.
+assert ftp.nlst("dir") == ["dir/sub ünï", "dir/text.txt"], ftp.nlst("dir")
 listing = []
 ftp.retrlines("LIST -la dir", listing.append)
 assert [l.rsplit(" ", 1)[-1] for l in listing] == ["ünï", "text.txt"], listing

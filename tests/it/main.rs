@@ -15,6 +15,7 @@ mod hardening;
 mod ipv6;
 mod lftp;
 mod lifecycle;
+mod listings;
 mod load;
 mod new_names;
 mod peers;
