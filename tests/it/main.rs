@@ -18,3 +18,4 @@ mod peers;
 mod server;
 mod stress;
 mod vsftpd;
+mod wget;
