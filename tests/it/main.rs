@@ -15,6 +15,7 @@ mod lftp;
 mod lifecycle;
 mod load;
 mod peers;
+mod rclone;
 mod server;
 mod stress;
 mod vsftpd;
