@@ -18,5 +18,6 @@ mod peers;
 mod rclone;
 mod server;
 mod stress;
+mod tnftp;
 mod vsftpd;
 mod wget;
