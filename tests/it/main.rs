@@ -14,6 +14,7 @@ mod ipv6;
 mod lftp;
 mod lifecycle;
 mod load;
+mod ncftp;
 mod peers;
 mod rclone;
 mod server;
