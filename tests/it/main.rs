@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one file per theme.
 
 mod accounts;
+mod aria2;
 mod bad_input;
 mod basic_ftp;
 mod client_pyftpdlib;
