@@ -2,17 +2,17 @@
 //! last component of LIST/NLST/STAT, names with control characters never listed, the
 //! real mode bits in LIST and MLSD, and memory that does not grow with the directory
 //! while several large listings stream at once (every name still listed once). tnftp's
-//! `mget` and ncftp's `ls -l`, which found the first and the mode bits, run too.
+//! `mget` and ncftp's `ls -l`, which found the first and the mode bits, are in
+//! tnftp.rs and ncftp.rs.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use crate::common::{have, require, run_peer, Ftp, TestServer};
+use crate::common::{Ftp, TestServer};
 
 /// `a.txt`, `b.txt`, `c.bin` at the top and `sub/a.txt`, `sub/c.bin` with other bytes.
 fn sample_tree(server: &TestServer) {
@@ -188,70 +188,6 @@ fn listings_show_the_real_mode_bits() {
             .unwrap_or_else(|| panic!("{name} in {mlsd}"));
         assert!(line.contains(&format!(";UNIX.mode={mode};")), "{line}");
     }
-}
-
-#[test]
-fn ncftp_ls_shows_the_mode_bits() {
-    if !require(have("sh", &["-c", "command -v ncftp"]), "ncftp") {
-        return;
-    }
-    let server = TestServer::start(&[]);
-    let root = server.root();
-    fs::write(root.join("pub.txt"), b"x").expect("write");
-    fs::set_permissions(root.join("pub.txt"), fs::Permissions::from_mode(0o644)).expect("chmod");
-    fs::create_dir(root.join("open")).expect("mkdir");
-    fs::set_permissions(root.join("open"), fs::Permissions::from_mode(0o755)).expect("chmod");
-    let script = format!(
-        "printf 'ls -l\\nquit\\n' | ncftp -P {} 127.0.0.1",
-        server.addr.port()
-    );
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c").arg(script);
-    let run = run_peer(cmd);
-    let shown = |name: &str| {
-        run.stdout
-            .lines()
-            .find(|l| l.trim_end().ends_with(&format!(" {name}")))
-            .unwrap_or_else(|| panic!("{name} not listed: {run:?}"))
-            .to_owned()
-    };
-    assert!(shown("pub.txt").starts_with("-rw-r--r--"), "{run:?}");
-    assert!(shown("open").starts_with("drwxr-xr-x"), "{run:?}");
-}
-
-#[test]
-fn tnftp_mget_of_a_path_fetches_the_files_of_that_directory() {
-    if !require(have("sh", &["-c", "command -v tnftp"]), "tnftp") {
-        return;
-    }
-    let server = TestServer::start(&[]);
-    sample_tree(&server);
-    let local = tempfile::tempdir().expect("tempdir");
-    fs::create_dir(local.path().join("sub")).expect("mkdir");
-    let script = format!(
-        "open 127.0.0.1 {}\nuser anonymous x\nbinary\nprompt\nmget sub/a.txt\nmget sub/*.bin\nquit\n",
-        server.addr.port()
-    );
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg("printf '%s' \"$1\" | tnftp -n")
-        .arg("sh")
-        .arg(script)
-        .current_dir(local.path());
-    let run = run_peer(cmd);
-    assert_eq!(
-        fs::read(local.path().join("sub/a.txt")).ok().as_deref(),
-        Some(&b"sub a"[..]),
-        "{run:?}"
-    );
-    assert_eq!(
-        fs::read(local.path().join("sub/c.bin")).ok().as_deref(),
-        Some(&b"sub c"[..]),
-        "{run:?}"
-    );
-    // Nothing of the top directory came down.
-    assert!(!local.path().join("a.txt").exists(), "{run:?}");
-    assert!(!local.path().join("c.bin").exists(), "{run:?}");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one file per theme.
 
 mod accounts;
+mod aria2;
 mod bad_input;
 mod basic_ftp;
 mod client_pyftpdlib;
@@ -17,8 +18,12 @@ mod lftp;
 mod lifecycle;
 mod listings;
 mod load;
+mod ncftp;
 mod new_names;
 mod peers;
+mod rclone;
 mod server;
 mod stress;
+mod tnftp;
 mod vsftpd;
+mod wget;
