@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use self::accounts::{Anonymous, Users};
 use crate::error::{Error, Result};
@@ -138,6 +138,7 @@ struct Shared {
 #[derive(Debug)]
 struct Slots {
     used: Mutex<usize>,
+    freed: Condvar,
     max: usize,
 }
 
@@ -146,15 +147,20 @@ impl Slots {
     fn per_core() -> Slots {
         Slots {
             used: Mutex::new(0),
+            freed: Condvar::new(),
             max: thread::available_parallelism().map_or(2, std::num::NonZero::get),
         }
     }
 
-    /// A slot, held until the guard drops; `None` when all are taken.
-    fn take(&self) -> Option<SlotGuard<'_>> {
+    /// A slot, held until the guard drops, waiting up to `wait` for one to be free;
+    /// `None` when none was.
+    fn take(&self, wait: Duration) -> Option<SlotGuard<'_>> {
+        let deadline = Instant::now() + wait;
         let mut used = self.used.lock();
-        if *used >= self.max {
-            return None;
+        while *used >= self.max {
+            if self.freed.wait_until(&mut used, deadline).timed_out() && *used >= self.max {
+                return None;
+            }
         }
         *used += 1;
         Some(SlotGuard(self))
@@ -167,6 +173,7 @@ struct SlotGuard<'a>(&'a Slots);
 impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
         *self.0.used.lock() -= 1;
+        self.0.freed.notify_one();
     }
 }
 

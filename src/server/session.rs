@@ -1756,10 +1756,10 @@ impl<'s> Session<'s> {
 
     /// HASH: the file's digest. Hashing costs CPU in proportion to the file (seconds
     /// for gigabytes), so it takes one of a few slots (about one per core; a HASH that
-    /// finds none free gets `450` at once) and looks at the control connection after
-    /// every [`CHUNK`], so ABOR stops it as it stops a transfer.
+    /// finds none free within the lock wait gets `450`) and looks at the control
+    /// connection after every [`CHUNK`], so ABOR stops it as it stops a transfer.
     fn hash(&mut self, name: &str) -> Result<Reply, Failure> {
-        let Some(_slot) = self.shared.hash_slots.take() else {
+        let Some(_slot) = self.shared.hash_slots.take(self.shared.config.lock_wait) else {
             return Err(Failure::refuse(
                 ReplyCode::FileBusy,
                 "Too many checksums being computed, try again later",

@@ -143,11 +143,20 @@ fn forty_eight_clients_move_files_concurrently_and_every_byte_checks_out() {
                 })
             })
             .collect();
-        for w in workers {
-            w.join().expect("client thread");
-        }
+        // Every client is joined before a failure is reported, and the sampler is
+        // stopped either way: a panicking client must fail the test, not hang it.
+        let failed = workers
+            .into_iter()
+            .map(|w| w.join())
+            .filter(Result::is_err)
+            .count();
         done.store(true, Ordering::Relaxed);
-        sampler.join().expect("sampler")
+        let peak = sampler.join().expect("sampler");
+        assert_eq!(
+            failed, 0,
+            "{failed} client threads failed (their panics are above)"
+        );
+        peak
     });
 
     let elapsed = started.elapsed();
