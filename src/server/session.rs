@@ -98,7 +98,6 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         cwd: VirtualPath::root(),
         data: None,
         kept_listener: None,
-        held_mark: None,
         epsv_all: false,
         transfer_type: TransferType::Ascii,
         rest: 0,
@@ -364,8 +363,6 @@ struct Session<'s> {
     data: Option<DataPlan>,
     /// The passive listener of the last transfer, which may serve the next PASV/EPSV.
     kept_listener: Option<data::Passive>,
-    /// A `150` not sent yet: it goes out with the next reply, in the same write.
-    held_mark: Option<Reply>,
     /// After `EPSV ALL`, only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
     /// Recorded for STAT; bytes are never rewritten in either type.
@@ -479,13 +476,8 @@ impl<'s> Session<'s> {
     }
 
     fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        let mut wire = match self.held_mark.take() {
-            Some(mark) => mark.to_wire(),
-            None => String::new(),
-        };
-        wire.push_str(&reply.to_wire());
         let control = self.control.get_mut();
-        control.write_all(wire.as_bytes())?;
+        control.write_all(reply.to_wire().as_bytes())?;
         control.flush()
     }
 
@@ -1194,17 +1186,12 @@ impl<'s> Session<'s> {
         };
         let started = Instant::now();
         let start = offset;
-        let mut stream = match self.quick_send(&mut plan, &file, &mut offset, meta.len())? {
+        let mut stream = match self.quick_send(&mut plan, &file, &mut offset, meta.len(), &what)? {
             Quick::Done => {
-                // The 150 goes out with the 226, in one write.
-                self.held_mark = Some(mark(&what));
                 self.log_transfer("RETR", shown, offset - start, started);
                 return Ok(transfer_complete(offset - start));
             }
-            Quick::Started(tcp) => {
-                self.send(&mark(&what)).map_err(Failure::Control)?;
-                self.start_data(tcp)?
-            }
+            Quick::Started(tcp) => self.start_data(tcp)?,
             Quick::No => self.open_data(plan, &what)?,
         };
         let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
@@ -1215,17 +1202,20 @@ impl<'s> Session<'s> {
     }
 
     /// Sends a small file at once when the client has already made its plain, passive
-    /// data connection, as clients do before they send RETR: nothing waits, so the
-    /// `150` can go out together with the `226` after the data, one write and one
-    /// wake-up of the client fewer per file. The connection is not registered for the
-    /// shutdown sweep, since nothing here blocks on it. When the socket's buffer
-    /// fills first, the rest goes the ordinary way ([`Quick::Started`]).
+    /// data connection, as clients do before they send RETR: nothing waits, so there
+    /// is no timeout to set, and the connection is not registered for the shutdown
+    /// sweep. The `150` still goes out in a write of its own before the data: clients
+    /// such as aria2 read the `150`, then wait for the `226` with a fresh read, and a
+    /// `226` that came in the same segment was already consumed (issue 11: aria2 waited
+    /// 60 s per small file). When the socket's buffer fills first, the rest goes the
+    /// ordinary way ([`Quick::Started`]).
     fn quick_send(
         &mut self,
         plan: &mut Option<DataPlan>,
         file: &File,
         offset: &mut u64,
         end: u64,
+        what: &str,
     ) -> Result<Quick, Failure> {
         let plain_data = !self.prot_private && !self.shared.config.require_tls;
         if !plain_data || end.saturating_sub(*offset) > QUICK_MAX {
@@ -1242,6 +1232,7 @@ impl<'s> Session<'s> {
         if let Some(DataPlan::Passive(passive)) = plan.take() {
             self.kept_listener = Some(passive);
         }
+        self.send(&mark(what)).map_err(Failure::Control)?;
         while *offset < end {
             let max = usize::try_from(end - *offset).unwrap_or(usize::MAX);
             match self.pump.file_to_socket(file, offset, &tcp, max) {

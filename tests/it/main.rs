@@ -7,6 +7,7 @@ mod client_pyftpdlib;
 mod client_server;
 mod commands;
 mod common;
+mod data_path;
 mod faults;
 mod ftplib;
 mod ftps;
