@@ -27,7 +27,13 @@ pub(super) enum DataPlan {
     Active(SocketAddr),
 }
 
-/// A passive listener, non-blocking, and how many transfers it has served.
+/// A passive listener, non-blocking, how many transfers it has served, and since when
+/// it has waited unused.
+///
+/// A listener nobody uses is closed once it has waited the data timeout (the session
+/// asks [`Passive::deadline`] while it waits for a command): with a configured port
+/// range, sessions that sent PASV and then only idled would otherwise hold every port
+/// of it, and every other transfer would get `425` (issue 11).
 ///
 /// With the default port range a session keeps its listener after a transfer that
 /// used it and answers the next PASV/EPSV with the same port: a listening socket
@@ -42,6 +48,7 @@ pub(super) struct Passive {
     ip: IpAddr,
     port: u16,
     uses: u32,
+    since: Instant,
 }
 
 /// Transfers one kept listener serves before the next PASV/EPSV opens a new one on
@@ -57,7 +64,19 @@ impl Passive {
 
     /// Whether the next PASV/EPSV on `ip` may answer with this listener.
     pub(super) fn reusable(&self, ip: IpAddr, shared: &Shared) -> bool {
-        self.ip == ip && self.uses < MAX_USES && shared.config.pasv_ports.is_none()
+        self.ip == ip && self.uses < MAX_USES && keepable(shared)
+    }
+
+    /// When this listener, unused since it was opened or last served, is to be closed.
+    pub(super) fn deadline(&self, shared: &Shared) -> Instant {
+        self.since + shared.config.data_timeout
+    }
+
+    /// Starts the listener's wait afresh: a PASV/EPSV handed it out again, or a
+    /// transfer just used it.
+    pub(super) fn restart(mut self) -> Passive {
+        self.since = Instant::now();
+        self
     }
 
     /// Takes a connection the client at `peer_ip` has already made, without waiting:
@@ -154,6 +173,12 @@ impl Passive {
     }
 }
 
+/// Whether a session may keep its listener between transfers: only without a
+/// configured range, whose ports the sessions share and need back.
+pub(super) fn keepable(shared: &Shared) -> bool {
+    shared.config.pasv_ports.is_none()
+}
+
 /// Passive ports when no range is configured: every unprivileged port.
 const DEFAULT_PASV: RangeInclusive<u16> = 1024..=65535;
 
@@ -209,6 +234,7 @@ fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<P
         ip,
         port,
         uses: 0,
+        since: Instant::now(),
     })
 }
 

@@ -97,7 +97,9 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         close_after_reply: false,
         cwd: VirtualPath::root(),
         data: None,
+        pasv_expired: false,
         kept_listener: None,
+        control_timeout: shared.config.idle_timeout,
         epsv_all: false,
         transfer_type: TransferType::Ascii,
         rest: 0,
@@ -361,8 +363,13 @@ struct Session<'s> {
     /// The data connection set up by the last PASV/EPSV/PORT/EPRT, used by the next
     /// transfer and dropped by any transfer command, successful or not.
     data: Option<DataPlan>,
+    /// The last PASV/EPSV's listener was closed unused after the data timeout: the
+    /// next transfer's `425` says so.
+    pasv_expired: bool,
     /// The passive listener of the last transfer, which may serve the next PASV/EPSV.
     kept_listener: Option<data::Passive>,
+    /// The read timeout set on the control connection now (set only when it changes).
+    control_timeout: Duration,
     /// After `EPSV ALL`, only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
     /// Recorded for STAT; bytes are never rewritten in either type.
@@ -400,12 +407,7 @@ impl<'s> Session<'s> {
                     continue;
                 }
                 None => {
-                    let read = read_line(
-                        &mut self.control,
-                        &mut self.line,
-                        &mut self.line_state,
-                        MAX_LINE,
-                    );
+                    let read = self.read_command();
                     if self.shared.stopping() {
                         let reply =
                             Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
@@ -464,6 +466,77 @@ impl<'s> Session<'s> {
                 return End::LoginFailures;
             }
         }
+    }
+
+    /// Waits for the next command line, at most the idle timeout. While a passive
+    /// listener is open the wait is cut at its deadline, when it is closed (a listener
+    /// nobody connected to must not hold a port, least of all one of a shared range);
+    /// then the wait goes on for the rest of the idle time.
+    fn read_command(&mut self) -> io::Result<Line> {
+        let idle_end = Instant::now() + self.shared.config.idle_timeout;
+        loop {
+            let listener_end = self.listener_deadline();
+            let end = listener_end.map_or(idle_end, |d| d.min(idle_end));
+            self.set_read_timeout(end.saturating_duration_since(Instant::now()));
+            match read_line(
+                &mut self.control,
+                &mut self.line,
+                &mut self.line_state,
+                MAX_LINE,
+            ) {
+                Err(e) if is_timeout(&e) && listener_end.is_some() => {
+                    if Instant::now() >= idle_end {
+                        return Err(e);
+                    }
+                    self.close_expired_listeners();
+                }
+                read => return read,
+            }
+        }
+    }
+
+    /// The earliest deadline of the session's passive listeners, if it has any.
+    fn listener_deadline(&self) -> Option<Instant> {
+        let planned = match &self.data {
+            Some(DataPlan::Passive(p)) => Some(p.deadline(self.shared)),
+            _ => None,
+        };
+        let kept = self.kept_listener.as_ref().map(|p| p.deadline(self.shared));
+        match (planned, kept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Closes the passive listeners whose deadline has passed.
+    fn close_expired_listeners(&mut self) {
+        let now = Instant::now();
+        if let Some(DataPlan::Passive(p)) = &self.data {
+            if p.deadline(self.shared) <= now {
+                log::debug!(
+                    "{}: passive port {} closed: no data connection came in time",
+                    self.peer,
+                    p.port()
+                );
+                self.data = None;
+                self.pasv_expired = true;
+            }
+        }
+        if self
+            .kept_listener
+            .as_ref()
+            .is_some_and(|p| p.deadline(self.shared) <= now)
+        {
+            self.kept_listener = None;
+        }
+    }
+
+    /// Keeps the listener a transfer used, to serve the next PASV/EPSV, when the
+    /// session may keep one (see [`data::keepable`]); else it is closed now.
+    fn keep_listener(&mut self, listener: Option<data::Passive>) {
+        self.kept_listener = listener
+            .filter(|_| data::keepable(self.shared))
+            .map(data::Passive::restart);
     }
 
     fn log_command(&self, cmd: &Command) {
@@ -662,9 +735,19 @@ impl<'s> Session<'s> {
         })
     }
 
-    fn set_read_timeout(&self, timeout: Duration) {
+    /// Sets the control connection's read timeout, rounded up to a tenth of a second
+    /// (at least that), with no system call when it is the one already set: waits for
+    /// a command set it before nearly every read.
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        let tenths = timeout.as_nanos().div_ceil(100_000_000).max(1);
+        let timeout = Duration::from_millis(u64::try_from(tenths * 100).unwrap_or(u64::MAX));
+        if timeout == self.control_timeout {
+            return;
+        }
         if let Ok(tcp) = self.control.get_ref().tcp() {
-            let _ = tcp.set_read_timeout(Some(timeout));
+            if tcp.set_read_timeout(Some(timeout)).is_ok() {
+                self.control_timeout = timeout;
+            }
         }
     }
 
@@ -985,7 +1068,8 @@ impl<'s> Session<'s> {
         };
         let reused = kept
             .filter(|p| p.reusable(ip, self.shared))
-            .and_then(|p| p.drain().ok().map(|()| p));
+            .and_then(|p| p.drain().ok().map(|()| p.restart()));
+        self.pasv_expired = false;
         let passive = match reused {
             Some(p) => p,
             None => data::listen(ip, self.shared)
@@ -1011,6 +1095,7 @@ impl<'s> Session<'s> {
             ));
         }
         self.data = Some(DataPlan::Active(addr));
+        self.pasv_expired = false;
         Ok(Reply::new(
             ReplyCode::CommandOk,
             "Active data connection set up",
@@ -1020,8 +1105,14 @@ impl<'s> Session<'s> {
     /// Sends 150 and opens the data connection planned by the last PASV/PORT, in
     /// TLS under PROT P.
     fn open_data(&mut self, plan: Option<DataPlan>, what: &str) -> Result<ServerStream, Failure> {
-        let plan =
-            plan.ok_or_else(|| Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()))?;
+        let expired = std::mem::take(&mut self.pasv_expired);
+        let plan = plan.ok_or_else(|| match expired {
+            true => Failure::NoData(format!(
+                "Passive port closed: no data connection came within {} s; send PASV or EPSV again",
+                self.shared.config.data_timeout.as_secs()
+            )),
+            false => Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()),
+        })?;
         if self.shared.config.require_tls && !self.prot_private {
             return Err(Failure::refuse(
                 ReplyCode::ProtectionRequired,
@@ -1031,7 +1122,7 @@ impl<'s> Session<'s> {
         self.send(&mark(what)).map_err(Failure::Control)?;
         let (tcp, listener) = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
-        self.kept_listener = listener;
+        self.keep_listener(listener);
         self.start_data(tcp)
     }
 
@@ -1230,7 +1321,7 @@ impl<'s> Session<'s> {
             Err(e) => return Err(Failure::NoData(format!("Cannot open data connection: {e}"))),
         };
         if let Some(DataPlan::Passive(passive)) = plan.take() {
-            self.kept_listener = Some(passive);
+            self.keep_listener(Some(passive));
         }
         self.send(&mark(what)).map_err(Failure::Control)?;
         while *offset < end {

@@ -4,14 +4,18 @@
 
 use std::fs;
 use std::process::Command;
+use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_same, have, pattern, require, run_peer, TestServer};
+use crate::common::{assert_same, have, pattern, require, run_peer, TestServer, WAIT};
 
-/// aria2 reads the `150`, then waits for the `226` with a fresh read: a `226` that
-/// came in the same write as the `150` was never seen, and every file of 64 KiB or
-/// less took aria2's 60 s timeout (issue 11, item 5). With `--timeout=20` a lost
-/// `226` fails the download instead of only slowing it down.
+/// aria2 reads the `150`, then waits for the `226` only when the control connection
+/// becomes readable again: a `226` already read with the `150` is never seen. The quick
+/// path wrote them together, so every file of 64 KiB or less took aria2's 60 s timeout
+/// (issue 11, item 5). With `--timeout=10` a lost `226` costs 10 s. The `150` now goes
+/// out before the data, but aria2 can still read both at once when it wakes up only
+/// after the server has sent the whole file (on a loaded machine, with any server), so
+/// each file gets three tries and one must be quick; before the fix none was.
 #[test]
 fn aria2_downloads_small_files_without_waiting_for_a_lost_226() {
     if !require(have("aria2c", &["--version"]), "aria2c") {
@@ -27,33 +31,91 @@ fn aria2_downloads_small_files_without_waiting_for_a_lost_226() {
     }
     let out = tempfile::tempdir().expect("tempdir");
     for (name, bytes) in &files {
-        let mut aria = Command::new("aria2c");
-        aria.args([
-            "--timeout=20",
-            "--max-tries=1",
-            "--allow-overwrite=true",
-            "--console-log-level=warn",
-            "--summary-interval=0",
-            "--dir",
-        ])
-        .arg(out.path())
-        .args(["--out", name])
-        .arg(format!("ftp://{}/{name}", server.addr));
-        let started = Instant::now();
-        let run = run_peer(aria);
-        let took = started.elapsed();
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            let mut aria = Command::new("aria2c");
+            aria.args([
+                "--timeout=10",
+                "--max-tries=1",
+                "--allow-overwrite=true",
+                "--console-log-level=warn",
+                "--summary-interval=0",
+                "--dir",
+            ])
+            .arg(out.path())
+            .args(["--out", name])
+            .arg(format!("ftp://{}/{name}", server.addr));
+            let started = Instant::now();
+            let run = run_peer(aria);
+            let took = started.elapsed();
+            assert!(
+                run.status.success(),
+                "aria2c {name}: {}{}\nserver log:\n{}",
+                run.stdout,
+                run.stderr,
+                server.log()
+            );
+            assert_same(&fs::read(out.path().join(name)).expect("read"), bytes, name);
+            times.push(took);
+            // Generous: a lost 226 costs aria2 its whole timeout (10 s here).
+            if took < Duration::from_secs(8) {
+                break;
+            }
+        }
         assert!(
-            run.status.success(),
-            "aria2c {name}: {}{}\nserver log:\n{}",
-            run.stdout,
-            run.stderr,
-            server.log()
-        );
-        assert_same(&fs::read(out.path().join(name)).expect("read"), bytes, name);
-        // Generous: a lost 226 costs aria2 its whole timeout (20 s here).
-        assert!(
-            took < Duration::from_secs(15),
-            "aria2c {name} took {took:?}"
+            times.iter().any(|t| *t < Duration::from_secs(8)),
+            "aria2c {name} waited out its timeout every time: {times:?}"
         );
     }
+}
+
+/// A free port on the loopback address, for a one-port passive range.
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+/// Sessions that sent EPSV (or PASV) and then only idled held the ports of a
+/// `--pasv-ports` range for as long as they stayed, NOOP keeping them; every other
+/// transfer got `425` (issue 11, item 6). An unused listener is closed after the
+/// data timeout, and one a transfer used is not kept when the ports are shared.
+#[test]
+fn idle_sessions_do_not_hold_the_passive_range() {
+    let port = free_port();
+    let range = format!("{port}-{port}");
+    let server = TestServer::start(&["--pasv-ports", &range, "--data-timeout", "2"]);
+    let original = pattern(100 << 10, 53);
+    fs::write(server.root().join("f.bin"), &original).expect("write");
+    // A transfer's listener goes back to the range as soon as the transfer ends.
+    let mut first = server.login();
+    first.expect("TYPE I", 200);
+    assert_same(&first.retr("f.bin"), &original, "first download");
+    let mut other = server.login();
+    other.expect("TYPE I", 200);
+    assert_same(&other.retr("f.bin"), &original, "second session's download");
+    // An EPSV nobody connects to holds the only port...
+    assert_eq!(first.epsv_port(), port);
+    other.expect("EPSV", 425);
+    // ...until the data timeout closes it, NOOPs or not.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        thread::sleep(Duration::from_millis(500));
+        first.expect("NOOP", 200);
+        let r = other.cmd("EPSV");
+        if r.code == 229 {
+            assert!(r.text.contains(&format!("|||{port}|")), "{r:?}");
+            break;
+        }
+        assert_eq!(r.code, 425, "{r:?}");
+        assert!(Instant::now() < deadline, "the idle session kept the port");
+    }
+    assert_same(
+        &other.retr_on(port, "f.bin"),
+        &original,
+        "download on the freed port",
+    );
+    // The idle session's next transfer is told why it has no data connection.
+    let r = first.expect("RETR f.bin", 425);
+    assert!(r.text.contains("Passive port closed"), "{r:?}");
+    first.expect("NOOP", 200);
 }
