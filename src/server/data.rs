@@ -256,6 +256,36 @@ pub(super) fn connect(
     }
 }
 
+/// How long a plain download waits for the client to close the data connection
+/// before the `226` goes out (see [`await_close`]).
+pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(250);
+
+/// Ends a download's data connection from our side (the client reads the end of the
+/// data), then waits at most `wait` for the client to close its side.
+///
+/// A client closes once it has read the whole file, and it reads the data only after
+/// it read the `150`. aria2 (and clients like it) reads every reply that has arrived
+/// at once, then waits for the control connection to become readable again before it
+/// looks for the `226`: a `226` sent while it was still waking up for the `150` is
+/// read with it and never seen, and the download waits out aria2's timeout (issue 11).
+/// A small file is sent faster than such a client wakes up, so the `226` waits for
+/// the client's close, or for `wait` when a client reads the reply first.
+///
+/// # Errors
+/// When the connection cannot be shut down (it is gone already).
+pub(super) fn await_close(tcp: &TcpStream, wait: Duration) -> io::Result<()> {
+    tcp.shutdown(std::net::Shutdown::Write)?;
+    let mut fds = [PollFd::new(tcp, PollFlags::IN | PollFlags::RDHUP)];
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    });
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// How long one wait for a data connection lasts before the shutdown flag and the
 /// deadline are looked at again.
 const ACCEPT_TICK: Duration = Duration::from_millis(200);

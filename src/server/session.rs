@@ -561,6 +561,7 @@ impl<'s> Session<'s> {
             Command::User(_)
                 | Command::Pass(_)
                 | Command::Quit
+                | Command::Rein
                 | Command::Feat
                 | Command::Syst
                 | Command::Help(_)
@@ -635,6 +636,7 @@ impl<'s> Session<'s> {
                 ));
             }
             Command::Quit => Reply::new(ClosingControl, "Goodbye"),
+            Command::Rein => self.rein()?,
             Command::Abor => Reply::new(NoTransfer, "No transfer to abort"),
             Command::Pwd => Reply::new(
                 PathName,
@@ -820,6 +822,38 @@ impl<'s> Session<'s> {
         self.pbsz = false;
         self.prot_private = false;
         Ok(None)
+    }
+
+    /// REIN (RFC 959 §4.1.1): the session as it was just after the connection was
+    /// made: no login, the root, the default type, no restart offset, no pending
+    /// rename and no data connection, options back to their defaults. On a control
+    /// connection in TLS it is refused with `502`: going back to the state after
+    /// connecting would mean leaving TLS, which RFC 4217 §11 leaves to the server and
+    /// which this server does not do (CCC is refused for the same reason).
+    fn rein(&mut self) -> Result<Reply, Failure> {
+        if self.in_tls() {
+            return Err(Failure::refuse(
+                ReplyCode::NotImplemented,
+                "REIN not allowed in TLS: the control connection stays encrypted",
+            ));
+        }
+        self.login = Login::None;
+        self.root = self.shared.root.clone();
+        self.perms = Perms::default();
+        self.cwd = VirtualPath::root();
+        self.transfer_type = TransferType::Ascii;
+        self.rest = 0;
+        self.rename_from = None;
+        self.data = None;
+        self.pasv_expired = false;
+        self.kept_listener = None;
+        self.epsv_all = false;
+        self.facts = Facts::default();
+        self.hash = HashAlgo::Sha256;
+        Ok(Reply::new(
+            ReplyCode::ServiceReady,
+            "Session reset; log in again",
+        ))
     }
 
     fn pass(&mut self, password: &str) -> Result<Reply, Failure> {
@@ -1286,6 +1320,11 @@ impl<'s> Session<'s> {
             Quick::No => self.open_data(plan, &what)?,
         };
         let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
+        if let (Ok(()), Some(tcp)) = (&result, stream.as_plain()) {
+            // As on the quick path: the 226 comes after the client's close, or a
+            // short wait.
+            let _ = data::await_close(tcp, data::CLOSE_WAIT);
+        }
         let closed = self.close_data(stream);
         result.and(closed)?;
         self.log_transfer("RETR", shown, offset - start, started);
@@ -1337,7 +1376,8 @@ impl<'s> Session<'s> {
             }
         }
         // Closed before the 226 goes out: the client sees the end of the data first.
-        drop(tcp);
+        // The connection is gone if this fails; the client saw all there was.
+        let _ = data::await_close(&tcp, data::CLOSE_WAIT);
         Ok(Quick::Done)
     }
 
@@ -1755,8 +1795,8 @@ fn help() -> Reply {
     let lines = [
         "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST",
         "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-        "QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE USER",
-        "XCUP XCWD XMKD XPWD XRMD",
+        "QUIT REIN REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STRU SYST TYPE",
+        "USER XCUP XCWD XMKD XPWD XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(
