@@ -98,6 +98,7 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         cwd: VirtualPath::root(),
         data: None,
         pasv_expired: false,
+        ending_data: None,
         kept_listener: None,
         control_timeout: shared.config.idle_timeout,
         epsv_all: false,
@@ -115,6 +116,9 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         "{peer}: session end ({end}) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if !matches!(end, End::Lost) {
+        session.end_control();
+    }
 }
 
 /// Why a session ended, for the log.
@@ -366,6 +370,9 @@ struct Session<'s> {
     /// The last PASV/EPSV's listener was closed unused after the data timeout: the
     /// next transfer's `425` says so.
     pasv_expired: bool,
+    /// A TLS data connection whose close_notify went out: drained (the client's own
+    /// close_notify) only after the transfer's reply, so the reply never waits for it.
+    ending_data: Option<TcpStream>,
     /// The passive listener of the last transfer, which may serve the next PASV/EPSV.
     kept_listener: Option<data::Passive>,
     /// The read timeout set on the control connection now (set only when it changes).
@@ -453,6 +460,7 @@ impl<'s> Session<'s> {
             if self.send(&reply).is_err() {
                 return End::Lost;
             }
+            self.drain_ended_data();
             if std::mem::take(&mut self.abort_seen) {
                 let reply = Reply::new(ReplyCode::TransferComplete, "ABOR successful");
                 if self.send(&reply).is_err() {
@@ -537,6 +545,23 @@ impl<'s> Session<'s> {
         self.kept_listener = listener
             .filter(|_| data::keepable(self.shared))
             .map(data::Passive::restart);
+    }
+
+    /// At the session's end, in TLS: close_notify after the last reply (`221` or
+    /// `421`) or in answer to the client's (RFC 8446 §6.1), then a short wait for what
+    /// the client still sends, so that closing does not reset the connection.
+    fn end_control(self) {
+        if !self.in_tls() {
+            return;
+        }
+        let stream = self.control.into_inner();
+        if let Ok(tcp) = stream.tcp() {
+            let _ = tcp.set_write_timeout(Some(data::CLOSE_WAIT));
+            let _ = tcp.set_read_timeout(Some(data::CLOSE_WAIT));
+        }
+        if let Ok(Some(tcp)) = stream.end() {
+            tls::drain(&tcp, 4);
+        }
     }
 
     fn log_command(&self, cmd: &Command) {
@@ -1203,10 +1228,28 @@ impl<'s> Session<'s> {
     }
 
     /// Ends a data connection: in TLS with a close_notify, so the client can tell
-    /// the end of the data from a cut.
-    fn close_data(&self, stream: ServerStream) -> Result<(), Failure> {
+    /// the end of the data from a cut. The client's own close_notify is not waited
+    /// for here: a client may read the transfer's reply before it closes the data
+    /// connection, and each file then waited the data timeout (issue 11). It is
+    /// drained after the reply ([`Session::drain_ended_data`]).
+    fn close_data(&mut self, stream: ServerStream) -> Result<(), Failure> {
         self.token.set_data(None);
-        stream.finish().map_err(Failure::Transfer)
+        self.ending_data = stream.end().map_err(Failure::Transfer)?;
+        Ok(())
+    }
+
+    /// After a transfer's reply: reads what the client still sends on the ended TLS
+    /// data connection (its close_notify) until it closes, for at most
+    /// [`data::CLOSE_WAIT`], then closes it. Closing with the client's close_notify
+    /// unread would reset the connection, and a reset can make the client's kernel
+    /// drop data it has not read yet.
+    fn drain_ended_data(&mut self) {
+        let Some(tcp) = self.ending_data.take() else {
+            return;
+        };
+        if tcp.set_read_timeout(Some(data::CLOSE_WAIT)).is_ok() {
+            tls::drain(&tcp, 64);
+        }
     }
 
     /// Looks at the control connection without waiting: an ABOR or a closed
