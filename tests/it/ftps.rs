@@ -471,3 +471,47 @@ fn the_tls_control_connection_sends_close_notify_after_221() {
     let lines = tls_data_path(&server, &ca, "quit");
     assert_eq!(lines, ["221", "close_notify"]);
 }
+
+/// curl over one TLS session downloads three small files under PROT P, byte-exact,
+/// without a data timeout's wait for any of them (issue 11).
+#[test]
+fn curl_downloads_small_files_over_tls_without_waiting() {
+    if !require(have("curl", &["--version"]), "curl") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--require-tls", "--data-timeout", "5"]);
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            (
+                format!("s{i}.bin"),
+                pattern(5_000 + i * 1000, 70 + i as u64),
+            )
+        })
+        .collect();
+    for (name, bytes) in &files {
+        fs::write(server.root().join(name), bytes).expect("write");
+    }
+    let work = server.dir.path();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
+        .arg(&ca);
+    for (name, _) in &files {
+        cmd.arg("-o")
+            .arg(work.join(name))
+            .arg(format!("ftp://{}/{name}", server.addr));
+    }
+    let started = std::time::Instant::now();
+    let run = run_peer(cmd);
+    let took = started.elapsed();
+    assert!(
+        run.status.success(),
+        "curl: {}\n{}",
+        run.stderr,
+        server.log()
+    );
+    for (name, bytes) in &files {
+        assert_same(&fs::read(work.join(name)).expect("read"), bytes, name);
+    }
+    // Three times the data timeout is what waiting for each close would take.
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?}");
+}
