@@ -112,3 +112,95 @@ fn idle_sessions_do_not_hold_the_passive_range() {
     assert!(r.text.contains("Passive port closed"), "{r:?}");
     first.expect("NOOP", 200);
 }
+
+/// A TLS write whose socket write timeout passes keeps what rustls queued and takes
+/// nothing of the new buffer: the session's transfer loop writes again after each
+/// tick, and the client must get every byte once, in order (issue 11, FTPS).
+#[test]
+fn tls_writes_that_time_out_lose_and_repeat_nothing() {
+    use simple_ftp::tls::{self, ClientStream, ServerStream};
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    fs::write(&cert, certified.cert.pem()).expect("write cert");
+    fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let server_config = tls::server_config(&cert, &key).expect("server config");
+    let client_config = tls::client_config(Some(&cert), false).expect("client config");
+    let payload = pattern(6 << 20, 55);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let sent = payload.clone();
+    let writer = thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+        tcp.set_write_timeout(Some(WAIT)).expect("timeout");
+        let conn = rustls::ServerConnection::new(server_config).expect("conn");
+        let mut stream = ServerStream::tls(tcp, conn).expect("handshake");
+        let tcp = stream.tcp().expect("tcp");
+        // Small buffers, so the writes block while the client does not read.
+        rustix::net::sockopt::set_socket_send_buffer_size(tcp, 16 << 10).expect("sndbuf");
+        tcp.set_write_timeout(Some(Duration::from_millis(20)))
+            .expect("timeout");
+        let (mut at, mut timeouts, mut longest) = (0, 0, Duration::ZERO);
+        let deadline = Instant::now() + WAIT;
+        while at < sent.len() {
+            assert!(Instant::now() < deadline, "the writes made no progress");
+            let end = (at + (256 << 10)).min(sent.len());
+            let started = Instant::now();
+            let wrote = stream.write(&sent[at..end]);
+            longest = longest.max(started.elapsed());
+            match wrote {
+                Ok(n) => at += n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    timeouts += 1;
+                }
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        tcp_finish(stream);
+        (timeouts, longest)
+    });
+    let tcp = TcpStream::connect(addr).expect("connect");
+    rustix::net::sockopt::set_socket_recv_buffer_size(&tcp, 16 << 10).expect("rcvbuf");
+    tcp.set_read_timeout(Some(WAIT)).expect("timeout");
+    tcp.set_write_timeout(Some(WAIT)).expect("timeout");
+    let name = tls::server_name("127.0.0.1").expect("name");
+    let conn = rustls::ClientConnection::new(client_config, name).expect("conn");
+    let mut stream = ClientStream::tls(tcp, conn).expect("handshake");
+    // Not reading for a while makes the server's writes time out.
+    thread::sleep(Duration::from_millis(500));
+    let mut got = Vec::new();
+    stream.read_to_end(&mut got).expect("read");
+    drop(stream);
+    let (timeouts, longest) = writer.join().expect("writer");
+    assert!(timeouts > 0, "no write timed out: the test proves nothing");
+    // A blocked write gives up after its write timeout (20 ms); rustls's own write
+    // went on to read, for the whole read timeout (30 s here). Generous.
+    assert!(
+        longest < Duration::from_secs(10),
+        "a write took {longest:?}"
+    );
+    assert_same(&got, &payload, "bytes through timed-out TLS writes");
+}
+
+/// Flushes what is queued, with the timeout the test set, then ends the stream.
+fn tcp_finish(mut stream: simple_ftp::tls::ServerStream) {
+    use std::io::Write;
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = stream.flush() {
+        assert!(Instant::now() < deadline, "flush: {e}");
+    }
+    if let Ok(tcp) = stream.tcp() {
+        tcp.set_write_timeout(Some(WAIT)).expect("timeout");
+    }
+    stream.finish().expect("finish");
+}
