@@ -400,6 +400,11 @@ elif case == "quit":
     print(ftp.voidcmd("QUIT")[:3])
     ftp.sock.unwrap()
     print("close_notify")
+elif case == "unwrap":
+    # The client's own close_notify, without QUIT, is answered with the server's.
+    ftp.sock.settimeout(20)
+    ftp.sock.unwrap()
+    print("close_notify")
 "#;
 
 fn tls_data_path(server: &TestServer, ca: &std::path::Path, case: &str) -> Vec<String> {
@@ -461,7 +466,8 @@ fn abor_stops_a_tls_download_the_client_stopped_reading() {
     assert!(took(&lines) < 20.0, "{lines:?}");
 }
 
-/// The TLS control connection ends with close_notify after 221 (RFC 8446 §6.1).
+/// The TLS control connection ends with close_notify after 221, and answers the
+/// client's close_notify with its own (RFC 8446 §6.1).
 #[test]
 fn the_tls_control_connection_sends_close_notify_after_221() {
     if !require(have("python3", &["--version"]), "python3") {
@@ -470,6 +476,8 @@ fn the_tls_control_connection_sends_close_notify_after_221() {
     let (server, ca) = tls_server(&[]);
     let lines = tls_data_path(&server, &ca, "quit");
     assert_eq!(lines, ["221", "close_notify"]);
+    let lines = tls_data_path(&server, &ca, "unwrap");
+    assert_eq!(lines, ["close_notify"]);
 }
 
 /// curl over one TLS session downloads three small files under PROT P, byte-exact,
