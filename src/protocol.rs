@@ -393,6 +393,8 @@ pub enum Command {
     Help(Option<String>),
     /// ALLO (superfluous: storage is not preallocated).
     Allo,
+    /// REIN (RFC 959 §4.1.1): back to the state just after the connection was made.
+    Rein,
     /// QUIT.
     Quit,
 }
@@ -423,6 +425,10 @@ pub enum ParseError {
     /// A supported verb with a parameter value we do not support (504).
     #[error("{0}")]
     UnsupportedParameter(String),
+    /// EPRT with a network protocol we do not support (522, RFC 2428 §2); the text
+    /// names the ones we do, in parentheses.
+    #[error("{0}")]
+    ProtocolNotSupported(String),
 }
 
 impl ParseError {
@@ -433,6 +439,7 @@ impl ParseError {
             ParseError::NotImplemented(_) => ReplyCode::NotImplemented,
             ParseError::BadArguments(_) => ReplyCode::BadArguments,
             ParseError::UnsupportedParameter(_) => ReplyCode::ParameterNotImplemented,
+            ParseError::ProtocolNotSupported(_) => ReplyCode::ProtocolNotSupported,
         };
         Reply::new(code, self.to_string())
     }
@@ -440,7 +447,7 @@ impl ParseError {
 
 /// Verbs from RFC 959 and its extensions that we recognize but do not implement.
 const NOT_IMPLEMENTED: &[&str] = &[
-    "ACCT", "SMNT", "REIN", "STOU", "LANG", "HOST", "RANG", "ADAT", "MIC", "CONF", "ENC",
+    "ACCT", "SMNT", "STOU", "LANG", "HOST", "RANG", "ADAT", "MIC", "CONF", "ENC",
 ];
 
 impl Command {
@@ -518,6 +525,7 @@ impl Command {
             "HELP" => Command::Help(optional(arg)),
             "ALLO" => Command::Allo,
             "QUIT" => Command::Quit,
+            "REIN" => no_arg(arg, Command::Rein)?,
             other if NOT_IMPLEMENTED.contains(&other) => {
                 return Err(ParseError::NotImplemented(other.to_owned()))
             }
@@ -572,6 +580,7 @@ impl Command {
             Command::Help(_) => "HELP",
             Command::Allo => "ALLO",
             Command::Quit => "QUIT",
+            Command::Rein => "REIN",
         }
     }
 }
@@ -636,6 +645,7 @@ impl fmt::Display for Command {
             | Command::Allo
             | Command::Abor
             | Command::Ccc
+            | Command::Rein
             | Command::Quit => f.write_str(verb),
         }
     }
@@ -786,8 +796,8 @@ fn parse_eprt(arg: Option<&str>) -> Result<SocketAddr, ParseError> {
         "1" => IpAddr::V4(addr.parse::<Ipv4Addr>().map_err(|_| bad())?),
         "2" => IpAddr::V6(addr.parse::<Ipv6Addr>().map_err(|_| bad())?),
         _ => {
-            return Err(ParseError::UnsupportedParameter(
-                "network protocol not supported, use (1,2)".into(),
+            return Err(ParseError::ProtocolNotSupported(
+                "Network protocol not supported, use (1,2)".into(),
             ))
         }
     };
@@ -923,7 +933,8 @@ mod tests {
         assert_eq!(code("TYPE E"), Err(504));
         assert_eq!(code("MODE B"), Err(504));
         assert_eq!(code("STRU R"), Err(504));
-        assert_eq!(code("EPRT |3|x|5|"), Err(504));
+        // RFC 2428 §2: an unsupported network protocol gets 522.
+        assert_eq!(code("EPRT |3|x|5|"), Err(522));
         assert_eq!(code("PWD now"), Err(501));
         assert_eq!(code(""), Err(500));
         assert_eq!(code("RE\u{e9}R x"), Err(500));
@@ -972,6 +983,7 @@ mod tests {
             Command::List(Some("sub".into())),
             Command::Nlst(None),
             Command::Quit,
+            Command::Rein,
             Command::Rest(1 << 40),
             Command::Appe("a b".into()),
             Command::Stou(None),

@@ -143,23 +143,63 @@ where
     ///
     /// # Errors
     /// When the alert cannot be sent.
-    pub fn finish(mut self) -> io::Result<()> {
-        if let Inner::Tls(tls) = &mut self.inner {
-            tls.conn.send_close_notify();
-            tls.flush()?;
-            let tcp = tls.get_mut();
-            tcp.shutdown(std::net::Shutdown::Write)?;
-            let mut sink = [0u8; 4096];
-            // Bounded by the socket's read timeout and by a byte budget.
-            for _ in 0..64 {
-                match tcp.read(&mut sink) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-            }
+    pub fn finish(self) -> io::Result<()> {
+        if let Some(tcp) = self.end()? {
+            drain(&tcp, 64);
         }
         Ok(())
     }
+
+    /// Sends close_notify and shuts our sending side down, without waiting for the
+    /// peer's close_notify (RFC 8446 §6.1 allows that): the TCP connection comes back,
+    /// for the caller to drain (see [`drain`]) when it no longer needs to wait. A plain
+    /// stream is only closed.
+    ///
+    /// # Errors
+    /// When the alert cannot be sent (the socket's write timeout applies).
+    pub fn end(self) -> io::Result<Option<TcpStream>> {
+        match self.inner {
+            Inner::Tls(mut tls) => {
+                tls.conn.send_close_notify();
+                send_queued(&mut tls.conn, &mut tls.sock)?;
+                let (_, tcp) = tls.into_parts();
+                tcp.shutdown(std::net::Shutdown::Write)?;
+                Ok(Some(tcp))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Reads and drops what the peer still sends until it closes, at most `reads` reads
+/// (each bounded by the socket's read timeout), so that closing the socket then does
+/// not reset the connection over unread bytes.
+pub fn drain(mut tcp: &TcpStream, reads: usize) {
+    let mut sink = [0u8; 4096];
+    for _ in 0..reads {
+        match tcp.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Sends the TLS records rustls has queued, without reading anything; stops with the
+/// socket's error (its write timeout passing, say) with the rest still queued.
+fn send_queued<C, S>(conn: &mut C, tcp: &mut TcpStream) -> io::Result<()>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    while conn.wants_write() {
+        match conn.write_tls(tcp) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Runs a handshake to the end on a blocking socket.
@@ -197,10 +237,27 @@ where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
     S: SideData,
 {
+    /// In TLS: the records of earlier writes go out first; when the socket's write
+    /// timeout passes before they do, the error comes back with nothing of `buf`
+    /// taken, and the records stay queued in rustls (a record half sent goes on where
+    /// it stopped), so a caller that tries again loses and repeats nothing. Then `buf`
+    /// (as much as rustls queues) is encrypted and sent as far as the socket takes it.
+    ///
+    /// Not rustls's own `Stream::write`: when a write blocks, its `complete_io` goes
+    /// on to read from the socket, and on a data connection nothing comes, so every
+    /// blocked write waited the read timeout (the data timeout) instead of the write
+    /// timeout, and ABOR was seen only after three of them (issue 11).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Plain(tcp) => tcp.write(buf),
-            Inner::Tls(tls) => tls.write(buf),
+            Inner::Tls(tls) => {
+                send_queued(&mut tls.conn, &mut tls.sock)?;
+                let n = tls.conn.writer().write(buf)?;
+                // `n` bytes are taken whatever happens now: a timeout or an error
+                // shows on the next call.
+                let _ = send_queued(&mut tls.conn, &mut tls.sock);
+                Ok(n)
+            }
             Inner::Broken => Err(broken()),
         }
     }
@@ -208,7 +265,10 @@ where
     fn flush(&mut self) -> io::Result<()> {
         match &mut self.inner {
             Inner::Plain(tcp) => tcp.flush(),
-            Inner::Tls(tls) => tls.flush(),
+            Inner::Tls(tls) => {
+                tls.conn.writer().flush()?;
+                send_queued(&mut tls.conn, &mut tls.sock)
+            }
             Inner::Broken => Err(broken()),
         }
     }
@@ -277,8 +337,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
 /// own cache and key, a control connection's sessions can be resumed only by data
 /// connections that hold its tickets: a stranger who finds the passive port cannot
 /// (RFC 4217 §10). The tickets are stateless, so one can open many data connections
-/// (Python's ftplib offers the same one every time). Data connections issue no
-/// tickets of their own (nobody reads them there).
+/// (Python's ftplib offers the same one every time). Each data connection issues
+/// one ticket of its own: curl offers the ticket its last connection received and
+/// uses a TLS 1.3 ticket only once, so without it curl's second PROT P transfer in
+/// one session made a full handshake and was refused.
 ///
 /// # Errors
 /// When no ticket key can be made (the system's random source failed).
@@ -289,7 +351,7 @@ pub fn per_session(
     control.session_storage = rustls::server::ServerSessionMemoryCache::new(32);
     control.ticketer = ring::Ticketer::new()?;
     let mut data = control.clone();
-    data.send_tls13_tickets = 0;
+    data.send_tls13_tickets = 1;
     Ok((Arc::new(control), Arc::new(data)))
 }
 

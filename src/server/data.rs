@@ -27,7 +27,13 @@ pub(super) enum DataPlan {
     Active(SocketAddr),
 }
 
-/// A passive listener, non-blocking, and how many transfers it has served.
+/// A passive listener, non-blocking, how many transfers it has served, and since when
+/// it has waited unused.
+///
+/// A listener nobody uses is closed once it has waited the data timeout (the session
+/// asks [`Passive::deadline`] while it waits for a command): with a configured port
+/// range, sessions that sent PASV and then only idled would otherwise hold every port
+/// of it, and every other transfer would get `425` (issue 11).
 ///
 /// With the default port range a session keeps its listener after a transfer that
 /// used it and answers the next PASV/EPSV with the same port: a listening socket
@@ -42,6 +48,7 @@ pub(super) struct Passive {
     ip: IpAddr,
     port: u16,
     uses: u32,
+    since: Instant,
 }
 
 /// Transfers one kept listener serves before the next PASV/EPSV opens a new one on
@@ -57,7 +64,19 @@ impl Passive {
 
     /// Whether the next PASV/EPSV on `ip` may answer with this listener.
     pub(super) fn reusable(&self, ip: IpAddr, shared: &Shared) -> bool {
-        self.ip == ip && self.uses < MAX_USES && shared.config.pasv_ports.is_none()
+        self.ip == ip && self.uses < MAX_USES && keepable(shared)
+    }
+
+    /// When this listener, unused since it was opened or last served, is to be closed.
+    pub(super) fn deadline(&self, shared: &Shared) -> Instant {
+        self.since + shared.config.data_timeout
+    }
+
+    /// Starts the listener's wait afresh: a PASV/EPSV handed it out again, or a
+    /// transfer just used it.
+    pub(super) fn restart(mut self) -> Passive {
+        self.since = Instant::now();
+        self
     }
 
     /// Takes a connection the client at `peer_ip` has already made, without waiting:
@@ -154,6 +173,12 @@ impl Passive {
     }
 }
 
+/// Whether a session may keep its listener between transfers: only without a
+/// configured range, whose ports the sessions share and need back.
+pub(super) fn keepable(shared: &Shared) -> bool {
+    shared.config.pasv_ports.is_none()
+}
+
 /// Passive ports when no range is configured: every unprivileged port.
 const DEFAULT_PASV: RangeInclusive<u16> = 1024..=65535;
 
@@ -209,6 +234,7 @@ fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<P
         ip,
         port,
         uses: 0,
+        since: Instant::now(),
     })
 }
 
@@ -227,6 +253,36 @@ pub(super) fn connect(
             Ok((stream, Some(passive)))
         }
         DataPlan::Active(addr) => Ok((TcpStream::connect_timeout(&addr, timeout)?, None)),
+    }
+}
+
+/// How long a plain download waits for the client to close the data connection
+/// before the `226` goes out (see [`await_close`]).
+pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(250);
+
+/// Ends a download's data connection from our side (the client reads the end of the
+/// data), then waits at most `wait` for the client to close its side.
+///
+/// A client closes once it has read the whole file, and it reads the data only after
+/// it read the `150`. aria2 (and clients like it) reads every reply that has arrived
+/// at once, then waits for the control connection to become readable again before it
+/// looks for the `226`: a `226` sent while it was still waking up for the `150` is
+/// read with it and never seen, and the download waits out aria2's timeout (issue 11).
+/// A small file is sent faster than such a client wakes up, so the `226` waits for
+/// the client's close, or for `wait` when a client reads the reply first.
+///
+/// # Errors
+/// When the connection cannot be shut down (it is gone already).
+pub(super) fn await_close(tcp: &TcpStream, wait: Duration) -> io::Result<()> {
+    tcp.shutdown(std::net::Shutdown::Write)?;
+    let mut fds = [PollFd::new(tcp, PollFlags::IN | PollFlags::RDHUP)];
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    });
+    match poll(&mut fds, Some(&timeout)) {
+        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -409,9 +409,13 @@ impl Server {
         drop(tx);
         let deadline = Instant::now() + self.shared.config.grace;
         let cut_off = pool.join_until(deadline, || {
-            log::warn!("grace period over: cutting off the remaining sessions");
+            let open = self.shared.conns.lock().open.len();
+            if open > 0 {
+                log::warn!("grace period over: cutting off the remaining sessions");
+            }
             self.shared.forced.store(true, Ordering::SeqCst);
             self.shared.sweep(Shutdown::Both);
+            open
         });
         Ok(RunReport { cut_off })
     }

@@ -55,18 +55,21 @@ impl Pool {
         Ok(Pool { workers })
     }
 
-    /// Waits for every worker to finish. At `deadline`, calls `cut` once (which makes
-    /// the remaining sessions fail fast) and waits a little longer. Returns how many
-    /// workers were still busy at the deadline.
-    pub(super) fn join_until(self, deadline: Instant, cut: impl FnOnce()) -> usize {
+    /// Waits for every worker to finish. At `deadline`, when some are still running,
+    /// calls `cut` once (which makes the remaining sessions fail fast and says how many
+    /// there were) and waits a little longer. Returns what `cut` said, or 0.
+    ///
+    /// Workers with no session are still running at the deadline too (with a grace of
+    /// 0 they have not yet seen the channel close), so only `cut` can tell sessions.
+    pub(super) fn join_until(self, deadline: Instant, cut: impl FnOnce() -> usize) -> usize {
         const POLL: Duration = Duration::from_millis(20);
         const AFTER_CUT: Duration = Duration::from_secs(5);
         while Instant::now() < deadline && self.workers.iter().any(|w| !w.is_finished()) {
             thread::sleep(POLL);
         }
-        let busy = self.workers.iter().filter(|w| !w.is_finished()).count();
-        if busy > 0 {
-            cut();
+        let mut cut_off = 0;
+        if self.workers.iter().any(|w| !w.is_finished()) {
+            cut_off = cut();
             let until = Instant::now() + AFTER_CUT;
             while Instant::now() < until && self.workers.iter().any(|w| !w.is_finished()) {
                 thread::sleep(POLL);
@@ -77,6 +80,6 @@ impl Pool {
                 log::error!("a worker panicked");
             }
         }
-        busy
+        cut_off
     }
 }

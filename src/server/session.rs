@@ -116,8 +116,10 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         close_after_reply: false,
         cwd: VirtualPath::root(),
         data: None,
+        pasv_expired: false,
+        ending_data: None,
         kept_listener: None,
-        held_mark: None,
+        control_timeout: shared.config.idle_timeout,
         epsv_all: false,
         transfer_type: TransferType::Ascii,
         rest: 0,
@@ -133,6 +135,9 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         "{peer}: session end ({end}) after {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    if !matches!(end, End::Lost) {
+        session.end_control();
+    }
 }
 
 /// Why a session ended, for the log.
@@ -401,10 +406,16 @@ struct Session<'s> {
     /// The data connection set up by the last PASV/EPSV/PORT/EPRT, used by the next
     /// transfer and dropped by any transfer command, successful or not.
     data: Option<DataPlan>,
+    /// The last PASV/EPSV's listener was closed unused after the data timeout: the
+    /// next transfer's `425` says so.
+    pasv_expired: bool,
+    /// A TLS data connection whose close_notify went out: drained (the client's own
+    /// close_notify) only after the transfer's reply, so the reply never waits for it.
+    ending_data: Option<TcpStream>,
     /// The passive listener of the last transfer, which may serve the next PASV/EPSV.
     kept_listener: Option<data::Passive>,
-    /// A `150` not sent yet: it goes out with the next reply, in the same write.
-    held_mark: Option<Reply>,
+    /// The read timeout set on the control connection now (set only when it changes).
+    control_timeout: Duration,
     /// After `EPSV ALL`, only EPSV may set up data connections (RFC 2428 §4).
     epsv_all: bool,
     /// Recorded for STAT; bytes are never rewritten in either type.
@@ -442,12 +453,7 @@ impl<'s> Session<'s> {
                     continue;
                 }
                 None => {
-                    let read = read_line(
-                        &mut self.control,
-                        &mut self.line,
-                        &mut self.line_state,
-                        MAX_LINE,
-                    );
+                    let read = self.read_command();
                     if self.shared.stopping() {
                         let reply =
                             Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
@@ -500,6 +506,7 @@ impl<'s> Session<'s> {
             if self.send(&reply).is_err() {
                 return End::Lost;
             }
+            self.drain_ended_data();
             if std::mem::take(&mut self.abort_seen) {
                 let reply = Reply::new(ReplyCode::TransferComplete, "ABOR successful");
                 if self.send(&reply).is_err() {
@@ -512,6 +519,94 @@ impl<'s> Session<'s> {
             if self.close_after_reply {
                 return End::LoginFailures;
             }
+        }
+    }
+
+    /// Waits for the next command line, at most the idle timeout. While a passive
+    /// listener is open the wait is cut at its deadline, when it is closed (a listener
+    /// nobody connected to must not hold a port, least of all one of a shared range);
+    /// then the wait goes on for the rest of the idle time.
+    fn read_command(&mut self) -> io::Result<Line> {
+        let idle_end = Instant::now() + self.shared.config.idle_timeout;
+        loop {
+            let listener_end = self.listener_deadline();
+            let end = listener_end.map_or(idle_end, |d| d.min(idle_end));
+            self.set_read_timeout(end.saturating_duration_since(Instant::now()));
+            match read_line(
+                &mut self.control,
+                &mut self.line,
+                &mut self.line_state,
+                MAX_LINE,
+            ) {
+                Err(e) if is_timeout(&e) && listener_end.is_some() => {
+                    if Instant::now() >= idle_end {
+                        return Err(e);
+                    }
+                    self.close_expired_listeners();
+                }
+                read => return read,
+            }
+        }
+    }
+
+    /// The earliest deadline of the session's passive listeners, if it has any.
+    fn listener_deadline(&self) -> Option<Instant> {
+        let planned = match &self.data {
+            Some(DataPlan::Passive(p)) => Some(p.deadline(self.shared)),
+            _ => None,
+        };
+        let kept = self.kept_listener.as_ref().map(|p| p.deadline(self.shared));
+        match (planned, kept) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Closes the passive listeners whose deadline has passed.
+    fn close_expired_listeners(&mut self) {
+        let now = Instant::now();
+        if let Some(DataPlan::Passive(p)) = &self.data {
+            if p.deadline(self.shared) <= now {
+                log::debug!(
+                    "{}: passive port {} closed: no data connection came in time",
+                    self.peer,
+                    p.port()
+                );
+                self.data = None;
+                self.pasv_expired = true;
+            }
+        }
+        if self
+            .kept_listener
+            .as_ref()
+            .is_some_and(|p| p.deadline(self.shared) <= now)
+        {
+            self.kept_listener = None;
+        }
+    }
+
+    /// Keeps the listener a transfer used, to serve the next PASV/EPSV, when the
+    /// session may keep one (see [`data::keepable`]); else it is closed now.
+    fn keep_listener(&mut self, listener: Option<data::Passive>) {
+        self.kept_listener = listener
+            .filter(|_| data::keepable(self.shared))
+            .map(data::Passive::restart);
+    }
+
+    /// At the session's end, in TLS: close_notify after the last reply (`221` or
+    /// `421`) or in answer to the client's (RFC 8446 §6.1), then a short wait for what
+    /// the client still sends, so that closing does not reset the connection.
+    fn end_control(self) {
+        if !self.in_tls() {
+            return;
+        }
+        let stream = self.control.into_inner();
+        if let Ok(tcp) = stream.tcp() {
+            let _ = tcp.set_write_timeout(Some(data::CLOSE_WAIT));
+            let _ = tcp.set_read_timeout(Some(data::CLOSE_WAIT));
+        }
+        if let Ok(Some(tcp)) = stream.end() {
+            tls::drain(&tcp, 4);
         }
     }
 
@@ -547,13 +642,8 @@ impl<'s> Session<'s> {
     }
 
     fn send(&mut self, reply: &Reply) -> io::Result<()> {
-        let mut wire = match self.held_mark.take() {
-            Some(mark) => mark.to_wire(),
-            None => String::new(),
-        };
-        wire.push_str(&reply.to_wire());
         let control = self.control.get_mut();
-        control.write_all(wire.as_bytes())?;
+        control.write_all(reply.to_wire().as_bytes())?;
         control.flush()
     }
 
@@ -564,6 +654,7 @@ impl<'s> Session<'s> {
             Command::User(_)
                 | Command::Pass(_)
                 | Command::Quit
+                | Command::Rein
                 | Command::Feat
                 | Command::Syst
                 | Command::Help(_)
@@ -640,6 +731,7 @@ impl<'s> Session<'s> {
                 ));
             }
             Command::Quit => Reply::new(ClosingControl, "Goodbye"),
+            Command::Rein => self.rein()?,
             Command::Abor => Reply::new(NoTransfer, "No transfer to abort"),
             Command::Pwd => Reply::new(
                 PathName,
@@ -744,9 +836,19 @@ impl<'s> Session<'s> {
         })
     }
 
-    fn set_read_timeout(&self, timeout: Duration) {
+    /// Sets the control connection's read timeout, rounded up to a tenth of a second
+    /// (at least that), with no system call when it is the one already set: waits for
+    /// a command set it before nearly every read.
+    fn set_read_timeout(&mut self, timeout: Duration) {
+        let tenths = timeout.as_nanos().div_ceil(100_000_000).max(1);
+        let timeout = Duration::from_millis(u64::try_from(tenths * 100).unwrap_or(u64::MAX));
+        if timeout == self.control_timeout {
+            return;
+        }
         if let Ok(tcp) = self.control.get_ref().tcp() {
-            let _ = tcp.set_read_timeout(Some(timeout));
+            if tcp.set_read_timeout(Some(timeout)).is_ok() {
+                self.control_timeout = timeout;
+            }
         }
     }
 
@@ -819,6 +921,38 @@ impl<'s> Session<'s> {
         self.pbsz = false;
         self.prot_private = false;
         Ok(None)
+    }
+
+    /// REIN (RFC 959 §4.1.1): the session as it was just after the connection was
+    /// made: no login, the root, the default type, no restart offset, no pending
+    /// rename and no data connection, options back to their defaults. On a control
+    /// connection in TLS it is refused with `502`: going back to the state after
+    /// connecting would mean leaving TLS, which RFC 4217 §11 leaves to the server and
+    /// which this server does not do (CCC is refused for the same reason).
+    fn rein(&mut self) -> Result<Reply, Failure> {
+        if self.in_tls() {
+            return Err(Failure::refuse(
+                ReplyCode::NotImplemented,
+                "REIN not allowed in TLS: the control connection stays encrypted",
+            ));
+        }
+        self.login = Login::None;
+        self.root = self.shared.root.clone();
+        self.perms = Perms::default();
+        self.cwd = VirtualPath::root();
+        self.transfer_type = TransferType::Ascii;
+        self.rest = 0;
+        self.rename_from = None;
+        self.data = None;
+        self.pasv_expired = false;
+        self.kept_listener = None;
+        self.epsv_all = false;
+        self.facts = Facts::default();
+        self.hash = HashAlgo::Sha256;
+        Ok(Reply::new(
+            ReplyCode::ServiceReady,
+            "Session reset; log in again",
+        ))
     }
 
     fn pass(&mut self, password: &str) -> Result<Reply, Failure> {
@@ -1075,7 +1209,8 @@ impl<'s> Session<'s> {
         };
         let reused = kept
             .filter(|p| p.reusable(ip, self.shared))
-            .and_then(|p| p.drain().ok().map(|()| p));
+            .and_then(|p| p.drain().ok().map(|()| p.restart()));
+        self.pasv_expired = false;
         let passive = match reused {
             Some(p) => p,
             None => data::listen(ip, self.shared)
@@ -1101,6 +1236,7 @@ impl<'s> Session<'s> {
             ));
         }
         self.data = Some(DataPlan::Active(addr));
+        self.pasv_expired = false;
         Ok(Reply::new(
             ReplyCode::CommandOk,
             "Active data connection set up",
@@ -1110,8 +1246,14 @@ impl<'s> Session<'s> {
     /// Sends 150 and opens the data connection planned by the last PASV/PORT, in
     /// TLS under PROT P.
     fn open_data(&mut self, plan: Option<DataPlan>, mark: Reply) -> Result<ServerStream, Failure> {
-        let plan =
-            plan.ok_or_else(|| Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()))?;
+        let expired = std::mem::take(&mut self.pasv_expired);
+        let plan = plan.ok_or_else(|| match expired {
+            true => Failure::NoData(format!(
+                "Passive port closed: no data connection came within {} s; send PASV or EPSV again",
+                self.shared.config.data_timeout.as_secs()
+            )),
+            false => Failure::NoData("Use PASV, EPSV, PORT or EPRT first".into()),
+        })?;
         if self.shared.config.require_tls && !self.prot_private {
             return Err(Failure::refuse(
                 ReplyCode::ProtectionRequired,
@@ -1121,7 +1263,7 @@ impl<'s> Session<'s> {
         self.send(&mark).map_err(Failure::Control)?;
         let (tcp, listener) = data::connect(plan, self.peer.ip(), self.shared)
             .map_err(|e| Failure::NoData(format!("Cannot open data connection: {e}")))?;
-        self.kept_listener = listener;
+        self.keep_listener(listener);
         self.start_data(tcp)
     }
 
@@ -1168,10 +1310,28 @@ impl<'s> Session<'s> {
     }
 
     /// Ends a data connection: in TLS with a close_notify, so the client can tell
-    /// the end of the data from a cut.
-    fn close_data(&self, stream: ServerStream) -> Result<(), Failure> {
+    /// the end of the data from a cut. The client's own close_notify is not waited
+    /// for here: a client may read the transfer's reply before it closes the data
+    /// connection, and each file then waited the data timeout (issue 11). It is
+    /// drained after the reply ([`Session::drain_ended_data`]).
+    fn close_data(&mut self, stream: ServerStream) -> Result<(), Failure> {
         self.token.set_data(None);
-        stream.finish().map_err(Failure::Transfer)
+        self.ending_data = stream.end().map_err(Failure::Transfer)?;
+        Ok(())
+    }
+
+    /// After a transfer's reply: reads what the client still sends on the ended TLS
+    /// data connection (its close_notify) until it closes, for at most
+    /// [`data::CLOSE_WAIT`], then closes it. Closing with the client's close_notify
+    /// unread would reset the connection, and a reset can make the client's kernel
+    /// drop data it has not read yet.
+    fn drain_ended_data(&mut self) {
+        let Some(tcp) = self.ending_data.take() else {
+            return;
+        };
+        if tcp.set_read_timeout(Some(data::CLOSE_WAIT)).is_ok() {
+            tls::drain(&tcp, 64);
+        }
     }
 
     /// Looks at the control connection without waiting: an ABOR or a closed
@@ -1276,20 +1436,20 @@ impl<'s> Session<'s> {
         };
         let started = Instant::now();
         let start = offset;
-        let mut stream = match self.quick_send(&mut plan, &file, &mut offset, meta.len())? {
+        let mut stream = match self.quick_send(&mut plan, &file, &mut offset, meta.len(), &what)? {
             Quick::Done => {
-                // The 150 goes out with the 226, in one write.
-                self.held_mark = Some(mark(&what));
                 self.log_transfer("RETR", shown, offset - start, started);
                 return Ok(transfer_complete(offset - start));
             }
-            Quick::Started(tcp) => {
-                self.send(&mark(&what)).map_err(Failure::Control)?;
-                self.start_data(tcp)?
-            }
+            Quick::Started(tcp) => self.start_data(tcp)?,
             Quick::No => self.open_data(plan, mark(&what))?,
         };
         let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
+        if let (Ok(()), Some(tcp)) = (&result, stream.as_plain()) {
+            // As on the quick path: the 226 comes after the client's close, or a
+            // short wait.
+            let _ = data::await_close(tcp, data::CLOSE_WAIT);
+        }
         let closed = self.close_data(stream);
         result.and(closed)?;
         self.log_transfer("RETR", shown, offset - start, started);
@@ -1297,17 +1457,20 @@ impl<'s> Session<'s> {
     }
 
     /// Sends a small file at once when the client has already made its plain, passive
-    /// data connection, as clients do before they send RETR: nothing waits, so the
-    /// `150` can go out together with the `226` after the data, one write and one
-    /// wake-up of the client fewer per file. The connection is not registered for the
-    /// shutdown sweep, since nothing here blocks on it. When the socket's buffer
-    /// fills first, the rest goes the ordinary way ([`Quick::Started`]).
+    /// data connection, as clients do before they send RETR: nothing waits, so there
+    /// is no timeout to set, and the connection is not registered for the shutdown
+    /// sweep. The `150` still goes out in a write of its own before the data: clients
+    /// such as aria2 read the `150`, then wait for the `226` with a fresh read, and a
+    /// `226` that came in the same segment was already consumed (issue 11: aria2 waited
+    /// 60 s per small file). When the socket's buffer fills first, the rest goes the
+    /// ordinary way ([`Quick::Started`]).
     fn quick_send(
         &mut self,
         plan: &mut Option<DataPlan>,
         file: &File,
         offset: &mut u64,
         end: u64,
+        what: &str,
     ) -> Result<Quick, Failure> {
         let plain_data = !self.prot_private && !self.shared.config.require_tls;
         if !plain_data || end.saturating_sub(*offset) > QUICK_MAX {
@@ -1322,8 +1485,9 @@ impl<'s> Session<'s> {
             Err(e) => return Err(Failure::NoData(format!("Cannot open data connection: {e}"))),
         };
         if let Some(DataPlan::Passive(passive)) = plan.take() {
-            self.kept_listener = Some(passive);
+            self.keep_listener(Some(passive));
         }
+        self.send(&mark(what)).map_err(Failure::Control)?;
         while *offset < end {
             let max = usize::try_from(end - *offset).unwrap_or(usize::MAX);
             match self.pump.file_to_socket(file, offset, &tcp, max) {
@@ -1337,7 +1501,8 @@ impl<'s> Session<'s> {
             }
         }
         // Closed before the 226 goes out: the client sees the end of the data first.
-        drop(tcp);
+        // The connection is gone if this fails; the client saw all there was.
+        let _ = data::await_close(&tcp, data::CLOSE_WAIT);
         Ok(Quick::Done)
     }
 
@@ -1679,14 +1844,9 @@ impl<'s> Session<'s> {
 
     /// Writes `text` (whole CRLF-ended reply lines) to the control connection.
     fn send_text(&mut self, text: &str) -> Result<(), Failure> {
-        let mut wire = match self.held_mark.take() {
-            Some(mark) => mark.to_wire(),
-            None => String::new(),
-        };
-        wire.push_str(text);
         let control = self.control.get_mut();
         control
-            .write_all(wire.as_bytes())
+            .write_all(text.as_bytes())
             .and_then(|()| control.flush())
             .map_err(Failure::Control)
     }
@@ -1979,8 +2139,8 @@ fn help() -> Reply {
     let lines = [
         "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST",
         "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-        "QUIT REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST TYPE",
-        "USER XCUP XCWD XMKD XPWD XRMD",
+        "QUIT REIN REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST",
+        "TYPE USER XCUP XCWD XMKD XPWD XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(

@@ -55,7 +55,7 @@ fn random_binary_garbage_gets_errors_and_the_session_goes_on() {
 }
 
 #[test]
-fn malformed_arguments_get_501_or_504() {
+fn malformed_arguments_get_501_504_or_522() {
     let server = TestServer::start(&[]);
     let mut ftp = server.login();
     for (line, code) in [
@@ -64,7 +64,8 @@ fn malformed_arguments_get_501_or_504() {
         ("PORT a,b,c,d,e,f", 501),
         ("EPRT", 501),
         ("EPRT |1|not-an-ip|2000|", 501),
-        ("EPRT |9|127.0.0.1|2000|", 504),
+        // RFC 2428 §2: an unsupported network protocol is 522 (issue 11).
+        ("EPRT |9|127.0.0.1|2000|", 522),
         ("EPSV x", 501),
         ("TYPE", 501),
         ("TYPE Q", 501),

@@ -310,3 +310,36 @@ fn abor_is_noticed_while_the_client_stops_sending_the_upload() {
         names_in(server.root())
     );
 }
+
+/// REIN (RFC 959 §4.1.1) forgets the login, directory, type, restart offset, rename
+/// and data connection, and answers 220; EPRT with an unknown network protocol gets
+/// 522 naming the ones we support (RFC 2428 §2). Issue 11.
+#[test]
+fn rein_resets_the_session_and_eprt_names_its_protocols() {
+    let server = TestServer::start(&[]);
+    std::fs::create_dir(server.root().join("sub")).expect("mkdir");
+    std::fs::write(server.root().join("sub/f"), "x").expect("write");
+    let mut ftp = server.login();
+    let r = ftp.expect("EPRT |3|::1|5282|", 522);
+    assert!(r.text.contains("(1,2)"), "{r:?}");
+    ftp.expect("CWD sub", 250);
+    ftp.expect("TYPE I", 200);
+    ftp.expect("REST 1", 350);
+    ftp.expect("RNFR f", 350);
+    ftp.expect("EPSV", 229);
+    ftp.expect("REIN", 220);
+    ftp.expect("PWD", 530);
+    ftp.expect("RNTO g", 530);
+    ftp.expect("USER anonymous", 331);
+    ftp.expect("PASS test@", 230);
+    let pwd = ftp.expect("PWD", 257);
+    assert!(pwd.text.starts_with("\"/\""), "{pwd:?}");
+    ftp.expect("RNTO g", 503);
+    ftp.expect("RETR sub/f", 425);
+    let stat = ftp.expect("STAT", 211);
+    assert!(stat.text.contains("TYPE: A"), "{stat:?}");
+    assert!(stat.text.contains("No data connection"), "{stat:?}");
+    // The restart offset is gone: the whole file comes back.
+    assert_eq!(ftp.retr("sub/f"), b"x");
+    assert!(ftp.expect("HELP", 214).text.contains("REIN"));
+}

@@ -322,6 +322,9 @@ impl Ftp {
         self.expect(&format!("RETR {name}"), 150);
         let mut bytes = Vec::new();
         data.read_to_end(&mut bytes).expect("read data");
+        // As clients do: closed before the 226 is read (the server waits a moment
+        // for that close).
+        drop(data);
         let done = self.reply();
         assert_eq!(done.code, 226, "RETR {name} -> {done:?}");
         bytes

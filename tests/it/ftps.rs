@@ -349,3 +349,177 @@ for cmd in ["CCC", "PROT P", "PBSZ 0", "PROT S", "PROT E", "PROT C", "PROT P"]:
         run.stderr
     );
 }
+
+/// ftplib with data connections that resume the control connection's TLS session,
+/// driven by hand: `case` picks what the client does (issue 11, FTPS data path).
+const TLS_DATA_PATH: &str = r#"
+import ftplib, socket, ssl, sys, time
+port, ca, case = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+class Reusing(ftplib.FTP_TLS):
+    def ntransfercmd(self, cmd, rest=None):
+        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
+        if self._prot_p:
+            conn = self.context.wrap_socket(
+                conn, server_hostname=self.host, session=self.sock.session)
+        return conn, size
+
+ftp = Reusing(context=ssl.create_default_context(cafile=ca))
+ftp.connect("127.0.0.1", port, timeout=60)
+ftp.login()
+ftp.prot_p()
+ftp.voidcmd("TYPE I")
+if case == "reply-first":
+    # Each download's 226 is read before the data connection is closed.
+    started = time.monotonic()
+    for _ in range(3):
+        conn = ftp.transfercmd("RETR small.bin")
+        got = b""
+        while chunk := conn.recv(65536):
+            got += chunk
+        print(ftp.voidresp()[:3], len(got))
+        conn.close()
+    print("took", time.monotonic() - started)
+    ftp.quit()
+elif case == "abort":
+    # The client stops reading a large download and sends ABOR.
+    conn = ftp.transfercmd("RETR big.bin")
+    conn.recv(65536)
+    started = time.monotonic()
+    ftp.putcmd("ABOR")
+    for _ in range(2):
+        try:
+            print(ftp.getline()[:3])
+        except ftplib.Error as e:
+            print(str(e)[:3])
+    print("took", time.monotonic() - started)
+    conn.close()
+elif case == "quit":
+    # After 221 the server's close_notify must come: unwrap() waits for it.
+    ftp.sock.settimeout(20)
+    print(ftp.voidcmd("QUIT")[:3])
+    ftp.sock.unwrap()
+    print("close_notify")
+elif case == "unwrap":
+    # The client's own close_notify, without QUIT, is answered with the server's.
+    ftp.sock.settimeout(20)
+    ftp.sock.unwrap()
+    print("close_notify")
+"#;
+
+fn tls_data_path(server: &TestServer, ca: &std::path::Path, case: &str) -> Vec<String> {
+    let port = server.addr.port().to_string();
+    let run = python(
+        TLS_DATA_PATH,
+        &[port.as_ref(), ca.as_os_str(), case.as_ref()],
+    );
+    assert!(
+        run.status.success(),
+        "ftplib {case}: {}\nserver log:\n{}",
+        run.stderr,
+        server.log()
+    );
+    run.stdout.lines().map(str::to_owned).collect()
+}
+
+/// The seconds a script printed as `took N`.
+fn took(lines: &[String]) -> f64 {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix("took "))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {lines:?}"))
+}
+
+/// The 226 of a PROT P download waited for the client's close_notify, so a client
+/// that reads the reply before it closes the data connection waited the data timeout
+/// for each file (issue 11).
+#[test]
+fn a_tls_download_is_answered_before_the_client_closes_its_data_connection() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--data-timeout", "5"]);
+    fs::write(server.root().join("small.bin"), pattern(10_000, 61)).expect("write");
+    let lines = tls_data_path(&server, &ca, "reply-first");
+    assert_eq!(
+        lines[..3],
+        ["226 10000", "226 10000", "226 10000"],
+        "{lines:?}"
+    );
+    // Three times the data timeout is what waiting for each close would take.
+    assert!(took(&lines) < 12.0, "{lines:?}");
+}
+
+/// ABOR during a PROT P download the client stopped reading was seen only when the
+/// transfer stalled out, three data timeouts later (issue 11).
+#[test]
+fn abor_stops_a_tls_download_the_client_stopped_reading() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&[]);
+    fs::write(server.root().join("big.bin"), pattern(64 << 20, 62)).expect("write");
+    let lines = tls_data_path(&server, &ca, "abort");
+    assert_eq!(lines[..2], ["426", "226"], "{lines:?}");
+    // The data timeout is 30 s; a stall would take that long at least.
+    assert!(took(&lines) < 20.0, "{lines:?}");
+}
+
+/// The TLS control connection ends with close_notify after 221, and answers the
+/// client's close_notify with its own (RFC 8446 §6.1).
+#[test]
+fn the_tls_control_connection_sends_close_notify_after_221() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&[]);
+    let lines = tls_data_path(&server, &ca, "quit");
+    assert_eq!(lines, ["221", "close_notify"]);
+    let lines = tls_data_path(&server, &ca, "unwrap");
+    assert_eq!(lines, ["close_notify"]);
+}
+
+/// curl over one TLS session downloads three small files under PROT P, byte-exact,
+/// without a data timeout's wait for any of them (issue 11).
+#[test]
+fn curl_downloads_small_files_over_tls_without_waiting() {
+    if !require(have("curl", &["--version"]), "curl") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--require-tls", "--data-timeout", "5"]);
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| {
+            (
+                format!("s{i}.bin"),
+                pattern(5_000 + i * 1000, 70 + i as u64),
+            )
+        })
+        .collect();
+    for (name, bytes) in &files {
+        fs::write(server.root().join(name), bytes).expect("write");
+    }
+    let work = server.dir.path();
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
+        .arg(&ca);
+    for (name, _) in &files {
+        cmd.arg("-o")
+            .arg(work.join(name))
+            .arg(format!("ftp://{}/{name}", server.addr));
+    }
+    let started = std::time::Instant::now();
+    let run = run_peer(cmd);
+    let took = started.elapsed();
+    assert!(
+        run.status.success(),
+        "curl: {}\n{}",
+        run.stderr,
+        server.log()
+    );
+    for (name, bytes) in &files {
+        assert_same(&fs::read(work.join(name)).expect("read"), bytes, name);
+    }
+    // Three times the data timeout is what waiting for each close would take.
+    assert!(took < std::time::Duration::from_secs(12), "took {took:?}");
+}

@@ -171,3 +171,16 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
     // And it serves.
     server.login().expect("NOOP", 200);
 }
+
+/// With `--grace 0` and no session at all, the log claimed that 64 sessions (the
+/// workers, not one of them busy) were cut off (issue 11).
+#[test]
+fn a_shutdown_with_no_sessions_cuts_none_off() {
+    let mut server = TestServer::start(&["--grace", "0"]);
+    server.login().expect("QUIT", 221);
+    server.signal("TERM");
+    let status = server.wait_exit(WAIT).expect("server exits");
+    assert!(status.success(), "exit status {status:?}");
+    let log = server.log();
+    assert!(!log.contains("cut off"), "{log}");
+}

@@ -8,6 +8,7 @@ mod client_pyftpdlib;
 mod client_server;
 mod commands;
 mod common;
+mod data_path;
 mod escape_race;
 mod faults;
 mod ftplib;
