@@ -9,7 +9,7 @@
 //! (FEAT/OPTS), RFC 2428 (EPSV/EPRT), RFC 3659 (SIZE/MDTM), RFC 2640 (UTF-8).
 
 use std::fmt;
-use std::io::{self, BufRead};
+use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 /// Longest command line we accept, in bytes, including the line ending.
@@ -224,18 +224,24 @@ impl fmt::Display for Reply {
 pub enum Line {
     /// A complete line is in the buffer, without its CRLF or LF.
     Complete,
-    /// The line was longer than the bound; it was read and thrown away up to its end.
+    /// The line passed the bound. Said as soon as it does, not at its end: the rest of
+    /// it is thrown away by the calls that follow, as it arrives.
     TooLong,
     /// The peer closed the connection (any partial line is dropped).
     Eof,
+    /// [`read_line_within`] read what it was allowed to and no line ended yet; the
+    /// bytes so far are kept for the next call.
+    Pending,
 }
 
-/// Reads one line into `buf` (cleared first unless a previous call timed out mid-line),
-/// accepting CRLF or a bare LF, discarding lines longer than `max` as they arrive.
+/// Reads one line into `buf` (cleared first unless a previous call stopped mid-line),
+/// accepting CRLF or a bare LF. A line longer than `max` is reported as
+/// [`Line::TooLong`] once, as soon as it passes `max`, and the rest of it is discarded
+/// by the next calls without being kept.
 ///
 /// A read timeout surfaces as an `io::Error` of kind `WouldBlock` or `TimedOut`; the
-/// bytes read so far stay in `buf` and `partial` is set, so the next call continues
-/// the same line. Callers keep `buf` and `partial` across calls for that reason.
+/// bytes read so far stay in `buf` and `state` remembers it, so the next call
+/// continues the same line. Callers keep `buf` and `state` across calls for that reason.
 ///
 /// # Errors
 /// Any I/O error from the reader, including read timeouts (see above).
@@ -245,55 +251,121 @@ pub fn read_line<R: BufRead>(
     state: &mut LineState,
     max: usize,
 ) -> io::Result<Line> {
-    if !state.partial {
-        buf.clear();
-        state.overflow = false;
-    }
+    state.start(buf);
     loop {
         let available = match reader.fill_buf() {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                state.partial = true;
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
-        if available.is_empty() {
-            state.partial = false;
-            return Ok(Line::Eof);
-        }
-        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (&available[..i], Some(i + 1)),
-            None => (available, None),
-        };
-        if !state.overflow {
-            if buf.len() + chunk.len() >= max {
-                state.overflow = true;
-                buf.clear();
-            } else {
-                buf.extend_from_slice(chunk);
-            }
-        }
-        let used = found.unwrap_or(available.len());
+        let (used, found) = take_line(available, buf, state, max);
         reader.consume(used);
-        if found.is_some() {
-            state.partial = false;
-            if state.overflow {
-                return Ok(Line::TooLong);
-            }
-            if buf.last() == Some(&b'\r') {
-                buf.pop();
-            }
-            return Ok(Line::Complete);
+        if let Some(line) = found {
+            return Ok(line);
         }
     }
+}
+
+/// As [`read_line`], but it reads from the connection at most `reads` times (bytes
+/// already buffered cost none), and then answers [`Line::Pending`] if no line ended:
+/// a peer that sends a line a byte at a time cannot keep the caller reading.
+///
+/// # Errors
+/// As [`read_line`].
+pub fn read_line_within<R: Read>(
+    reader: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+    state: &mut LineState,
+    max: usize,
+    mut reads: usize,
+) -> io::Result<Line> {
+    state.start(buf);
+    loop {
+        if reader.buffer().is_empty() {
+            if reads == 0 {
+                return Ok(Line::Pending);
+            }
+            reads -= 1;
+        }
+        let available = match reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let (used, found) = take_line(available, buf, state, max);
+        reader.consume(used);
+        if let Some(line) = found {
+            return Ok(line);
+        }
+    }
+}
+
+/// Takes what `available` holds of the current line into `buf`: how many bytes were
+/// used, and what was found if the line ended (or passed `max`, or the input did).
+fn take_line(
+    available: &[u8],
+    buf: &mut Vec<u8>,
+    state: &mut LineState,
+    max: usize,
+) -> (usize, Option<Line>) {
+    if available.is_empty() {
+        state.partial = false;
+        state.overflow = false;
+        return (0, Some(Line::Eof));
+    }
+    let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+        Some(i) => (&available[..i], Some(i + 1)),
+        None => (available, None),
+    };
+    let used = found.unwrap_or(available.len());
+    if state.overflow {
+        // The rest of a line already reported too long: dropped as it comes.
+        if found.is_some() {
+            state.partial = false;
+            state.overflow = false;
+            buf.clear();
+        }
+        return (used, None);
+    }
+    state.partial = true;
+    if buf.len() + chunk.len() >= max {
+        buf.clear();
+        state.overflow = found.is_none();
+        state.partial = found.is_none();
+        return (used, Some(Line::TooLong));
+    }
+    buf.extend_from_slice(chunk);
+    if found.is_none() {
+        return (used, None);
+    }
+    state.partial = false;
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    (used, Some(Line::Complete))
 }
 
 /// The state [`read_line`] keeps between calls interrupted by a read timeout.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LineState {
+    /// A line has begun and not ended.
     partial: bool,
+    /// The line begun was reported too long; the rest of it is being discarded.
     overflow: bool,
+}
+
+impl LineState {
+    /// Clears `buf` for a new line unless one is under way.
+    fn start(&self, buf: &mut Vec<u8>) {
+        if !self.partial {
+            buf.clear();
+        }
+    }
+
+    /// Whether a line has begun and not ended (bytes of it are kept, or being dropped).
+    pub fn in_line(&self) -> bool {
+        self.partial
+    }
 }
 
 /// Representation type (TYPE, RFC 959 §3.1.1). Bytes are never rewritten either way.
@@ -862,7 +934,9 @@ impl Reply {
             match read_line(reader, buf, &mut state, MAX_LINE)? {
                 Line::Complete => Ok(String::from_utf8_lossy(buf).into_owned()),
                 Line::TooLong => Err(ReplyError::Malformed("reply line too long".into())),
-                Line::Eof => Err(ReplyError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Line::Eof | Line::Pending => {
+                    Err(ReplyError::Io(io::ErrorKind::UnexpectedEof.into()))
+                }
             }
         };
         let first = next_line(&mut buf)?;
@@ -1131,7 +1205,7 @@ mod properties {
             loop {
                 match read_line(&mut reader, &mut buf, &mut state, max) {
                     Ok(Line::Complete) => prop_assert!(buf.len() < max && !buf.contains(&b'\n')),
-                    Ok(Line::TooLong) => {}
+                    Ok(Line::TooLong | Line::Pending) => {}
                     Ok(Line::Eof) => break,
                     Err(e) => prop_assert!(false, "cursor read failed: {e}"),
                 }

@@ -27,6 +27,8 @@ use rustls::{
 /// A TCP connection, plain or in TLS.
 pub struct Stream<C> {
     inner: Inner<C>,
+    /// In TLS, a read reads the socket at most once (see [`Stream::set_single_reads`]).
+    single_reads: bool,
 }
 
 enum Inner<C> {
@@ -67,6 +69,7 @@ where
     pub fn plain(tcp: TcpStream) -> Stream<C> {
         Stream {
             inner: Inner::Plain(tcp),
+            single_reads: false,
         }
     }
 
@@ -100,6 +103,27 @@ where
         handshake(&mut conn, &mut tcp)?;
         self.inner = Inner::Tls(Box::new(StreamOwned::new(conn, tcp)));
         Ok(())
+    }
+
+    /// Makes every read in TLS read the socket at most once: when that brings no whole
+    /// record, the read fails with `WouldBlock` (the bytes stay inside rustls for the
+    /// next read). rustls's own reads go on reading until a record is complete, so a
+    /// peer that sends a record a byte at a time, each byte within the read timeout,
+    /// would keep the reader forever. The server's control connection reads this way.
+    pub fn set_single_reads(&mut self, on: bool) {
+        self.single_reads = on;
+    }
+
+    /// Whether decrypted bytes wait inside the TLS layer, which a read would return
+    /// without touching the socket.
+    pub fn holds_plaintext(&mut self) -> bool {
+        match &mut self.inner {
+            Inner::Tls(tls) => tls
+                .conn
+                .process_new_packets()
+                .is_ok_and(|state| state.plaintext_bytes_to_read() > 0),
+            _ => false,
+        }
     }
 
     /// The TCP connection underneath, for socket options.
@@ -202,6 +226,33 @@ where
     Ok(())
 }
 
+/// Reads plaintext with at most one read of the socket (see
+/// [`Stream::set_single_reads`]).
+fn read_once<C, S>(conn: &mut C, tcp: &mut TcpStream, buf: &mut [u8]) -> io::Result<usize>
+where
+    C: DerefMut + Deref<Target = ConnectionCommon<S>>,
+    S: SideData,
+{
+    match conn.reader().read(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+        done => return done,
+    }
+    // Replies the peer waits for (a key update, say) go out before anything is read.
+    send_queued(conn, tcp)?;
+    conn.read_tls(tcp)?;
+    let processed = conn.process_new_packets();
+    // An alert about bad input goes out before the error is reported.
+    let _ = send_queued(conn, tcp);
+    processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    match conn.reader().read(buf) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "no whole TLS record yet",
+        )),
+        done => done,
+    }
+}
+
 /// Runs a handshake to the end on a blocking socket.
 fn handshake<C, S>(conn: &mut C, tcp: &mut TcpStream) -> io::Result<()>
 where
@@ -226,6 +277,7 @@ where
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match &mut self.inner {
             Inner::Plain(tcp) => tcp.read(buf),
+            Inner::Tls(tls) if self.single_reads => read_once(&mut tls.conn, &mut tls.sock, buf),
             Inner::Tls(tls) => tls.read(buf),
             Inner::Broken => Err(broken()),
         }

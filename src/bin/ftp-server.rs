@@ -35,12 +35,17 @@ struct Args {
     /// Address to listen on.
     #[arg(long, short, default_value = "127.0.0.1")]
     bind: IpAddr,
-    /// Worker threads; each serves one session at a time.
+    /// Worker threads: how many commands and transfers run at once (sessions waiting
+    /// for their next command hold none).
     #[arg(long, short, default_value_t = Config::default().workers)]
     workers: usize,
-    /// Connections that may wait for a free worker before new ones get 421.
-    #[arg(long, default_value_t = Config::default().queue)]
-    queue: usize,
+    /// Open sessions past which a newcomer gets 421 (lowered, with a warning, to what
+    /// the open-files limit allows).
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a connection has to log in before it is closed with 421.
+    #[arg(long, default_value_t = Config::default().login_timeout.as_secs())]
+    login_timeout: u64,
     /// Seconds without a command before a session is closed with 421.
     #[arg(long, default_value_t = Config::default().idle_timeout.as_secs())]
     idle_timeout: u64,
@@ -149,13 +154,18 @@ fn main() {
     }
 }
 
-/// Descriptors one session may hold at once: its control connection and the copy
+/// Descriptors a busy session may hold at once: its control connection and the copy
 /// kept for shutdown, a passive listener, a data connection and its copy, a file and
 /// an upload's temporary file.
-const FILES_PER_SESSION: u64 = 7;
+const FILES_PER_WORKER: u64 = 7;
 
-/// Raises the open-files limit and says when it is still short of `sessions`.
-fn open_files(sessions: usize) {
+/// Descriptors a session waiting for its next command holds: its control connection,
+/// the copy kept for shutdown, and perhaps a passive listener.
+const FILES_PER_SESSION: u64 = 3;
+
+/// Raises the open-files limit; returns how many sessions it allows, at most `wanted`
+/// (with a warning when that is fewer).
+fn open_files(workers: usize, wanted: usize) -> usize {
     let limit = simple_ftp::limits::raise_open_files_limit();
     if limit.now != limit.before {
         log::debug!(
@@ -164,13 +174,21 @@ fn open_files(sessions: usize) {
             shown(limit.now)
         );
     }
-    let wanted = (sessions as u64).saturating_mul(FILES_PER_SESSION) + 64;
-    if let Some(now) = limit.now.filter(|&n| n < wanted) {
+    let Some(now) = limit.now else {
+        return wanted;
+    };
+    let busy = (workers as u64).saturating_mul(FILES_PER_WORKER) + 64;
+    let allowed = usize::try_from(now.saturating_sub(busy) / FILES_PER_SESSION)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if allowed < wanted {
         log::warn!(
-            "the open files limit ({now}) is below the {wanted} that {sessions} sessions may need: \
-             busy sessions may fail to open files or connections (raise `ulimit -Hn`)"
+            "the open files limit ({now}) allows about {allowed} sessions with {workers} \
+             workers: --max-connections lowered from {wanted} to {allowed} (raise `ulimit -Hn`)"
         );
+        return allowed;
     }
+    wanted
 }
 
 fn shown(limit: Option<u64>) -> String {
@@ -196,7 +214,7 @@ fn run() -> anyhow::Result<()> {
     if args.workers == 0 {
         bail!("--workers must be at least 1");
     }
-    open_files(args.workers + args.queue);
+    let max_connections = open_files(args.workers, args.max_connections.max(1));
     let port = args.port.or(args.port_arg).unwrap_or(2121);
     let loopback = args.bind.is_loopback();
     let anonymous = match args.anonymous {
@@ -256,7 +274,8 @@ fn run() -> anyhow::Result<()> {
         root: args.root,
         bind: SocketAddr::new(args.bind, port),
         workers: args.workers,
-        queue: args.queue,
+        max_connections,
+        login_timeout: Duration::from_secs(args.login_timeout),
         idle_timeout: Duration::from_secs(args.idle_timeout.max(1)),
         data_timeout: Duration::from_secs(args.data_timeout.max(1)),
         lock_wait: Duration::from_secs(args.lock_wait),

@@ -1,23 +1,26 @@
 //! The server: bind, then ask the address, then run; the acceptor loop and shutdown.
 //!
 //! [`Server::bind`] opens the listening socket and the root. [`Server::run`] starts a
-//! fixed pool of worker threads ([`pool`]) and then runs the acceptor on the calling
-//! thread: each accepted connection goes over a bounded crossbeam channel to an idle
-//! worker, which runs one control [`session`] at a time. When no worker is free (and the
-//! queue, if any, is full) the acceptor answers `421` at once and closes, so a client
-//! never waits without an answer.
+//! fixed pool of worker threads ([`pool`]) and the parker ([`park`]), then runs the
+//! acceptor on the calling thread: each accepted connection goes over a crossbeam
+//! channel to the pool, unless `--max-connections` sessions are open (parked ones
+//! count), when the acceptor answers `421` at once and closes, so a client never waits
+//! without an answer. A worker serves a session while it has work; a session waiting
+//! for its next command is parked, and comes back over the same channel when its
+//! connection has something to read or a deadline passed.
 //!
 //! Shutdown follows ownership. [`ShutdownHandle::shutdown`] sets a flag, connects once to
 //! the listener to wake `accept()`, and shuts down the reading half of every control
 //! connection: idle sessions wake up, see the flag and say `421`, while a session in the
-//! middle of a transfer finishes it first. The acceptor drops the channel's sender, the
-//! workers drain and exit, and `run` waits for them up to the grace period. Past it, every
+//! middle of a transfer finishes it first; the parker tells every parked session `421`
+//! and ends. The acceptor and the parker drop their senders, the workers drain and exit, and `run` waits for them up to the grace period. Past it, every
 //! remaining connection is shut down in both directions, which makes the blocked
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
 
 pub mod accounts;
 mod data;
 mod listing;
+mod park;
 mod pool;
 mod session;
 
@@ -25,6 +28,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -47,11 +51,15 @@ pub struct Config {
     pub root: PathBuf,
     /// The address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
-    /// How many worker threads serve sessions; each runs one session at a time.
+    /// How many worker threads run commands and transfers at once; a session waiting
+    /// for its next command holds none.
     pub workers: usize,
-    /// Connections that may wait for a free worker before new ones get `421`.
-    pub queue: usize,
-    /// A session that sends no command for this long gets `421` and is closed.
+    /// Open sessions past which a newcomer gets `421`.
+    pub max_connections: usize,
+    /// A connection that has not logged in this long after connecting gets `421` and is
+    /// closed, whatever it sent meanwhile.
+    pub login_timeout: Duration,
+    /// A session that sends no complete command for this long gets `421` and is closed.
     pub idle_timeout: Duration,
     /// How long a data connection may take to arrive, and how long a transfer may
     /// stall (no byte moving) before it is aborted.
@@ -92,7 +100,8 @@ impl Default for Config {
             root: PathBuf::from("server"),
             bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
             workers: 64,
-            queue: 0,
+            max_connections: 10_000,
+            login_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(30),
             lock_wait: Duration::from_secs(10),
@@ -130,6 +139,8 @@ struct Shared {
     admission: Mutex<Admission>,
     /// HASH commands that may run at once.
     hash_slots: Slots,
+    /// Written to wake the parker: a session handed over, or shutdown.
+    park_wake: OwnedFd,
 }
 
 /// A fixed number of slots for work that costs CPU in proportion to what a client
@@ -208,6 +219,11 @@ impl Shared {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// Wakes the parker's wait (it reads the count and looks at what changed).
+    fn wake_parker(&self) {
+        let _ = rustix::io::write(&self.park_wake, &1u64.to_ne_bytes());
+    }
+
     /// Counts a new session from `ip` in, unless that would pass `limit` sessions in
     /// all or the per-address limit.
     fn admit(&self, ip: IpAddr, limit: usize) -> std::result::Result<(), Refusal> {
@@ -240,7 +256,11 @@ impl Shared {
     /// Registers a control connection. Refused when shutdown has already begun (the
     /// check and the insertion happen under the same lock as the shutdown sweep) or
     /// when the process is out of descriptors for the registry's handle.
-    fn register(&self, control: &TcpStream) -> std::result::Result<ConnToken<'_>, NotRegistered> {
+    fn register(
+        &self,
+        control: &TcpStream,
+        ip: IpAddr,
+    ) -> std::result::Result<ConnToken<'_>, NotRegistered> {
         let clone = control.try_clone().map_err(NotRegistered::Io)?;
         let mut conns = self.conns.lock();
         if self.stopping() {
@@ -255,7 +275,11 @@ impl Shared {
                 data: None,
             },
         );
-        Ok(ConnToken { shared: self, id })
+        Ok(ConnToken {
+            shared: self,
+            id,
+            ip,
+        })
     }
 
     /// Wakes idle sessions (graceful) or cuts every connection (forced).
@@ -282,10 +306,12 @@ enum NotRegistered {
     Io(io::Error),
 }
 
-/// A registered control connection; deregisters on drop.
+/// A registered control connection; deregisters (and counts its session out of the
+/// admission counts) on drop.
 struct ConnToken<'s> {
     shared: &'s Shared,
     id: u64,
+    ip: IpAddr,
 }
 
 impl ConnToken<'_> {
@@ -298,9 +324,17 @@ impl ConnToken<'_> {
     }
 }
 
+impl ConnToken<'_> {
+    /// The registry's id of the session, unique in this server's run.
+    fn id(&self) -> u64 {
+        self.id
+    }
+}
+
 impl Drop for ConnToken<'_> {
     fn drop(&mut self) {
         self.shared.conns.lock().open.remove(&self.id);
+        self.shared.release(self.ip);
     }
 }
 
@@ -343,7 +377,13 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr: bind, source })?;
+        let park_wake = rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+        )
+        .map_err(|e| Error::Thread(e.into()))?;
         let shared = Arc::new(Shared {
+            park_wake,
             config,
             root,
             locks: LockTable::new(),
@@ -395,37 +435,46 @@ impl Server {
     /// # Errors
     /// [`Error::Thread`] when the worker threads cannot be started.
     pub fn run(self) -> Result<RunReport> {
-        let config = &self.shared.config;
-        let limit = config.workers.max(1) + config.queue;
-        let (tx, rx) = crossbeam_channel::bounded::<(TcpStream, IpAddr)>(limit);
-        let pool = pool::Pool::start(config.workers, rx, Arc::clone(&self.shared))?;
-        log::info!(
-            "serving {} on {} with {} workers",
-            self.shared.root.dir().display(),
-            self.addr,
-            config.workers
-        );
-        self.accept_loop(&tx, limit);
-        drop(tx);
-        let deadline = Instant::now() + self.shared.config.grace;
-        let cut_off = pool.join_until(deadline, || {
-            let open = self.shared.conns.lock().open.len();
-            if open > 0 {
-                log::warn!("grace period over: cutting off the remaining sessions");
-            }
-            self.shared.forced.store(true, Ordering::SeqCst);
-            self.shared.sweep(Shutdown::Both);
-            open
-        });
-        Ok(RunReport { cut_off })
+        let shared: &Shared = &self.shared;
+        let (parker, parked) = park::Parker::new(shared);
+        thread::scope(|scope| {
+            let config = &shared.config;
+            let (tx, rx) = crossbeam_channel::unbounded::<pool::Work<'_>>();
+            let pool = pool::Pool::start(scope, config.workers, &rx, shared, &parker)?;
+            drop(rx);
+            let to_pool = tx.clone();
+            thread::Builder::new()
+                .name("parker".into())
+                .spawn_scoped(scope, move || park::run(shared, &parked, &to_pool))
+                .map_err(Error::Thread)?;
+            log::info!(
+                "serving {} on {} with {} workers, at most {} sessions",
+                shared.root.dir().display(),
+                self.addr,
+                config.workers,
+                config.max_connections
+            );
+            self.accept_loop(&tx, config.max_connections.max(1));
+            drop(tx);
+            shared.wake_parker();
+            let deadline = Instant::now() + config.grace;
+            let cut_off = pool.join_until(deadline, || {
+                let open = shared.conns.lock().open.len();
+                if open > 0 {
+                    log::warn!("grace period over: cutting off the remaining sessions");
+                }
+                shared.forced.store(true, Ordering::SeqCst);
+                shared.sweep(Shutdown::Both);
+                open
+            });
+            Ok(RunReport { cut_off })
+        })
     }
 
     /// Accepts connections until shutdown. A connection goes to the pool when fewer
-    /// than `limit` sessions are open (so a worker is free or will be after the queue)
-    /// and its address has fewer than `--max-per-ip`; otherwise it is refused with
-    /// `421`. Counting sessions, rather than asking whether a worker is waiting right
-    /// now, means a worker between two sessions never causes a refusal.
-    fn accept_loop(&self, tx: &crossbeam_channel::Sender<(TcpStream, IpAddr)>, limit: usize) {
+    /// than `limit` sessions are open (`--max-connections`; parked ones count) and its
+    /// address has fewer than `--max-per-ip`; otherwise it is refused with `421`.
+    fn accept_loop(&self, tx: &crossbeam_channel::Sender<pool::Work<'_>>, limit: usize) {
         loop {
             let accepted = self.listener.accept();
             if self.shared.stopping() {
@@ -446,11 +495,13 @@ impl Server {
                 refuse(stream, peer, why);
                 continue;
             }
-            // The channel holds `limit` and at most `limit` sessions are open, so this
-            // never finds it full; if it ever did, the client is refused, not kept waiting.
-            if let Err(e) = tx.try_send((stream, ip)) {
+            // The channel is unbounded (admission bounds it); it fails only when every
+            // worker is gone.
+            if let Err(e) = tx.send(pool::Work::New(stream, ip)) {
                 self.shared.release(ip);
-                refuse(e.into_inner().0, peer, Refusal::Busy);
+                if let pool::Work::New(stream, _) = e.into_inner() {
+                    refuse(stream, peer, Refusal::Busy);
+                }
             }
         }
     }
@@ -481,6 +532,7 @@ impl ShutdownHandle {
         // Wake the acceptor, which then sees the flag. If the connect fails the
         // listener is gone already.
         let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(1));
+        self.shared.wake_parker();
         self.shared.sweep(Shutdown::Read);
     }
 }

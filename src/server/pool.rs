@@ -1,52 +1,68 @@
-//! The fixed pool of worker threads, fed by the acceptor over a crossbeam channel.
+//! The fixed pool of worker threads, fed over a crossbeam channel by the acceptor (new
+//! connections) and by the parker (sessions with something to do).
 //!
-//! Each worker takes one connection at a time from the channel and runs its session to
-//! the end. The receivers are clones of one another (no mutex around a receiver), and
-//! when the acceptor drops the sender, `rx.iter()` ends after the queued connections
-//! are served: that is the whole shutdown protocol of the pool.
+//! A worker takes one piece of [`Work`] at a time and serves that session until it
+//! goes quiet (then it is parked, see [`super::park`]) or ends. The receivers are
+//! clones of one another (no mutex around a receiver), and when the acceptor and the
+//! parker have dropped their senders, `rx.iter()` ends after the queued work is done:
+//! that is the whole shutdown protocol of the pool. The workers are scoped threads, so
+//! a session can borrow what the server shares and still move between threads.
 
 use std::net::{IpAddr, TcpStream};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::{self, Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use super::{session, Shared};
+use super::park::Parker;
+use super::session::{self, Session};
+use super::Shared;
 use crate::error::{Error, Result};
+
+/// What a worker is given to do.
+pub(super) enum Work<'s> {
+    /// A connection just accepted, and its client's address (already admitted).
+    New(TcpStream, IpAddr),
+    /// A parked session whose connection has something to read, or whose deadline
+    /// passed.
+    Resume(Box<Session<'s>>),
+}
 
 /// Worker stacks: sessions use little stack (no recursion, buffers on the heap), and
 /// a small stack keeps thousands of idle sessions cheap.
 const WORKER_STACK: usize = 256 * 1024;
 
 /// Running workers.
-pub(super) struct Pool {
-    workers: Vec<JoinHandle<()>>,
+pub(super) struct Pool<'scope> {
+    workers: Vec<ScopedJoinHandle<'scope, ()>>,
 }
 
-impl Pool {
-    /// Starts `n` named workers (`worker-0`, ...) that serve connections from `rx`.
-    pub(super) fn start(
+impl<'scope> Pool<'scope> {
+    /// Starts `n` named workers (`worker-0`, ...) that do the work from `rx`.
+    pub(super) fn start<'env, 's: 'scope>(
+        scope: &'scope Scope<'scope, 'env>,
         n: usize,
-        rx: Receiver<(TcpStream, IpAddr)>,
-        shared: Arc<Shared>,
-    ) -> Result<Pool> {
+        rx: &Receiver<Work<'s>>,
+        shared: &'s Shared,
+        parker: &'scope Parker<'s>,
+    ) -> Result<Pool<'scope>> {
         let mut workers = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let rx = rx.clone();
-            let shared = Arc::clone(&shared);
             let handle = thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .stack_size(WORKER_STACK)
-                .spawn(move || {
-                    for (stream, ip) in rx.iter() {
+                .spawn_scoped(scope, move || {
+                    for work in rx.iter() {
                         // A bug in a session must not shrink the pool: contain it.
-                        let run = AssertUnwindSafe(|| session::run(stream, &shared));
+                        let run = AssertUnwindSafe(|| match work {
+                            Work::New(stream, ip) => session::start(stream, ip, shared, parker),
+                            Work::Resume(session) => session::resume(session, parker),
+                        });
                         if panic::catch_unwind(run).is_err() {
                             log::error!("a session panicked; the worker goes on");
                         }
-                        shared.release(ip);
                     }
                 })
                 .map_err(Error::Thread)?;

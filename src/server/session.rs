@@ -17,6 +17,7 @@ use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -28,13 +29,15 @@ use super::data::{self, DataPlan};
 use super::listing::{
     entry_line, has_wildcards, listable, Facts, Listing, Pattern, LISTING_CHUNK, SORTED_MAX,
 };
+use super::park::Parker;
 use super::{ConnToken, NotRegistered, Shared};
 use crate::locks::FileGuard;
 use crate::path::{
     is_fit_for_new_name, EntryKey, PathError, Resolved, Root, VirtualPath, TEMP_PREFIX,
 };
 use crate::protocol::{
-    read_line, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType, MAX_LINE,
+    read_line, read_line_within, Command, EpsvArg, Line, LineState, Reply, ReplyCode, TransferType,
+    MAX_LINE,
 };
 use crate::time::Utc;
 use crate::tls::{self, ServerStream};
@@ -57,16 +60,29 @@ const HASH_READ: usize = 1 << 20;
 /// kept, only counted, and each gets a `500` after the queued ones are answered.
 const MAX_QUEUED: usize = 32;
 
+/// How long a worker waits for a session's next command before it parks the
+/// session: clients that send commands one after another (a reply, then the next
+/// command) keep their worker, and a quiet session costs a worker no longer than this.
+const LINGER: Duration = Duration::from_millis(10);
+
+/// How long one command line may take to arrive, from its first byte to its end.
+const LINE_TIME: Duration = Duration::from_secs(30);
+
+/// Over-long command lines in a row after which the connection is closed.
+const MAX_LONG_LINES: u32 = 3;
+
 /// The control connection's read buffer: command lines are short, and longer ones
 /// (up to `MAX_LINE`) are read in pieces, so a small buffer keeps idle sessions cheap.
 const CONTROL_BUFFER: usize = 1024;
 
-/// Runs one session on `stream` to its end.
-pub(super) fn run(stream: TcpStream, shared: &Shared) {
+/// Starts a session on a connection the acceptor admitted for `ip`: registers it,
+/// greets, and serves it as [`resume`] does.
+pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, parker: &Parker<'s>) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        shared.release(ip);
         return; // the peer is already gone
     };
-    let token = match shared.register(&stream) {
+    let token = match shared.register(&stream, ip) {
         Ok(token) => token,
         Err(why) => {
             let text = match why {
@@ -80,6 +96,7 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
             let _ = stream.write_all(reply.to_wire().as_bytes());
+            shared.release(ip);
             return;
         }
     };
@@ -95,7 +112,12 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         log::warn!("{peer}: cannot set up the session: {e}");
         return;
     }
-    let mut session = Session {
+    let now = Instant::now();
+    let mut session = Box::new(Session {
+        connected: now,
+        last_command: now,
+        line_started: None,
+        long_lines: 0,
         shared,
         token,
         control: BufReader::with_capacity(CONTROL_BUFFER, ServerStream::plain(stream)),
@@ -127,17 +149,47 @@ pub(super) fn run(stream: TcpStream, shared: &Shared) {
         facts: Facts::default(),
         hash: HashAlgo::Sha256,
         pump: Pump::new(),
-    };
-    let started = Instant::now();
+    });
     log::info!("{peer}: session start");
-    let end = session.serve();
-    log::info!(
-        "{peer}: session end ({end}) after {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    if !matches!(end, End::Lost) {
-        session.end_control();
+    let greeting = Reply::new(ReplyCode::ServiceReady, "simple-ftp ready");
+    if session.send(&greeting).is_err() {
+        session.finish(End::Lost);
+        return;
     }
+    resume(session, parker);
+}
+
+/// Serves a session on this worker until it goes quiet, when it is parked (see
+/// [`super::park`]), or ends.
+pub(super) fn resume<'s>(mut session: Box<Session<'s>>, parker: &Parker<'s>) {
+    match session.serve() {
+        Outcome::Park => {
+            if let Err(session) = parker.park(session) {
+                session.shut_down();
+            }
+        }
+        Outcome::End(end) => session.finish(end),
+    }
+}
+
+/// What waiting for the next command line found.
+enum Next {
+    /// A complete line is in `Session::line`.
+    Line,
+    /// A line passed the bound (the rest of it is dropped as it comes).
+    TooLong,
+    /// Nothing within the linger: park the session.
+    Quiet,
+    /// The session is over.
+    End(End),
+}
+
+/// What serving a session came to.
+enum Outcome {
+    /// No command is there: the session waits parked.
+    Park,
+    /// The session is over.
+    End(End),
 }
 
 /// Why a session ended, for the log.
@@ -146,6 +198,9 @@ enum End {
     Quit,
     ClientClosed,
     Idle,
+    LoginTimeout,
+    SlowLine,
+    LongLines,
     Shutdown,
     Lost,
     LoginFailures,
@@ -157,6 +212,9 @@ impl std::fmt::Display for End {
             End::Quit => "quit",
             End::ClientClosed => "client closed the connection",
             End::Idle => "idle timeout",
+            End::LoginTimeout => "no login in time",
+            End::SlowLine => "a command line not finished in time",
+            End::LongLines => "too many over-long command lines",
             End::Shutdown => "server shutdown",
             End::Lost => "connection lost",
             End::LoginFailures => "too many failed logins",
@@ -369,7 +427,16 @@ fn plain(e: &io::Error) -> String {
     }
 }
 
-struct Session<'s> {
+pub(super) struct Session<'s> {
+    /// When the connection was accepted: the login deadline counts from here.
+    connected: Instant,
+    /// When the last complete command line arrived: the idle deadline counts from
+    /// here, so bytes that never make a line stretch nothing.
+    last_command: Instant,
+    /// When the line now being read began (its first bytes arrived).
+    line_started: Option<Instant>,
+    /// Over-long command lines in a row.
+    long_lines: u32,
     shared: &'s Shared,
     token: ConnToken<'s>,
     /// The control connection: plain, or TLS after AUTH TLS.
@@ -430,13 +497,10 @@ struct Session<'s> {
 }
 
 impl<'s> Session<'s> {
-    fn serve(&mut self) -> End {
-        if self
-            .send(&Reply::new(ReplyCode::ServiceReady, "simple-ftp ready"))
-            .is_err()
-        {
-            return End::Lost;
-        }
+    /// Serves commands while they come: lines queued during a transfer first, then
+    /// what the connection brings within [`LINGER`]. Returns [`Outcome::Park`] when
+    /// none is there, with nothing buffered that would be left waiting.
+    fn serve(&mut self) -> Outcome {
         loop {
             let parsed = match self.queued.pop_front() {
                 Some(Queued::Line(line)) => Some(Command::parse(&line)),
@@ -448,31 +512,16 @@ impl<'s> Session<'s> {
                         "Too many commands sent during a transfer",
                     );
                     if self.send(&reply).is_err() {
-                        return End::Lost;
+                        return Outcome::End(End::Lost);
                     }
                     continue;
                 }
-                None => {
-                    let read = self.read_command();
-                    if self.shared.stopping() {
-                        let reply =
-                            Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
-                        let _ = self.send(&reply);
-                        return End::Shutdown;
-                    }
-                    match read {
-                        Ok(Line::Complete) => Some(Command::parse(&self.line)),
-                        Ok(Line::TooLong) => None,
-                        Ok(Line::Eof) => return End::ClientClosed,
-                        Err(e) if is_timeout(&e) => {
-                            let reply =
-                                Reply::new(ReplyCode::ServiceNotAvailable, "Idle timeout, closing");
-                            let _ = self.send(&reply);
-                            return End::Idle;
-                        }
-                        Err(_) => return End::Lost,
-                    }
-                }
+                None => match self.next_line() {
+                    Next::Line => Some(Command::parse(&self.line)),
+                    Next::TooLong => None,
+                    Next::Quiet => return Outcome::Park,
+                    Next::End(end) => return Outcome::End(end),
+                },
             };
             let mut quit = false;
             let reply = match parsed {
@@ -486,7 +535,7 @@ impl<'s> Session<'s> {
                     match self.auth(&mechanism) {
                         Ok(None) => continue, // in TLS now; the 234 went out before
                         Ok(Some(reply)) => reply,
-                        Err(end) => return end,
+                        Err(end) => return Outcome::End(end),
                     }
                 }
                 Some(Ok(cmd)) => {
@@ -495,7 +544,7 @@ impl<'s> Session<'s> {
                     let verb = cmd.verb();
                     match self.handle(cmd) {
                         Ok(reply) => reply,
-                        Err(Failure::Control(_)) => return End::Lost,
+                        Err(Failure::Control(_)) => return Outcome::End(End::Lost),
                         Err(failure) => {
                             self.log_failure(verb, &failure);
                             failure.reply()
@@ -504,48 +553,168 @@ impl<'s> Session<'s> {
                 }
             };
             if self.send(&reply).is_err() {
-                return End::Lost;
+                return Outcome::End(End::Lost);
             }
             self.drain_ended_data();
             if std::mem::take(&mut self.abort_seen) {
                 let reply = Reply::new(ReplyCode::TransferComplete, "ABOR successful");
                 if self.send(&reply).is_err() {
-                    return End::Lost;
+                    return Outcome::End(End::Lost);
                 }
             }
             if quit {
-                return End::Quit;
+                return Outcome::End(End::Quit);
             }
             if self.close_after_reply {
-                return End::LoginFailures;
+                return Outcome::End(End::LoginFailures);
+            }
+            if self.long_lines >= MAX_LONG_LINES {
+                self.say_closing("Too many over-long command lines, closing");
+                return Outcome::End(End::LongLines);
             }
         }
     }
 
-    /// Waits for the next command line, at most the idle timeout. While a passive
-    /// listener is open the wait is cut at its deadline, when it is closed (a listener
-    /// nobody connected to must not hold a port, least of all one of a shared range);
-    /// then the wait goes on for the rest of the idle time.
-    fn read_command(&mut self) -> io::Result<Line> {
-        let idle_end = Instant::now() + self.shared.config.idle_timeout;
+    /// Reads the next command line, waiting at most [`LINGER`] for it (and never past
+    /// a deadline): [`Next::Quiet`] when none came, which parks the session. At most
+    /// one read per wait: a peer that sends a line a byte at a time keeps no worker,
+    /// and its bytes stretch no deadline. While a passive listener is open its
+    /// deadline counts too, and it is closed when it passes (a listener nobody
+    /// connected to must not hold a port, least of all one of a shared range).
+    fn next_line(&mut self) -> Next {
+        let linger_end = Instant::now() + LINGER;
         loop {
-            let listener_end = self.listener_deadline();
-            let end = listener_end.map_or(idle_end, |d| d.min(idle_end));
-            self.set_read_timeout(end.saturating_duration_since(Instant::now()));
-            match read_line(
+            if self.shared.stopping() {
+                self.say_closing("Server shutting down");
+                return Next::End(End::Shutdown);
+            }
+            let now = Instant::now();
+            if let Some((end, text)) = self.deadline_passed(now) {
+                self.say_closing(text);
+                return Next::End(end);
+            }
+            self.close_expired_listeners();
+            let wait = linger_end
+                .min(self.deadline())
+                .saturating_duration_since(now);
+            let buffered = !self.control.buffer().is_empty() || self.tls_holds_plaintext();
+            if wait.is_zero() && !buffered {
+                return Next::Quiet;
+            }
+            self.set_read_timeout(wait.max(Duration::from_millis(1)));
+            let read = read_line_within(
                 &mut self.control,
                 &mut self.line,
                 &mut self.line_state,
                 MAX_LINE,
-            ) {
-                Err(e) if is_timeout(&e) && listener_end.is_some() => {
-                    if Instant::now() >= idle_end {
-                        return Err(e);
-                    }
-                    self.close_expired_listeners();
-                }
-                read => return read,
+                1,
+            );
+            if self.line_state.in_line() {
+                self.line_started.get_or_insert(now);
             }
+            if self.shared.stopping() {
+                // The shutdown sweep ends reads too: this is not the client leaving.
+                self.say_closing("Server shutting down");
+                return Next::End(End::Shutdown);
+            }
+            match read {
+                Ok(Line::Pending) => {}
+                Ok(Line::Complete) => {
+                    self.line_started = None;
+                    self.last_command = Instant::now();
+                    self.long_lines = 0;
+                    return Next::Line;
+                }
+                Ok(Line::TooLong) => {
+                    if !self.line_state.in_line() {
+                        self.line_started = None;
+                    }
+                    self.last_command = Instant::now();
+                    self.long_lines += 1;
+                    return Next::TooLong;
+                }
+                Ok(Line::Eof) => return Next::End(End::ClientClosed),
+                Err(e) if is_timeout(&e) => {
+                    if !self.tls_holds_plaintext() {
+                        return Next::Quiet;
+                    }
+                }
+                Err(_) => return Next::End(End::Lost),
+            }
+        }
+    }
+
+    /// The session's next deadline: the idle timeout from the last command, the login
+    /// timeout from the connection until a login, the time a line may take from its
+    /// first byte, and the deadline of an open passive listener.
+    pub(super) fn deadline(&self) -> Instant {
+        let config = &self.shared.config;
+        let mut end = self.last_command + config.idle_timeout;
+        if !matches!(self.login, Login::In(_)) {
+            end = end.min(self.connected + config.login_timeout);
+        }
+        if let Some(started) = self.line_started {
+            end = end.min(started + LINE_TIME);
+        }
+        if let Some(listener) = self.listener_deadline() {
+            end = end.min(listener);
+        }
+        end
+    }
+
+    /// Which deadline that ends the session has passed, and what the client is told.
+    fn deadline_passed(&self, now: Instant) -> Option<(End, &'static str)> {
+        let config = &self.shared.config;
+        if !matches!(self.login, Login::In(_)) && now >= self.connected + config.login_timeout {
+            return Some((End::LoginTimeout, "Login timeout, closing"));
+        }
+        if self.line_started.is_some_and(|t| now >= t + LINE_TIME) {
+            return Some((End::SlowLine, "Command line not finished in time, closing"));
+        }
+        if now >= self.last_command + config.idle_timeout {
+            return Some((End::Idle, "Idle timeout, closing"));
+        }
+        None
+    }
+
+    /// Says `421` with `text` (the session ends after it); a failure to say it changes
+    /// nothing.
+    fn say_closing(&mut self, text: &str) {
+        let _ = self.send(&Reply::new(ReplyCode::ServiceNotAvailable, text));
+    }
+
+    /// Whether plaintext waits inside the TLS layer: such a session is never parked,
+    /// since nothing would arrive on the socket to wake it.
+    fn tls_holds_plaintext(&mut self) -> bool {
+        self.control.get_mut().holds_plaintext()
+    }
+
+    /// The registry's id of the session, its key in the parker.
+    pub(super) fn id(&self) -> u64 {
+        self.token.id()
+    }
+
+    /// The control connection's socket, which the parker watches.
+    pub(super) fn control_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.control.get_ref().tcp().ok().map(AsFd::as_fd)
+    }
+
+    /// Ends a session at shutdown: `421`, then the end of the control connection.
+    pub(super) fn shut_down(mut self: Box<Self>) {
+        self.say_closing("Server shutting down");
+        self.finish(End::Shutdown);
+    }
+
+    /// Logs the session's end and closes its control connection (in TLS with a
+    /// close_notify, see [`Session::end_control`]).
+    fn finish(self: Box<Self>, end: End) {
+        log::info!(
+            "{}: session end ({end}) after {:.1} s",
+            self.peer,
+            self.connected.elapsed().as_secs_f64()
+        );
+        if !matches!(end, End::Lost) {
+            self.end_control();
         }
     }
 
@@ -840,8 +1009,10 @@ impl<'s> Session<'s> {
     /// (at least that), with no system call when it is the one already set: waits for
     /// a command set it before nearly every read.
     fn set_read_timeout(&mut self, timeout: Duration) {
-        let tenths = timeout.as_nanos().div_ceil(100_000_000).max(1);
-        let timeout = Duration::from_millis(u64::try_from(tenths * 100).unwrap_or(u64::MAX));
+        // Whole milliseconds, so a wait that is nearly the same as the last one costs
+        // no system call.
+        let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
+        let timeout = Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX));
         if timeout == self.control_timeout {
             return;
         }
@@ -913,7 +1084,9 @@ impl<'s> Session<'s> {
             log::warn!("{}: TLS handshake failed: {e}", self.peer);
             return Err(End::Lost);
         }
-        self.set_read_timeout(self.shared.config.idle_timeout);
+        // A session waiting for its next command must not be held by a peer that
+        // sends a record a byte at a time.
+        self.control.get_mut().set_single_reads(true);
         log::info!("{}: control connection in TLS", self.peer);
         // A login made in the clear does not carry over (RFC 4217 §4).
         self.login = Login::None;
@@ -1364,7 +1537,8 @@ impl<'s> Session<'s> {
                     found = Poll::Closed;
                     break;
                 }
-                Err(_) => break, // nothing more for now; a partial line is kept
+                // Nothing more for now; a partial line is kept.
+                Ok(Line::Pending) | Err(_) => break,
             }
         }
         if let Ok(tcp) = self.control.get_ref().tcp() {
@@ -1953,6 +2127,9 @@ impl<'s> Session<'s> {
             unlooked += n;
             if unlooked >= CHUNK {
                 unlooked = 0;
+                if self.shared.forced.load(Ordering::SeqCst) {
+                    return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
+                }
                 self.check_abort()?;
             }
         }

@@ -303,8 +303,6 @@ fn failed_logins_without_a_users_file_leave_memory_flat() {
     let server = TestServer::start(&[
         "--workers",
         "8",
-        "--queue",
-        "16",
         "--failed-login-delay",
         "0",
         "--max-login-failures",
@@ -345,8 +343,6 @@ fn failed_logins_without_a_users_file_leave_memory_flat() {
 fn failed_logins_with_users_stay_within_the_pool_and_a_real_login_gets_through() {
     let server = server_with_users(&[
         "--workers",
-        "32",
-        "--queue",
         "32",
         "--failed-login-delay",
         "0",

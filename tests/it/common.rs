@@ -243,6 +243,26 @@ impl Ftp {
         self.writer.write_all(bytes).expect("send");
     }
 
+    /// Sends raw bytes; `false` when the connection is gone.
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> bool {
+        self.writer.write_all(bytes).is_ok()
+    }
+
+    /// A reply if one has begun to arrive (waiting up to 50 ms for it), else `None`.
+    pub fn poll_reply(&mut self) -> Option<Resp> {
+        let short = Some(Duration::from_millis(50));
+        self.reader
+            .get_ref()
+            .set_read_timeout(short)
+            .expect("timeout");
+        let ready = matches!(self.reader.fill_buf(), Ok(b) if !b.is_empty());
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(WAIT))
+            .expect("timeout");
+        ready.then(|| self.reply())
+    }
+
     /// Sends `bytes` as TCP urgent data (MSG_OOB: the last byte is the urgent one),
     /// as clients send ABOR and Telnet Synch.
     pub fn send_urgent(&mut self, bytes: &[u8]) {

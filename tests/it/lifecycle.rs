@@ -7,8 +7,8 @@ use std::time::Instant;
 use crate::common::{assert_same, eventually, names_in, pattern, Ftp, TestServer, WAIT};
 
 #[test]
-fn a_full_pool_answers_421_at_once_and_serves_again_when_a_worker_frees() {
-    let server = TestServer::start(&["--workers", "2"]);
+fn a_full_server_answers_421_at_once_and_serves_again_when_a_session_ends() {
+    let server = TestServer::start(&["--workers", "2", "--max-connections", "2"]);
     let mut a = server.login();
     let _b = server.login();
     let started = Instant::now();
@@ -148,7 +148,8 @@ fn open_files_limits(pid: u32) -> (String, String) {
 }
 
 /// A shell's soft limit of open files is often 1,024; the server raises it to the hard
-/// limit, and says so when even that is short of what its workers may need.
+/// limit, and lowers --max-connections (saying so) when even that is short of what its
+/// workers and sessions may need.
 #[test]
 fn the_open_files_limit_is_raised_to_the_hard_limit() {
     let server = TestServer::start_wrapped(
@@ -165,7 +166,7 @@ fn the_open_files_limit_is_raised_to_the_hard_limit() {
         "{log}"
     );
     assert!(
-        log.contains("the open files limit (300) is below the 512 that 64 sessions may need"),
+        log.contains("the open files limit (300) allows about 1 sessions with 64 workers"),
         "{log}"
     );
     // And it serves.

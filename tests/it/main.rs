@@ -21,6 +21,7 @@ mod listings;
 mod load;
 mod ncftp;
 mod new_names;
+mod parking;
 mod peers;
 mod rclone;
 mod server;

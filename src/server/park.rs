@@ -1,0 +1,206 @@
+//! Parked sessions: the ones waiting for their next command, held by one thread.
+//!
+//! A worker serves a session while commands keep coming; when none is there (no
+//! complete line buffered and none arriving within a short linger) it hands the
+//! session to the parker and takes other work. The parker watches every parked control
+//! connection with one epoll set, and hands a session back to the pool when its
+//! connection has something to read (a line, more of one, or its end) or when one of
+//! its deadlines passes (login, idle, an unfinished line); the worker that takes it
+//! then reads, or says `421`. So the pool bounds work in progress, not clients: a
+//! thousand silent connections cost a thousand entries here, not a thousand threads.
+//!
+//! epoll comes from rustix, which the project already links for its other system
+//! calls, rather than from a crate such as `mio` or `polling`: one thread, one set,
+//! level of abstraction of the rest of the code, no other dependency. Connections are
+//! registered one-shot, so a session is handed back at most once per parking.
+//!
+//! Deadlines sit in a min-heap with the session's id and parking number; an entry
+//! whose session has left (or was parked again since) is skipped when it comes up.
+//! On shutdown the parker tells every parked session `421` at once and ends.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use rustix::event::epoll;
+
+use super::pool::Work;
+use super::session::Session;
+use super::Shared;
+
+/// The id of the wake-up descriptor in the epoll set (session ids start at 0 and are
+/// far from it).
+const WAKE: u64 = u64::MAX;
+
+/// Events taken from the kernel per wait.
+const EVENTS: usize = 256;
+
+/// How workers hand sessions to the parker.
+pub(super) struct Parker<'s> {
+    tx: Sender<Box<Session<'s>>>,
+    shared: &'s Shared,
+}
+
+impl<'s> Parker<'s> {
+    /// The parker's side of the channel, for [`run`].
+    pub(super) fn new(shared: &'s Shared) -> (Parker<'s>, Receiver<Box<Session<'s>>>) {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (Parker { tx, shared }, rx)
+    }
+
+    /// Parks `session`; gives it back when the parker has ended (shutdown).
+    pub(super) fn park(&self, session: Box<Session<'s>>) -> Result<(), Box<Session<'s>>> {
+        self.tx.send(session).map_err(|e| e.into_inner())?;
+        self.shared.wake_parker();
+        Ok(())
+    }
+}
+
+/// A parked session and the parking it is in.
+struct Parked<'s> {
+    session: Box<Session<'s>>,
+    parking: u64,
+}
+
+/// Runs the parker until shutdown: sessions come in on `rx`, and go back to the pool
+/// on `work` when they have something to do.
+pub(super) fn run<'s>(
+    shared: &'s Shared,
+    rx: &Receiver<Box<Session<'s>>>,
+    work: &Sender<Work<'s>>,
+) {
+    let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC) {
+        Ok(fd) => fd,
+        Err(e) => {
+            log::error!("cannot create the parker's epoll set: {e}; sessions stay on workers");
+            return;
+        }
+    };
+    let wake_flags = epoll::EventFlags::IN;
+    if let Err(e) = epoll::add(
+        &epoll,
+        shared.park_wake.as_fd(),
+        epoll::EventData::new_u64(WAKE),
+        wake_flags,
+    ) {
+        log::error!("cannot watch the parker's wake-up: {e}");
+        return;
+    }
+    let mut parked: HashMap<u64, Parked<'s>> = HashMap::new();
+    let mut deadlines: BinaryHeap<Reverse<(Instant, u64, u64)>> = BinaryHeap::new();
+    let mut next_parking = 0u64;
+    let mut events = Vec::with_capacity(EVENTS);
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        // Sessions handed over since the last round.
+        while let Ok(session) = rx.try_recv() {
+            next_parking += 1;
+            admit(
+                &epoll,
+                session,
+                next_parking,
+                &mut parked,
+                &mut deadlines,
+                work,
+            );
+        }
+        // Deadlines that passed: the session goes back, and its worker says 421.
+        let now = Instant::now();
+        while let Some(Reverse((when, id, parking))) = deadlines.peek().copied() {
+            if when > now {
+                break;
+            }
+            deadlines.pop();
+            if parked.get(&id).is_some_and(|p| p.parking == parking) {
+                hand_back(&epoll, &mut parked, id, work);
+            }
+        }
+        let timeout = deadlines
+            .peek()
+            .map(|Reverse((when, _, _))| when.saturating_duration_since(Instant::now()))
+            .map(|d| rustix::event::Timespec {
+                tv_sec: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                // Rounded up, so the wait does not end just before the deadline.
+                tv_nsec: i64::from(d.subsec_nanos().div_ceil(1_000_000) * 1_000_000),
+            });
+        events.clear();
+        match epoll::wait(
+            &epoll,
+            rustix::buffer::spare_capacity(&mut events),
+            timeout.as_ref(),
+        ) {
+            Ok(_) => {}
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                log::error!("the parker's wait failed: {e}");
+                break;
+            }
+        }
+        for event in &events {
+            let id = event.data.u64();
+            if id == WAKE {
+                let mut count = [0u8; 8];
+                let _ = rustix::io::read(&shared.park_wake, &mut count);
+            } else {
+                hand_back(&epoll, &mut parked, id, work);
+            }
+        }
+    }
+    // Shutdown (or a broken epoll set): every parked session is told and closed.
+    for (_, p) in parked.drain() {
+        p.session.shut_down();
+    }
+    while let Ok(session) = rx.try_recv() {
+        session.shut_down();
+    }
+}
+
+/// Adds a session to the set, or hands it straight back when that fails (it is then
+/// served on a worker, as before parking existed).
+fn admit<'s>(
+    epoll: &OwnedFd,
+    session: Box<Session<'s>>,
+    parking: u64,
+    parked: &mut HashMap<u64, Parked<'s>>,
+    deadlines: &mut BinaryHeap<Reverse<(Instant, u64, u64)>>,
+    work: &Sender<Work<'s>>,
+) {
+    let id = session.id();
+    let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
+    let added = match session.control_fd() {
+        Some(fd) => epoll::add(epoll, fd, epoll::EventData::new_u64(id), flags),
+        None => Err(rustix::io::Errno::BADF),
+    };
+    if let Err(e) = added {
+        log::warn!("cannot park a session: {e}");
+        let _ = work.send(Work::Resume(session));
+        return;
+    }
+    deadlines.push(Reverse((session.deadline(), id, parking)));
+    parked.insert(id, Parked { session, parking });
+}
+
+/// Takes session `id` out of the set and gives it to the pool.
+fn hand_back<'s>(
+    epoll: &OwnedFd,
+    parked: &mut HashMap<u64, Parked<'s>>,
+    id: u64,
+    work: &Sender<Work<'s>>,
+) {
+    let Some(p) = parked.remove(&id) else {
+        return;
+    };
+    if let Some(fd) = p.session.control_fd() {
+        let _ = epoll::delete(epoll, fd);
+    }
+    if let Err(e) = work.send(Work::Resume(p.session)) {
+        // The pool is gone: only at shutdown.
+        if let Work::Resume(session) = e.into_inner() {
+            session.shut_down();
+        }
+    }
+}
