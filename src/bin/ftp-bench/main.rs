@@ -1,7 +1,7 @@
 //! `ftp-bench`: a load generator for any FTP server, and the tabulator of its results.
 //!
 //! Each workload subcommand drives the server at `--host`:`--port` with our library
-//! [`Client`](simple_ftp::client::Client) (or with curl, for figures that do not depend
+//! [`Client`](simple_ftp::Client) (or with curl, for figures that do not depend
 //! on our client), checks what it moved, and prints ONE tab-separated line per result on
 //! stdout (see `record::Record`):
 //!

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use simple_ftp::client::Client;
+use simple_ftp::Client;
 
 use crate::record::Record;
 

@@ -6,8 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::{ensure, Context};
-use simple_ftp::client::Client;
 use simple_ftp::digest::{self, sha256_hex};
+use simple_ftp::Client;
 
 use crate::record::Record;
 use crate::target::Target;

@@ -1,7 +1,7 @@
 //! Session churn: concurrent clients, each connecting, logging in and quitting again
 //! and again; the rate is sessions per second, the cost of a session's start and end.
 
-use simple_ftp::client::Client;
+use simple_ftp::Client;
 
 use super::many::{concurrent, Tally};
 use crate::record::Record;

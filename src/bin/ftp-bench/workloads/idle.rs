@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
-use simple_ftp::client::Client;
+use simple_ftp::Client;
 
 use super::many::Tally;
 use crate::meter::server_memory;

@@ -8,7 +8,7 @@ use std::sync::Barrier;
 use std::thread;
 use std::time::Instant;
 
-use simple_ftp::client::Client;
+use simple_ftp::Client;
 
 use crate::meter::Meter;
 use crate::record::Record;
