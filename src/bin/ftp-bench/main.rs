@@ -1,0 +1,341 @@
+//! `ftp-bench`: a load generator for any FTP server, and the tabulator of its results.
+//!
+//! Each workload subcommand drives the server at `--host`:`--port` with our library
+//! [`Client`](simple_ftp::Client) (or with curl, for figures that do not depend
+//! on our client), checks what it moved, and prints ONE tab-separated line per result on
+//! stdout (see `record::Record`):
+//!
+//! ```text
+//! label round workload client value unit work secs server_cpu_s client_cpu_s ok note
+//! ```
+//!
+//! `server_cpu_s` is the CPU time (user + system) that the server's process tree spent
+//! during the workload: `--pid` names the server's processes, and every process below
+//! them counts too (vsftpd and proftpd fork per session), including children that
+//! ended and were reaped meanwhile (their time moves into the parent's `cutime`).
+//! On a 2-core machine the load generator competes with the server, so CPU per unit
+//! of work is the steadier figure beside throughput.
+//!
+//! Every workload is bounded: each operation by `--timeout`, the whole workload by
+//! `--deadline` (sessions stop starting new work past it and report what they did),
+//! and a watchdog ends the process if a workload overstays even that.
+//!
+//! `table` reads the lines of many runs and prints the Markdown comparison table
+//! that `bench/compare.sh` shows. `mkfile` and `limits` prepare input files and
+//! measure what the machine allows (page-cache reads, a raw loopback copy).
+//!
+//! The pieces: this file is the command line, the dispatch and the watchdog.
+//! - `target`: which server a workload drives (the common flags) and its sessions.
+//! - `workloads`: the workloads, one file per family (large transfers, small transfers,
+//!   session churn, idle sessions), and what they share (the concurrent-sessions harness,
+//!   the checks of what was moved).
+//! - `meter`: wall-clock and CPU time of a measured part, and the server's memory, from /proc.
+//! - `record`: the result line that every command prints and `table` reads back.
+//! - `table`: the Markdown table: medians over rounds and the ratios to the best other server.
+//! - `tools`: the commands that drive no server: `mkfile` and `limits`.
+
+mod meter;
+mod record;
+mod table;
+mod target;
+mod tools;
+mod workloads;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use clap::{Parser, Subcommand};
+
+use record::Record;
+use target::{Expected, Many, Target};
+use workloads::{churn, idle, large, small};
+
+/// Load generator for FTP servers; one TSV result line per measurement.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Download one large file with our client (into a file under --local), MiB/s.
+    RetrLarge {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        expect: Expected,
+    },
+    /// Upload one large local file with our client, MiB/s.
+    StorLarge {
+        #[command(flatten)]
+        target: Target,
+        /// The local file to upload.
+        #[arg(long)]
+        local_file: PathBuf,
+        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
+        #[arg(long)]
+        sha256: Option<String>,
+    },
+    /// Download one large file with curl into /dev/null (or a file under --local), MiB/s.
+    CurlRetr {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        expect: Expected,
+        /// Write the download into a file under --local (and check its SHA-256), as
+        /// our client does, instead of into /dev/null.
+        #[arg(long)]
+        to_file: bool,
+        /// The curl program.
+        #[arg(long, default_value = "curl")]
+        curl: PathBuf,
+    },
+    /// Upload one large local file with curl, MiB/s.
+    CurlStor {
+        #[command(flatten)]
+        target: Target,
+        /// The local file to upload.
+        #[arg(long)]
+        local_file: PathBuf,
+        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The curl program.
+        #[arg(long, default_value = "curl")]
+        curl: PathBuf,
+    },
+    /// Concurrent sessions each downloading one small file many times, transfers/s.
+    RetrSmall {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        expect: Expected,
+        #[command(flatten)]
+        many: Many,
+    },
+    /// Concurrent sessions each uploading a small file many times (new names), transfers/s.
+    StorSmall {
+        #[command(flatten)]
+        target: Target,
+        /// The local file to upload.
+        #[arg(long)]
+        local_file: PathBuf,
+        #[command(flatten)]
+        many: Many,
+    },
+    /// Concurrent clients each doing connect + login + QUIT many times, sessions/s.
+    Churn {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        many: Many,
+    },
+    /// Many logged-in idle sessions: the server's memory, and how fast a new client is served.
+    Idle {
+        #[command(flatten)]
+        target: Target,
+        /// Idle sessions to hold open.
+        #[arg(long, default_value_t = 1000)]
+        sessions: usize,
+        /// Threads that open them.
+        #[arg(long, default_value_t = 32)]
+        openers: usize,
+        /// New clients (connect + login + LIST) timed while the sessions are open.
+        #[arg(long, default_value_t = 5)]
+        probes: usize,
+    },
+    /// Write a file of pseudo-random bytes and print its SHA-256.
+    Mkfile {
+        /// Where to write it.
+        path: PathBuf,
+        /// Its length in bytes.
+        size: u64,
+    },
+    /// The machine's limits: page-cache read rate and raw loopback copies of a file.
+    Limits {
+        /// A large file (on tmpfs, so it is in the page cache) to read and send.
+        #[arg(long)]
+        file: PathBuf,
+        /// A tmpfs directory for the copy that lands in a file.
+        #[arg(long)]
+        scratch: PathBuf,
+        /// Round number, for the table.
+        #[arg(long, default_value_t = 0)]
+        round: u32,
+    },
+    /// Read result lines (files, or stdin when none) and print the Markdown table.
+    Table {
+        /// Result files (TSV lines as the workloads print them).
+        files: Vec<PathBuf>,
+        /// The label of our server: the ratio column compares it with the best other.
+        #[arg(long, default_value = "ours")]
+        ours: String,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // The idle workload holds a thousand sessions, a socket each.
+    simple_ftp::limits::raise_open_files_limit();
+    if let Err(e) = run(cli.cmd) {
+        eprintln!("ftp-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::Mkfile { path, size } => {
+            let digest = tools::mkfile(&path, size)?;
+            println!("{digest}");
+            Ok(())
+        }
+        Cmd::Limits {
+            file,
+            scratch,
+            round,
+        } => {
+            for record in tools::limits(&file, &scratch, round)? {
+                println!("{}", record.tsv());
+            }
+            Ok(())
+        }
+        Cmd::Table { files, ours } => {
+            let mut text = String::new();
+            if files.is_empty() {
+                io::stdin().read_to_string(&mut text)?;
+            }
+            for f in &files {
+                text.push_str(&fs::read_to_string(f).with_context(|| format!("{}", f.display()))?);
+            }
+            let records: Vec<Record> = text.lines().filter_map(Record::parse).collect();
+            ensure!(!records.is_empty(), "no result lines in the input");
+            print!("{}", table::table(&records, &ours));
+            Ok(())
+        }
+        workload => run_bounded(workload),
+    }
+}
+
+/// Runs a workload on its own thread; past the deadline (plus a grace period for the
+/// workload's own checks) prints a failed record and ends the process.
+fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
+    let target = match &cmd {
+        Cmd::RetrLarge { target, .. }
+        | Cmd::StorLarge { target, .. }
+        | Cmd::CurlRetr { target, .. }
+        | Cmd::CurlStor { target, .. }
+        | Cmd::RetrSmall { target, .. }
+        | Cmd::StorSmall { target, .. }
+        | Cmd::Churn { target, .. }
+        | Cmd::Idle { target, .. } => target.clone(),
+        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => {
+            bail!("not a workload")
+        }
+    };
+    let names = record_names(&cmd);
+    let (tx, rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("workload".into())
+        .spawn(move || {
+            let _ = tx.send(workload(cmd));
+        })
+        .context("cannot start the workload thread")?;
+    let bound = Duration::from_secs(target.deadline + target.timeout + 30);
+    match rx.recv_timeout(bound) {
+        Ok(records) => {
+            for r in records? {
+                println!("{}", r.tsv());
+            }
+            Ok(())
+        }
+        Err(_) => {
+            for (workload, client) in names {
+                let mut r = target.record(workload, client);
+                r.note = format!("watchdog: no result after {} s", bound.as_secs());
+                println!("{}", r.tsv());
+            }
+            io::stdout().flush()?;
+            // The workload thread may be stuck in a system call: leave without it.
+            std::process::exit(2);
+        }
+    }
+}
+
+/// The (workload, client) names of the records a workload prints, as its table rows
+/// know them.
+fn record_names(cmd: &Cmd) -> &'static [(&'static str, &'static str)] {
+    match cmd {
+        Cmd::RetrLarge { .. } => &[("retr-large", "ftp-bench")],
+        Cmd::CurlRetr { to_file: true, .. } => &[("retr-large", "curl>file")],
+        Cmd::CurlRetr { .. } => &[("retr-large", "curl")],
+        Cmd::StorLarge { .. } => &[("stor-large", "ftp-bench")],
+        Cmd::CurlStor { .. } => &[("stor-large", "curl")],
+        Cmd::RetrSmall { .. } => &[("retr-small", "ftp-bench")],
+        Cmd::StorSmall { .. } => &[("stor-small", "ftp-bench")],
+        Cmd::Churn { .. } => &[("churn", "ftp-bench")],
+        Cmd::Idle { .. } => &[
+            ("idle-rss", "ftp-bench"),
+            ("idle-pss", "ftp-bench"),
+            ("idle-latency", "ftp-bench"),
+        ],
+        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => &[],
+    }
+}
+
+fn workload(cmd: Cmd) -> anyhow::Result<Vec<Record>> {
+    match cmd {
+        Cmd::RetrLarge { target, expect } => Ok(vec![large::retr_large(&target, &expect)]),
+        Cmd::StorLarge {
+            target,
+            local_file,
+            sha256,
+        } => Ok(vec![large::stor_large(
+            &target,
+            &local_file,
+            sha256.as_deref(),
+        )?]),
+        Cmd::CurlRetr {
+            target,
+            expect,
+            curl,
+            to_file,
+        } => Ok(vec![large::curl_retr(&target, &expect, &curl, to_file)]),
+        Cmd::CurlStor {
+            target,
+            local_file,
+            sha256,
+            curl,
+        } => Ok(vec![large::curl_stor(
+            &target,
+            &local_file,
+            sha256.as_deref(),
+            &curl,
+        )?]),
+        Cmd::RetrSmall {
+            target,
+            expect,
+            many,
+        } => Ok(vec![small::retr_small(&target, &expect, many)]),
+        Cmd::StorSmall {
+            target,
+            local_file,
+            many,
+        } => Ok(vec![small::stor_small(&target, &local_file, many)?]),
+        Cmd::Churn { target, many } => Ok(vec![churn::churn(&target, many)]),
+        Cmd::Idle {
+            target,
+            sessions,
+            openers,
+            probes,
+        } => Ok(idle::idle(&target, sessions, openers, probes)),
+        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => bail!("not a workload"),
+    }
+}
