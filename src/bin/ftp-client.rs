@@ -108,7 +108,7 @@ fn interactive(repl: &mut Repl, ui: &mut TerminalUi) -> Result<()> {
         repl.dir().display()
     );
     loop {
-        match editor.readline("ftp> ") {
+        match editor.readline(&repl.prompt()) {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     // History is a convenience; failing to record a line is not an error.

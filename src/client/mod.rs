@@ -371,6 +371,94 @@ impl Client {
             .map_err(|_| ClientError::Protocol(format!("SIZE reply is not a number: {text:?}")))
     }
 
+    /// The server's current directory (`PWD`, RFC 959 §4.1.3; the name is read from
+    /// the quoted path of the `257` reply, with `""` inside it meaning one `"`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses;
+    /// [`ClientError::Protocol`] when the reply holds no quoted path.
+    pub fn pwd(&mut self) -> Result<String> {
+        self.check_usable()?;
+        self.send(&Command::Pwd)?;
+        let reply = self.expect(&[ReplyCode::PathName])?;
+        let text = reply.text();
+        parse_257_path(&text)
+            .ok_or_else(|| ClientError::Protocol(format!("PWD reply holds no path: {text:?}")))
+    }
+
+    /// Changes the server's current directory (`CWD`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (`550` for a missing
+    /// directory); connection errors.
+    pub fn cwd(&mut self, dir: &str) -> Result<()> {
+        self.simple(
+            Command::Cwd(dir.to_owned()),
+            &[ReplyCode::FileActionOk, ReplyCode::CommandOk],
+        )
+    }
+
+    /// Goes to the parent of the server's current directory (`CDUP`; RFC 959 allows
+    /// `200` or `250` for it).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn cdup(&mut self) -> Result<()> {
+        self.simple(
+            Command::Cdup,
+            &[ReplyCode::FileActionOk, ReplyCode::CommandOk],
+        )
+    }
+
+    /// Creates the remote directory `dir` (`MKD`); returns the path the server named
+    /// in its `257` reply, or `dir` when it named none.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (an existing name,
+    /// no permission); connection errors.
+    pub fn mkdir(&mut self, dir: &str) -> Result<String> {
+        self.check_usable()?;
+        self.send(&Command::Mkd(dir.to_owned()))?;
+        let reply = self.expect(&[ReplyCode::PathName])?;
+        Ok(parse_257_path(&reply.text()).unwrap_or_else(|| dir.to_owned()))
+    }
+
+    /// Removes the empty remote directory `dir` (`RMD`).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn rmdir(&mut self, dir: &str) -> Result<()> {
+        self.simple(Command::Rmd(dir.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// Deletes the remote file `path` (`DELE`).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        self.simple(Command::Dele(path.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// Renames the remote `from` to `to` (`RNFR`, then `RNTO` once the server said `350`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] for the first refusal, of either step;
+    /// connection errors.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        self.simple(
+            Command::Rnfr(from.to_owned()),
+            &[ReplyCode::PendingFurtherInfo],
+        )?;
+        self.simple(Command::Rnto(to.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// One command, one reply among `codes`, nothing to read from it.
+    fn simple(&mut self, cmd: Command, codes: &[ReplyCode]) -> Result<()> {
+        self.check_usable()?;
+        self.send(&cmd)?;
+        self.expect(codes).map(drop)
+    }
+
     /// Downloads the remote file `remote` to the local path `local`.
     ///
     /// The bytes go to a temporary file in `local`'s directory, which is renamed to
@@ -949,6 +1037,24 @@ fn announced_size(text: &str) -> Option<u64> {
     let before = text.rfind(" bytes)").map(|end| &text[..end])?;
     let start = before.rfind('(')? + 1;
     before[start..].trim().parse().ok()
+}
+
+/// The path in a `257` reply: the text between the first `"` and the next lone `"`,
+/// with each `""` inside read as one `"` (RFC 959 Appendix II).
+fn parse_257_path(text: &str) -> Option<String> {
+    let mut chars = text.split_once('"')?.1.chars().peekable();
+    let mut path = String::new();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+            } else {
+                return Some(path);
+            }
+        }
+        path.push(c);
+    }
+    None
 }
 
 /// The SHA-256 of a local file, hex.

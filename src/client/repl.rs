@@ -31,8 +31,15 @@ commands (case-insensitive):
   OPEN <host> <port>     connect to <host>:<port> (also <host>:<port>, [v6addr]:<port>)
   GET <file>             download <file> into the local directory
   PUT <file>             upload <file> from the local directory
-  LS [path], DIR [path]  list a directory on the server
+  LS [path], DIR [path]  list a directory on the server (the current one without path)
+  CD <dir>, CDUP, PWD    change or show the server's current directory
+  LCD <dir>, LPWD        change or show the local directory (inside the starting one)
   LLS                    list the local directory
+  MKDIR <dir>            create a directory on the server
+  RMDIR <dir>            remove an empty directory on the server
+  DELETE <file>          delete a file on the server
+  RENAME <from> <to>     rename on the server (quote a name with spaces)
+  SIZE <file>            the size of a file on the server
   STATUS                 show the connection
   USER <name> [password] log in as <name> on the next OPEN
   CLOSE                  close the connection
@@ -62,6 +69,31 @@ pub enum Input {
     Ls(Option<String>),
     /// `LLS`: the local directory's listing.
     Lls,
+    /// `CD <dir>`: change the server's current directory.
+    Cd(String),
+    /// `CDUP`: to the parent of the server's current directory.
+    Cdup,
+    /// `PWD`: show the server's current directory.
+    Pwd,
+    /// `LCD <dir>`: change the local directory, within the starting one.
+    Lcd(String),
+    /// `LPWD`: show the local directory.
+    Lpwd,
+    /// `MKDIR <dir>`: create a remote directory.
+    Mkdir(String),
+    /// `RMDIR <dir>`: remove an empty remote directory.
+    Rmdir(String),
+    /// `DELETE <file>`: delete a remote file.
+    Delete(String),
+    /// `RENAME <from> <to>`: rename a remote file or directory.
+    Rename {
+        /// The current name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+    /// `SIZE <file>`: the size of a remote file.
+    Size(String),
     /// `STATUS`: connected to whom.
     Status,
     /// `USER <name> [password]`: credentials for the next `OPEN`.
@@ -187,6 +219,22 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
             Some(unquote(rest)?)
         })),
         "LLS" => no_args(Input::Lls, "LLS"),
+        "CD" | "CWD" => Ok(Input::Cd(remote_arg(rest, "CD <dir>")?)),
+        "CDUP" => no_args(Input::Cdup, "CDUP"),
+        "PWD" => no_args(Input::Pwd, "PWD"),
+        "LCD" => Ok(Input::Lcd(remote_arg(rest, "LCD <dir>")?)),
+        "LPWD" => no_args(Input::Lpwd, "LPWD"),
+        "MKDIR" | "MKD" => Ok(Input::Mkdir(remote_arg(rest, "MKDIR <dir>")?)),
+        "RMDIR" | "RMD" => Ok(Input::Rmdir(remote_arg(rest, "RMDIR <dir>")?)),
+        "DELETE" | "DEL" | "RM" => Ok(Input::Delete(remote_arg(rest, "DELETE <file>")?)),
+        "RENAME" | "MV" => match words(rest)?.as_slice() {
+            [from, to] => Ok(Input::Rename {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            _ => Err(InputError::Usage(RENAME_USAGE)),
+        },
+        "SIZE" => Ok(Input::Size(remote_arg(rest, "SIZE <file>")?)),
         "STATUS" => no_args(Input::Status, "STATUS"),
         "CLOSE" => no_args(Input::Close, "CLOSE"),
         "QUIT" | "EXIT" | "BYE" => no_args(Input::Quit, "QUIT"),
@@ -203,6 +251,48 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
         }
         _ => Err(InputError::Unknown(verb.to_owned())),
     }
+}
+
+const RENAME_USAGE: &str = "RENAME <from> <to> (quote a name with spaces)";
+
+/// A remote name (or a local directory for `LCD`): the rest of the line, unquoted,
+/// not empty and without NUL.
+fn remote_arg(rest: &str, usage: &'static str) -> Result<String, InputError> {
+    let name = file_arg(rest, usage)?;
+    if name.is_empty() {
+        return Err(InputError::Usage(usage));
+    }
+    if name.contains('\0') {
+        return Err(InputError::BadName(name, "NUL in name"));
+    }
+    Ok(name)
+}
+
+/// Splits `text` into words at white space; a word wrapped in `"` or `'` may hold
+/// spaces (and the other quote). Used where a line takes more than one name.
+fn words(text: &str) -> Result<Vec<String>, InputError> {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let quote = rest.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let (word, after) = match quote {
+            Some(q) => {
+                let inner = &rest[1..];
+                let end = inner
+                    .find(q)
+                    .ok_or_else(|| InputError::Quote(text.to_owned()))?;
+                let after = &inner[end + 1..];
+                if !after.is_empty() && !after.starts_with(char::is_whitespace) {
+                    return Err(InputError::Quote(text.to_owned()));
+                }
+                (&inner[..end], after)
+            }
+            None => rest.split_at(rest.find(char::is_whitespace).unwrap_or(rest.len())),
+        };
+        out.push(word.to_owned());
+        rest = after.trim_start();
+    }
+    Ok(out)
 }
 
 fn file_arg(rest: &str, usage: &'static str) -> Result<String, InputError> {
@@ -327,6 +417,10 @@ pub enum CommandError {
     /// The TLS settings are unusable (an unreadable CA file, no system roots).
     #[error("{0}")]
     Tls(crate::tls::TlsError),
+    /// A line that names something it may not (a local directory outside the
+    /// starting one).
+    #[error("{0}")]
+    Input(InputError),
     /// The local directory could not be read.
     #[error("local directory {}: {source}", path.display())]
     LocalDir {
@@ -341,7 +435,14 @@ pub enum CommandError {
 #[derive(Debug)]
 pub struct Repl {
     client: Option<Client>,
+    /// The local directory GET writes into and PUT reads from.
     dir: PathBuf,
+    /// The starting local directory: `LCD` never leaves it.
+    root: PathBuf,
+    /// `host:port` of the connection, for the prompt.
+    host: String,
+    /// The server's current directory as last seen (`None` when PWD failed).
+    remote_dir: Option<String>,
     user: String,
     /// `None`: ask through the [`Ui`] at the next `OPEN`.
     password: Option<String>,
@@ -360,7 +461,10 @@ impl Repl {
     pub fn new(dir: PathBuf, user: String, password: Option<String>, timeout: Duration) -> Repl {
         Repl {
             client: None,
+            root: dir.clone(),
             dir,
+            host: String::new(),
+            remote_dir: None,
             user,
             password,
             timeout,
@@ -452,9 +556,54 @@ impl Repl {
                     .for_each(|l| ui.result(l.trim_end_matches('\r')));
             }
             Input::Lls => self.local_listing(ui)?,
+            Input::Cd(dir) => {
+                self.with_client(&format!("CD {dir}"), |c| c.cwd(&dir))?;
+                self.show_remote_dir("CD", ui);
+            }
+            Input::Cdup => {
+                self.with_client("CDUP", Client::cdup)?;
+                self.show_remote_dir("CDUP", ui);
+            }
+            Input::Pwd => {
+                let dir = self.with_client("PWD", Client::pwd)?;
+                ui.result(&format!("PWD: {dir}"));
+                self.remote_dir = Some(dir);
+            }
+            Input::Lcd(dir) => {
+                self.dir = self.local_subdir(&dir)?;
+                ui.result(&format!("LCD: {}", self.dir.display()));
+            }
+            Input::Lpwd => ui.result(&format!("LPWD: {}", self.dir.display())),
+            Input::Mkdir(dir) => {
+                let made = self.with_client(&format!("MKDIR {dir}"), |c| c.mkdir(&dir))?;
+                ui.result(&format!("MKDIR: created {made}"));
+            }
+            Input::Rmdir(dir) => {
+                self.with_client(&format!("RMDIR {dir}"), |c| c.rmdir(&dir))?;
+                ui.result(&format!("RMDIR: removed {dir}"));
+            }
+            Input::Delete(file) => {
+                self.with_client(&format!("DELETE {file}"), |c| c.delete(&file))?;
+                ui.result(&format!("DELETE: deleted {file}"));
+            }
+            Input::Rename { from, to } => {
+                self.with_client(&format!("RENAME {from}"), |c| c.rename(&from, &to))?;
+                ui.result(&format!("RENAME: {from} -> {to}"));
+            }
+            Input::Size(file) => {
+                let size = self.with_client(&format!("SIZE {file}"), |c| c.size(&file))?;
+                ui.result(&format!("SIZE {file}: {size} bytes"));
+            }
             Input::Status => self.status(ui)?,
             Input::User { name, password } => {
                 ui.result(&format!("USER: the next OPEN logs in as {name}"));
+                // As with --user anonymous: the anonymous password is not asked for.
+                let password = match password {
+                    None if name.eq_ignore_ascii_case(ANONYMOUS_USER) => {
+                        Some(ANONYMOUS_PASSWORD.to_owned())
+                    }
+                    other => other,
+                };
                 self.user = name;
                 self.password = password;
             }
@@ -540,7 +689,76 @@ impl Repl {
             })?;
         ui.result(&format!("{context}: connected as {}", self.user));
         self.client = Some(client);
+        self.host = super::host_port(host, port);
+        self.remote_dir = None;
+        // For the prompt only: a server without PWD is still usable.
+        if let Some(c) = self.client.as_mut() {
+            self.remote_dir = c.pwd().ok();
+        }
         Ok(())
+    }
+
+    /// The prompt: `ftp> `, or with a connection `ftp host:port:/dir> `.
+    pub fn prompt(&self) -> String {
+        if self.client.is_none() {
+            return "ftp> ".to_owned();
+        }
+        match &self.remote_dir {
+            Some(dir) => format!("ftp {}:{dir}> ", self.host),
+            None => format!("ftp {}> ", self.host),
+        }
+    }
+
+    /// After a change of directory: asks the server where we are now and says so.
+    fn show_remote_dir(&mut self, verb: &str, ui: &mut dyn Ui) {
+        self.remote_dir = self.client.as_mut().and_then(|c| c.pwd().ok());
+        match &self.remote_dir {
+            Some(dir) => ui.result(&format!("{verb}: {dir}")),
+            None => ui.result(&format!("{verb}: done")),
+        }
+    }
+
+    /// The local directory `LCD <dir>` names: relative to the current one, and
+    /// inside the starting one (as GET and PUT names are), also after symbolic links.
+    fn local_subdir(&self, dir: &str) -> Result<PathBuf, CommandError> {
+        let outside = || CommandError::Input(InputError::OutsideLocalDir(dir.to_owned()));
+        let mut parts: Vec<std::ffi::OsString> = match self.dir.strip_prefix(&self.root) {
+            Ok(sub) => sub.iter().map(ToOwned::to_owned).collect(),
+            Err(_) => Vec::new(),
+        };
+        for part in Path::new(dir).components() {
+            match part {
+                Component::Normal(p) => parts.push(p.to_owned()),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    parts.pop().ok_or_else(outside)?;
+                }
+                Component::RootDir | Component::Prefix(_) => return Err(outside()),
+            }
+        }
+        let target: PathBuf = parts.iter().fold(self.root.clone(), |p, part| p.join(part));
+        let dir_err = |source| CommandError::LocalDir {
+            path: target.clone(),
+            source,
+        };
+        let real = target.canonicalize().map_err(dir_err)?;
+        let real_root = self
+            .root
+            .canonicalize()
+            .map_err(|source| CommandError::LocalDir {
+                path: self.root.clone(),
+                source,
+            })?;
+        if !real.starts_with(&real_root) {
+            return Err(outside());
+        }
+        if !real.is_dir() {
+            return Err(dir_err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            )));
+        }
+        Ok(target)
     }
 
     fn transfer(
@@ -796,6 +1014,64 @@ mod tests {
             parse_input("RETR x"),
             Err(InputError::Unknown("RETR".into()))
         );
+    }
+
+    #[test]
+    fn moving_around_takes_a_directory_or_nothing() {
+        assert_eq!(parse_input("cd sub"), Ok(Input::Cd("sub".into())));
+        assert_eq!(parse_input("CD \"a dir\""), Ok(Input::Cd("a dir".into())));
+        assert_eq!(parse_input("CD /"), Ok(Input::Cd("/".into())));
+        assert_eq!(parse_input("CD"), Err(InputError::Usage("CD <dir>")));
+        assert_eq!(parse_input("cdup"), Ok(Input::Cdup));
+        assert_eq!(parse_input("CDUP x"), Err(InputError::Usage("CDUP")));
+        assert_eq!(parse_input("pwd"), Ok(Input::Pwd));
+        assert_eq!(parse_input("Lcd sub dir"), Ok(Input::Lcd("sub dir".into())));
+        assert_eq!(parse_input("LCD"), Err(InputError::Usage("LCD <dir>")));
+        assert_eq!(parse_input("lpwd"), Ok(Input::Lpwd));
+    }
+
+    #[test]
+    fn server_file_commands_take_remote_names() {
+        assert_eq!(
+            parse_input("mkdir new dir"),
+            Ok(Input::Mkdir("new dir".into()))
+        );
+        assert_eq!(parse_input("RMDIR old"), Ok(Input::Rmdir("old".into())));
+        assert_eq!(
+            parse_input("delete notes.txt"),
+            Ok(Input::Delete("notes.txt".into()))
+        );
+        assert_eq!(parse_input("SIZE 'a b'"), Ok(Input::Size("a b".into())));
+        assert_eq!(parse_input("MKDIR"), Err(InputError::Usage("MKDIR <dir>")));
+        assert_eq!(
+            parse_input("DELETE"),
+            Err(InputError::Usage("DELETE <file>"))
+        );
+        assert!(matches!(
+            parse_input("DELETE a\0b"),
+            Err(InputError::BadName(_, _))
+        ));
+        let rename = |from: &str, to: &str| {
+            Ok(Input::Rename {
+                from: from.into(),
+                to: to.into(),
+            })
+        };
+        assert_eq!(parse_input("rename a b"), rename("a", "b"));
+        assert_eq!(parse_input("RENAME \"a b\" c"), rename("a b", "c"));
+        assert_eq!(parse_input("RENAME a  'c d' "), rename("a", "c d"));
+        assert_eq!(
+            parse_input("RENAME a"),
+            Err(InputError::Usage(RENAME_USAGE))
+        );
+        assert_eq!(
+            parse_input("RENAME a b c"),
+            Err(InputError::Usage(RENAME_USAGE))
+        );
+        assert!(matches!(
+            parse_input("RENAME \"a b c"),
+            Err(InputError::Quote(_))
+        ));
     }
 
     #[test]

@@ -98,6 +98,8 @@ fn serve(
     let mut input = BufReader::new(stream);
     writeln!(out, "{}\r", behavior.greeting.unwrap_or("220 ready"))?;
     let mut passive: Option<TcpListener> = None;
+    let mut cwd = "/".to_owned();
+    let mut renaming: Option<String> = None;
     let mut line = String::new();
     loop {
         line.clear();
@@ -192,6 +194,48 @@ fn serve(
                 drop(data);
                 "226 listed".to_owned()
             }
+            "PWD" => format!(
+                "257 \"{}\" is the current directory",
+                cwd.replace('"', "\"\"")
+            ),
+            "CWD" => match arg {
+                "missing" => "550 no such directory".to_owned(),
+                "/" => {
+                    cwd = "/".to_owned();
+                    "250 ok".to_owned()
+                }
+                _ => {
+                    cwd = format!("{}/{arg}", cwd.trim_end_matches('/'));
+                    "250 ok".to_owned()
+                }
+            },
+            "CDUP" => {
+                cwd = match cwd.rsplit_once('/') {
+                    Some(("", _)) | None => "/".to_owned(),
+                    Some((parent, _)) => parent.to_owned(),
+                };
+                "200 ok".to_owned()
+            }
+            "MKD" => format!("257 \"{arg}\" created"),
+            "RMD" | "DELE" if files.lock().expect("lock").remove(arg).is_some() => {
+                "250 removed".to_owned()
+            }
+            "RMD" | "DELE" => "550 no such file".to_owned(),
+            "RNFR" if files.lock().expect("lock").contains_key(arg) => {
+                renaming = Some(arg.to_owned());
+                "350 and the new name?".to_owned()
+            }
+            "RNFR" => "550 no such file".to_owned(),
+            "RNTO" => match renaming.take() {
+                Some(from) => {
+                    let mut files = files.lock().expect("lock");
+                    if let Some(bytes) = files.remove(&from) {
+                        files.insert(arg.to_owned(), bytes);
+                    }
+                    "250 renamed".to_owned()
+                }
+                None => "503 RNFR first".to_owned(),
+            },
             "ABOR" => "226 ABOR done".to_owned(),
             "QUIT" => {
                 writeln!(out, "221 bye\r")?;
@@ -825,4 +869,138 @@ fn a_data_connection_carries_the_timeout_and_gives_up_after_it() {
         "gave up after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn directory_commands_send_their_verbs_and_read_their_replies() {
+    let server = FakeServer::start(Behavior::default())
+        .with_file("a.txt", b"a")
+        .with_file("old", b"")
+        .with_file("gone.txt", b"x");
+    let mut client = server.connect();
+    assert_eq!(client.pwd().expect("pwd"), "/");
+    client.cwd("sub").expect("cwd");
+    client.cwd("say \"hi\"").expect("cwd");
+    assert_eq!(client.pwd().expect("pwd"), "/sub/say \"hi\"");
+    client.cdup().expect("cdup");
+    assert_eq!(client.pwd().expect("pwd"), "/sub");
+    let err = client.cwd("missing").expect_err("550");
+    assert_eq!(err.reply_code(), Some(550), "{err}");
+    assert_eq!(client.mkdir("new").expect("mkd"), "new");
+    client.rmdir("old").expect("rmd");
+    client.delete("gone.txt").expect("dele");
+    assert_eq!(
+        client.delete("gone.txt").expect_err("550").reply_code(),
+        Some(550)
+    );
+    client.rename("a.txt", "b.txt").expect("rename");
+    assert_eq!(
+        client
+            .rename("a.txt", "c.txt")
+            .expect_err("550")
+            .reply_code(),
+        Some(550)
+    );
+    assert!(client.is_usable(), "refusals keep the session");
+    client.quit().expect("quit");
+    assert_eq!(server.file("b.txt"), Some(b"a".to_vec()));
+    assert!(server.file("gone.txt").is_none());
+    let sent: Vec<String> = server.commands().into_iter().skip(3).collect();
+    assert_eq!(
+        sent,
+        [
+            "PWD",
+            "CWD sub",
+            "CWD say \"hi\"",
+            "PWD",
+            "CDUP",
+            "PWD",
+            "CWD missing",
+            "MKD new",
+            "RMD old",
+            "DELE gone.txt",
+            "DELE gone.txt",
+            "RNFR a.txt",
+            "RNTO b.txt",
+            "RNFR a.txt",
+            "QUIT"
+        ]
+    );
+}
+
+#[test]
+fn parse_257_reads_quoted_paths() {
+    assert_eq!(parse_257_path("\"/a\" is current"), Some("/a".into()));
+    assert_eq!(
+        parse_257_path("\"/say \"\"hi\"\"\" ok"),
+        Some("/say \"hi\"".into())
+    );
+    assert_eq!(parse_257_path("MKD done"), None);
+    assert_eq!(parse_257_path("\"/open"), None);
+}
+
+#[test]
+fn repl_user_anonymous_needs_no_password_and_the_prompt_shows_the_directory() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::new(dir.path().to_owned(), "bob".into(), None, TIMEOUT);
+    let mut ui = Recorder::default();
+    assert_eq!(repl.prompt(), "ftp> ");
+    repl.run_line("USER anonymous", &mut ui);
+    // A Ui that was asked for a password would have answered None (an empty PASS).
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    assert_eq!(repl.prompt(), format!("ftp 127.0.0.1:{}:/> ", server.port));
+    repl.run_line("CD sub", &mut ui);
+    assert_eq!(
+        repl.prompt(),
+        format!("ftp 127.0.0.1:{}:/sub> ", server.port)
+    );
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let cmds = server.commands();
+    assert_eq!(
+        cmds[..2],
+        ["USER anonymous".to_owned(), "PASS anonymous@".to_owned()]
+    );
+    assert!(
+        ui.results.contains(&"CD: /sub".to_owned()),
+        "{:?}",
+        ui.results
+    );
+}
+
+#[test]
+fn repl_lcd_stays_inside_the_starting_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("sub/deeper")).expect("mkdir");
+    std::fs::write(dir.path().join("file"), b"x").expect("write");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line("LCD sub", &mut ui);
+    repl.run_line("LCD deeper", &mut ui);
+    assert_eq!(repl.dir(), dir.path().join("sub/deeper"));
+    repl.run_line("LCD ../..", &mut ui);
+    assert_eq!(repl.dir(), dir.path());
+    assert_eq!(repl.failures(), 0, "{:?}", ui.errors);
+    for bad in ["..", "/tmp", "sub/../..", "file", "missing"] {
+        repl.run_line(&format!("LCD {bad}"), &mut ui);
+        assert_eq!(repl.dir(), dir.path(), "{bad}");
+    }
+    assert_eq!(repl.failures(), 5);
+    assert!(
+        ui.errors[0].contains("would leave the local directory"),
+        "{:?}",
+        ui.errors
+    );
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/", dir.path().join("out")).expect("symlink");
+        repl.run_line("LCD out", &mut ui);
+        assert_eq!(repl.dir(), dir.path());
+        assert!(
+            ui.errors[5].contains("would leave the local directory"),
+            "{:?}",
+            ui.errors
+        );
+    }
 }

@@ -1,0 +1,128 @@
+//! Our `ftp-client` binary's everyday commands (issue 15) against our server, piped and
+//! byte-exact: moving around (CD, CDUP, PWD, LCD, LPWD, LS of the current directory),
+//! changing the server's files (MKDIR, RMDIR, DELETE, RENAME, SIZE), each refusal
+//! reported with its reply while the session goes on.
+
+use std::fs;
+
+use crate::common::{hidden_names_in, names_in, pattern, run_client_script, TestServer};
+
+#[test]
+fn moving_around_and_changing_files_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let data = pattern(100_003, 15);
+    fs::create_dir(client.path().join("local sub")).expect("mkdir");
+    fs::write(client.path().join("local sub/up.bin"), &data).expect("write");
+    fs::write(server.root().join("top.txt"), "top\n").expect("write");
+
+    let script = format!(
+        "OPEN {}\nPWD\nMKDIR sub\nCD sub\nPWD\nLCD local sub\nLPWD\nPUT up.bin\nSIZE up.bin\n\
+         RENAME up.bin \"new name.bin\"\nLS\nLCD ..\nGET new name.bin\nCDUP\nGET top.txt\n\
+         RMDIR sub\nDELETE sub/new name.bin\nRMDIR sub\nDELETE top.txt\nQUIT\n",
+        server.addr.port()
+    );
+    let run = run_client_script(client.path(), &script);
+
+    // The one failure: RMDIR of a directory that still holds a file.
+    assert_eq!(run.code(), 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    assert!(
+        errors[0].contains("RMDIR sub") && errors[0].contains("550"),
+        "{}",
+        errors[0]
+    );
+    let out = &run.stdout;
+    for line in [
+        "PWD: /",
+        "MKDIR: created /sub",
+        "CD: /sub",
+        "PWD: /sub",
+        &format!("SIZE up.bin: {} bytes", data.len()),
+        "RENAME: up.bin -> new name.bin",
+        "CDUP: /",
+        "DELETE: deleted sub/new name.bin",
+        "RMDIR: removed sub",
+        "DELETE: deleted top.txt",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    assert!(
+        out.lines()
+            .any(|l| l.ends_with("new name.bin") && l.contains(&data.len().to_string())),
+        "the LS of /sub lists the renamed file:\n{out}"
+    );
+    let lpwd = client.path().join("local sub").display().to_string();
+    assert!(out.contains(&format!("LPWD: {lpwd}")), "{out}");
+    // GET after `LCD ..` and `CD sub` lands in the starting directory, byte-exact.
+    assert_eq!(
+        fs::read(client.path().join("new name.bin")).expect("get"),
+        data
+    );
+    assert_eq!(
+        fs::read(client.path().join("top.txt")).expect("get"),
+        b"top\n"
+    );
+    assert!(
+        names_in(server.root()).is_empty(),
+        "{:?}",
+        names_in(server.root())
+    );
+    assert!(hidden_names_in(client.path()).is_empty());
+}
+
+#[test]
+fn refusals_name_the_reply_and_the_session_goes_on() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    fs::write(server.root().join("a.txt"), "a").expect("write");
+    let script = format!(
+        "OPEN {}\nCD missing\nDELETE missing.txt\nRENAME missing.txt b.txt\nSIZE missing.txt\n\
+         MKDIR a.txt\nRMDIR missing\nLCD ..\nCD ..\nPWD\nGET a.txt\n",
+        server.addr.port()
+    );
+    let run = run_client_script(client.path(), &script);
+    assert_eq!(run.code(), 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 7, "{}", run.stderr);
+    for (error, what) in errors.iter().zip([
+        "CD missing",
+        "DELETE missing.txt",
+        "RENAME missing.txt",
+        "SIZE missing.txt",
+        "MKDIR a.txt",
+        "RMDIR missing",
+        "would leave the local directory",
+    ]) {
+        assert!(error.contains(what), "{error} lacks {what}");
+    }
+    assert!(
+        errors[..6].iter().all(|e| e.contains("server replied 5")),
+        "{errors:?}"
+    );
+    // `CD ..` at the top stays at the top (the server's root is its `/`).
+    assert!(run.stdout.lines().any(|l| l == "PWD: /"), "{}", run.stdout);
+    assert_eq!(fs::read(client.path().join("a.txt")).expect("get"), b"a");
+}
+
+#[test]
+fn user_anonymous_then_open_asks_no_password() {
+    // Issue 15 item 7: `USER anonymous` then OPEN logged in as a user without a
+    // password, where `--user anonymous` sent the anonymous one.
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+    cmd.arg("--dir")
+        .arg(client.path())
+        .args(["--user", "bob", "--timeout", "60"]);
+    let script = format!("USER anonymous\nOPEN {}\nPWD\nQUIT\n", server.addr.port());
+    let run = crate::common::run_client_command(cmd, &script);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(
+        run.stdout.contains("connected as anonymous"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("PWD: /"), "{}", run.stdout);
+}
