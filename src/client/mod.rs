@@ -27,6 +27,7 @@
 //! a `421` reply) the client is no longer usable: [`Client::is_usable`] says so and
 //! every further call fails with [`ClientError::Dropped`] at once.
 
+pub mod many;
 pub mod repl;
 
 use std::fs::File;

@@ -15,6 +15,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::many::BatchEvent;
 use super::{Client, ClientError, Interrupt, Progress};
 
 /// Host that `OPEN <port>` connects to.
@@ -31,6 +32,8 @@ commands (case-insensitive):
   OPEN <host> <port>     connect to <host>:<port> (also <host>:<port>, [v6addr]:<port>)
   GET <file>             download <file> into the local directory
   PUT <file>             upload <file> from the local directory
+  MGET <pattern>...      download the remote files matching *, ? or [...] (current directory)
+  MPUT <pattern>...      upload the local files matching the patterns
   LS [path], DIR [path]  list a directory on the server (the current one without path)
   CD <dir>, CDUP, PWD    change or show the server's current directory
   LCD <dir>, LPWD        change or show the local directory (inside the starting one)
@@ -65,6 +68,10 @@ pub enum Input {
     Get(FileName),
     /// `PUT <file>`: upload from the local directory.
     Put(FileName),
+    /// `MGET <pattern>...`: download every matching file of the remote directory.
+    Mget(Vec<String>),
+    /// `MPUT <pattern>...`: upload every matching file of the local directory.
+    Mput(Vec<String>),
     /// `LS [path]` / `DIR [path]`: the server's listing.
     Ls(Option<String>),
     /// `LLS`: the local directory's listing.
@@ -235,6 +242,8 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
             _ => Err(InputError::Usage(RENAME_USAGE)),
         },
         "SIZE" => Ok(Input::Size(remote_arg(rest, "SIZE <file>")?)),
+        "MGET" => Ok(Input::Mget(patterns(rest, "MGET <pattern>...")?)),
+        "MPUT" => Ok(Input::Mput(patterns(rest, "MPUT <pattern>...")?)),
         "STATUS" => no_args(Input::Status, "STATUS"),
         "CLOSE" => no_args(Input::Close, "CLOSE"),
         "QUIT" | "EXIT" | "BYE" => no_args(Input::Quit, "QUIT"),
@@ -251,6 +260,25 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
         }
         _ => Err(InputError::Unknown(verb.to_owned())),
     }
+}
+
+/// The patterns of `MGET`/`MPUT`: one or more words, each naming files of the
+/// current directory only.
+fn patterns(rest: &str, usage: &'static str) -> Result<Vec<String>, InputError> {
+    let patterns = words(rest)?;
+    if patterns.is_empty() || patterns.iter().any(String::is_empty) {
+        return Err(InputError::Usage(usage));
+    }
+    if let Some(p) = patterns
+        .iter()
+        .find(|p| p.contains('/') || p.contains('\0'))
+    {
+        return Err(InputError::BadName(
+            p.clone(),
+            "patterns match names in the current directory (CD or LCD there first)",
+        ));
+    }
+    Ok(patterns)
 }
 
 const RENAME_USAGE: &str = "RENAME <from> <to> (quote a name with spaces)";
@@ -371,11 +399,25 @@ pub trait Ui {
     fn progress(&mut self, _name: &str, _progress: Progress) {}
     /// The current transfer ended, well or not.
     fn progress_end(&mut self) {}
+    /// A file of an MGET/MPUT has moved `progress.done` bytes; `file` says where it
+    /// stands in the batch. The first call for each file has `done == 0`.
+    fn batch_progress(&mut self, _name: &str, _file: BatchPosition, _progress: Progress) {}
     /// Asks for a password without showing it; `None` when there is no one to ask
     /// (piped input), and then the password is empty.
     fn ask_password(&mut self, _prompt: &str) -> Option<String> {
         None
     }
+}
+
+/// Where a file stands in an MGET/MPUT, for a progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchPosition {
+    /// Which file this is, from 0.
+    pub index: usize,
+    /// How many files the batch moves.
+    pub count: usize,
+    /// Bytes the earlier files of the batch moved.
+    pub bytes_before: u64,
 }
 
 /// How `OPEN` secures connections (explicit FTPS).
@@ -414,6 +456,10 @@ pub enum CommandError {
         /// Whether the connection was lost and has been dropped.
         disconnected: bool,
     },
+    /// An MGET/MPUT in which some file failed or some pattern matched nothing; the
+    /// text is the summary line.
+    #[error("{0}")]
+    Batch(String),
     /// The TLS settings are unusable (an unreadable CA file, no system roots).
     #[error("{0}")]
     Tls(crate::tls::TlsError),
@@ -549,6 +595,8 @@ impl Repl {
             Input::Open { host, port, tls } => self.open(&host, port, tls, ui)?,
             Input::Get(name) => self.transfer(Direction::Get, &name, ui)?,
             Input::Put(name) => self.transfer(Direction::Put, &name, ui)?,
+            Input::Mget(patterns) => self.batch(Direction::Get, &patterns, ui)?,
+            Input::Mput(patterns) => self.batch(Direction::Put, &patterns, ui)?,
             Input::Ls(path) => {
                 let listing = self.with_client("LS", |c| c.list(path.as_deref()))?;
                 listing
@@ -787,6 +835,84 @@ impl Repl {
         Ok(())
     }
 
+    /// MGET/MPUT: each file as GET/PUT would report it, then a summary line (on
+    /// stderr, and the command failed, when any file failed or any pattern matched
+    /// nothing).
+    fn batch(
+        &mut self,
+        direction: Direction,
+        patterns: &[String],
+        ui: &mut dyn Ui,
+    ) -> Result<(), CommandError> {
+        let verb = direction.verb();
+        let batch_verb = format!("M{verb}");
+        let dir = self.dir.clone();
+        let mut started = Instant::now();
+        let mut bytes_before = 0u64;
+        let result = self.with_client(&batch_verb, |client| {
+            let event = |e: BatchEvent<'_>| match e {
+                BatchEvent::Progress {
+                    name,
+                    index,
+                    count,
+                    progress,
+                } => {
+                    if progress.done == 0 {
+                        started = Instant::now();
+                    }
+                    let at = BatchPosition {
+                        index,
+                        count,
+                        bytes_before,
+                    };
+                    ui.batch_progress(name, at, progress);
+                }
+                BatchEvent::Done { name, result } => {
+                    ui.progress_end();
+                    match result {
+                        Ok(done) => {
+                            bytes_before += done.bytes;
+                            let mut line = transfer_line(verb, name, done.bytes, started.elapsed());
+                            if done.verified {
+                                line.push_str(", SHA-256 verified");
+                            }
+                            ui.result(&line);
+                        }
+                        Err(e) => ui.error(&format!("{verb} {name}: {e}")),
+                    }
+                }
+            };
+            match direction {
+                Direction::Get => client.get_matching(patterns, &dir, event),
+                Direction::Put => client.put_matching(patterns, &dir, event),
+            }
+        });
+        ui.progress_end();
+        let batch = result?;
+        for pattern in &batch.unmatched {
+            ui.error(&format!("{batch_verb} {pattern}: no file matches"));
+        }
+        let failures = batch.failures();
+        let mut line = format!(
+            "{batch_verb}: {} {}, {}, {failures} {}",
+            batch.succeeded(),
+            plural(batch.succeeded(), "file", "files"),
+            human_bytes(batch.bytes()),
+            plural(failures, "failure", "failures"),
+        );
+        if !batch.skipped.is_empty() {
+            line.push_str(&format!(
+                " ({} not tried: the connection was lost)",
+                batch.skipped.len()
+            ));
+        }
+        if failures > 0 {
+            return Err(CommandError::Batch(line));
+        }
+        ui.result(&line);
+        Ok(())
+    }
+
     fn status(&mut self, ui: &mut dyn Ui) -> Result<(), CommandError> {
         let dir = self.dir.display().to_string();
         let Some(client) = &self.client else {
@@ -867,6 +993,29 @@ fn close(client: Client, verb: &str) -> Result<(), CommandError> {
         source,
         disconnected: true,
     })
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// A size for people: `999 B`, `1.5 KiB`, `12.0 MiB`, `3.2 GiB` (powers of 1024).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// `GET name: 1234 bytes in 0.01 s (12.3 MB/s)`, with MB = 10^6 bytes.
@@ -1072,6 +1221,46 @@ mod tests {
             parse_input("RENAME \"a b c"),
             Err(InputError::Quote(_))
         ));
+    }
+
+    #[test]
+    fn mget_and_mput_take_one_or_more_patterns() {
+        let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            parse_input("mget *.txt"),
+            Ok(Input::Mget(words(&["*.txt"])))
+        );
+        assert_eq!(
+            parse_input("MGET a?.bin [xy]* \"my *.doc\""),
+            Ok(Input::Mget(words(&["a?.bin", "[xy]*", "my *.doc"])))
+        );
+        assert_eq!(parse_input("Mput *"), Ok(Input::Mput(words(&["*"]))));
+        assert_eq!(
+            parse_input("MGET"),
+            Err(InputError::Usage("MGET <pattern>..."))
+        );
+        assert_eq!(
+            parse_input("MPUT \"\""),
+            Err(InputError::Usage("MPUT <pattern>..."))
+        );
+        assert!(matches!(
+            parse_input("MGET sub/*.txt"),
+            Err(InputError::BadName(_, _))
+        ));
+        assert!(matches!(
+            parse_input("MPUT ../*"),
+            Err(InputError::BadName(_, _))
+        ));
+    }
+
+    #[test]
+    fn human_sizes_use_powers_of_1024() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(50 << 20), "50.0 MiB");
+        assert_eq!(human_bytes(3 << 30), "3.0 GiB");
     }
 
     #[test]

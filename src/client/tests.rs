@@ -1004,3 +1004,97 @@ fn repl_lcd_stays_inside_the_starting_directory() {
         );
     }
 }
+
+#[test]
+fn mget_refuses_server_names_that_leave_the_local_directory_and_fetches_the_rest() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("a.txt", b"alpha")
+    .with_file("b.txt", &all_bytes())
+    .with_file("c.bin", b"not matched")
+    .with_file("../up.txt", b"evil")
+    .with_file("/tmp/abs.txt", b"evil");
+    let top = tempfile::tempdir().expect("tempdir");
+    let dir = top.path().join("local");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut client = server.connect();
+    let mut events = Vec::new();
+    let patterns = ["*.txt".to_owned(), ".*".to_owned(), "*.zip".to_owned()];
+    let batch = client
+        .get_matching(&patterns, &dir, |e| {
+            if let super::many::BatchEvent::Done { name, result } = e {
+                events.push((name.to_owned(), result.is_ok()));
+            }
+        })
+        .expect("listing");
+    // The fake server's NLST lists every key; the two that leave are refused
+    // (`*` matches the `/` in a name the server sends, and `.*` a leading `..`).
+    assert_eq!(
+        events,
+        [
+            ("../up.txt".to_owned(), false),
+            ("/tmp/abs.txt".to_owned(), false),
+            ("a.txt".to_owned(), true),
+            ("b.txt".to_owned(), true)
+        ]
+    );
+    assert_eq!(batch.unmatched, ["*.zip"]);
+    assert_eq!((batch.succeeded(), batch.failures()), (2, 3));
+    assert_eq!(batch.bytes(), 5 + 300_000);
+    let refused = batch.files[0].1.as_ref().expect_err("refused").to_string();
+    assert!(
+        refused.contains("would leave the local directory"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(dir.join("a.txt")).expect("a"), b"alpha");
+    assert_eq!(std::fs::read(dir.join("b.txt")).expect("b"), all_bytes());
+    let mut names: Vec<String> = std::fs::read_dir(top.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["local"], "nothing outside the local directory");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        2,
+        "no debris"
+    );
+    assert!(!server
+        .commands()
+        .iter()
+        .any(|c| c.contains("up.txt") && c.starts_with("RETR")));
+    client.quit().expect("quit");
+}
+
+#[test]
+fn repl_mput_sends_matching_local_files_and_sums_up() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("one.log"), b"1").expect("write");
+    std::fs::write(dir.path().join("two.log"), b"22").expect("write");
+    std::fs::write(dir.path().join(".hidden.log"), b"h").expect("write");
+    std::fs::create_dir(dir.path().join("dir.log")).expect("mkdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("MPUT *.log", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    assert_eq!(
+        ui.results.last().map(String::as_str),
+        Some("MPUT: 2 files, 3 B, 0 failures")
+    );
+    assert_eq!(server.file("one.log"), Some(b"1".to_vec()));
+    assert_eq!(server.file("two.log"), Some(b"22".to_vec()));
+    assert_eq!(server.file(".hidden.log"), None);
+    repl.run_line("MPUT *.none", &mut ui);
+    assert_eq!(repl.failures(), 1);
+    assert_eq!(
+        ui.errors,
+        [
+            "MPUT *.none: no file matches".to_owned(),
+            "MPUT: 0 files, 0 B, 1 failure".to_owned()
+        ]
+    );
+}

@@ -4,25 +4,131 @@
 //! reported with its reply while the session goes on.
 
 use std::fs;
+use std::path::Path;
 
-use crate::common::{hidden_names_in, names_in, pattern, run_client_script, TestServer};
+use crate::common::{
+    hidden_names_in, names_in, pattern, run_client_script, PyftpdlibServer, TestServer,
+};
 
 #[test]
 fn moving_around_and_changing_files_on_our_server() {
     let server = TestServer::start(&[]);
     let client = tempfile::tempdir().expect("tempdir");
+    navigation_session(server.addr.port(), server.root(), client.path());
+}
+
+#[test]
+fn moving_around_and_changing_files_on_pyftpdlib() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(server) = PyftpdlibServer::start_or_skip(root.path()) else {
+        return;
+    };
+    let client = tempfile::tempdir().expect("tempdir");
+    navigation_session(server.port, root.path(), client.path());
+}
+
+#[test]
+fn many_files_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    many_files_session(server.addr.port(), server.root(), client.path());
+}
+
+#[test]
+fn many_files_on_pyftpdlib() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(server) = PyftpdlibServer::start_or_skip(root.path()) else {
+        return;
+    };
+    let client = tempfile::tempdir().expect("tempdir");
+    many_files_session(server.port, root.path(), client.path());
+}
+
+/// MGET and MPUT with each kind of wildcard, byte-exact, with a summary line, a
+/// pattern that matches nothing, and no debris on either side.
+fn many_files_session(port: u16, server_root: &Path, client: &Path) {
+    let remote: Vec<(String, Vec<u8>)> = [
+        ("a1.txt", pattern(10, 1)),
+        ("a2.txt", pattern(2 << 20, 2)),
+        ("b.txt", Vec::new()),
+        ("c d.log", pattern(4097, 3)),
+        ("skip.bin", pattern(5, 4)),
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_owned(), b))
+    .collect();
+    for (name, bytes) in &remote {
+        fs::write(server_root.join(name), bytes).expect("write");
+    }
+    fs::create_dir(server_root.join("up")).expect("mkdir");
+    let local = [
+        ("x1.dat", pattern(3, 5)),
+        ("x2.dat", pattern(1 << 20, 6)),
+        ("y.dat", pattern(7, 7)),
+    ];
+    fs::create_dir(client.join("out")).expect("mkdir");
+    for (name, bytes) in &local {
+        fs::write(client.join("out").join(name), bytes).expect("write");
+    }
+    let script = format!(
+        "OPEN {port}\nMGET a?.txt [b]*\nMGET \"c *\"\nMGET *.none\nCD up\nLCD out\n\
+         MPUT x*.dat [!x]*\nMPUT z*\nQUIT\n"
+    );
+    let run = run_client_script(client, &script);
+
+    assert_eq!(run.code(), 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        errors,
+        [
+            "error: MGET *.none: no file matches",
+            "error: MGET: 0 files, 0 B, 1 failure",
+            "error: MPUT z*: no file matches",
+            "error: MPUT: 0 files, 0 B, 1 failure",
+        ],
+        "{}",
+        run.stderr
+    );
+    let out = &run.stdout;
+    for line in [
+        "MGET: 3 files, 2.0 MiB, 0 failures",
+        "MGET: 1 file, 4.0 KiB, 0 failures",
+        "MPUT: 3 files, 1.0 MiB, 0 failures",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    for name in ["a1.txt", "a2.txt", "b.txt", "c d.log"] {
+        assert!(out.contains(&format!("GET {name}: ")), "{out}");
+    }
+    for (name, bytes) in &remote[..4] {
+        assert_eq!(&fs::read(client.join(name)).expect("mget"), bytes, "{name}");
+    }
+    assert!(!client.join("skip.bin").exists());
+    for (name, bytes) in &local {
+        assert_eq!(
+            &fs::read(server_root.join("up").join(name)).expect("mput"),
+            bytes,
+            "{name}"
+        );
+    }
+    assert!(hidden_names_in(client).is_empty());
+    assert!(hidden_names_in(&server_root.join("up")).is_empty());
+}
+
+/// CD, CDUP, PWD, LCD, LPWD, MKDIR, RMDIR, DELETE, RENAME, SIZE and LS of the
+/// current directory in one session, with one refusal (RMDIR of a full directory).
+fn navigation_session(port: u16, server_root: &Path, client: &Path) {
     let data = pattern(100_003, 15);
-    fs::create_dir(client.path().join("local sub")).expect("mkdir");
-    fs::write(client.path().join("local sub/up.bin"), &data).expect("write");
-    fs::write(server.root().join("top.txt"), "top\n").expect("write");
+    fs::create_dir(client.join("local sub")).expect("mkdir");
+    fs::write(client.join("local sub/up.bin"), &data).expect("write");
+    fs::write(server_root.join("top.txt"), "top\n").expect("write");
 
     let script = format!(
-        "OPEN {}\nPWD\nMKDIR sub\nCD sub\nPWD\nLCD local sub\nLPWD\nPUT up.bin\nSIZE up.bin\n\
+        "OPEN {port}\nPWD\nMKDIR sub\nCD sub\nPWD\nLCD local sub\nLPWD\nPUT up.bin\nSIZE up.bin\n\
          RENAME up.bin \"new name.bin\"\nLS\nLCD ..\nGET new name.bin\nCDUP\nGET top.txt\n\
-         RMDIR sub\nDELETE sub/new name.bin\nRMDIR sub\nDELETE top.txt\nQUIT\n",
-        server.addr.port()
+         RMDIR sub\nDELETE sub/new name.bin\nRMDIR sub\nDELETE top.txt\nQUIT\n"
     );
-    let run = run_client_script(client.path(), &script);
+    let run = run_client_script(client, &script);
 
     // The one failure: RMDIR of a directory that still holds a file.
     assert_eq!(run.code(), 1, "{run:?}");
@@ -53,23 +159,17 @@ fn moving_around_and_changing_files_on_our_server() {
             .any(|l| l.ends_with("new name.bin") && l.contains(&data.len().to_string())),
         "the LS of /sub lists the renamed file:\n{out}"
     );
-    let lpwd = client.path().join("local sub").display().to_string();
+    let lpwd = client.join("local sub").display().to_string();
     assert!(out.contains(&format!("LPWD: {lpwd}")), "{out}");
     // GET after `LCD ..` and `CD sub` lands in the starting directory, byte-exact.
-    assert_eq!(
-        fs::read(client.path().join("new name.bin")).expect("get"),
-        data
-    );
-    assert_eq!(
-        fs::read(client.path().join("top.txt")).expect("get"),
-        b"top\n"
-    );
+    assert_eq!(fs::read(client.join("new name.bin")).expect("get"), data);
+    assert_eq!(fs::read(client.join("top.txt")).expect("get"), b"top\n");
     assert!(
-        names_in(server.root()).is_empty(),
+        names_in(server_root).is_empty(),
         "{:?}",
-        names_in(server.root())
+        names_in(server_root)
     );
-    assert!(hidden_names_in(client.path()).is_empty());
+    assert!(hidden_names_in(client).is_empty());
 }
 
 #[test]
