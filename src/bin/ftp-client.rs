@@ -6,6 +6,10 @@
 //! no prompt and no progress, one result line per command on stdout, errors on
 //! stderr. The exit status is 0 when every command succeeded and 1 otherwise.
 //! Ctrl-C during a transfer stops the transfer and returns to the prompt.
+//!
+//! One-line use runs the same REPL on lines from elsewhere: an `ftp://` URL becomes
+//! OPEN, CD, GET (or PUT for `-u`), QUIT; `-c` splits its argument at `;`; `-f` reads
+//! a file. Credentials come from the URL, `--user`, or `.netrc`, in that order.
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -17,7 +21,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rustyline::error::ReadlineError;
 use simple_ftp::client::repl::{
-    Flow, Input, Repl, TlsSettings, Ui, ANONYMOUS_PASSWORD, ANONYMOUS_USER,
+    parse_netrc, split_commands, Flow, FtpUrl, Input, Repl, TlsSettings, Ui, ANONYMOUS_PASSWORD,
+    ANONYMOUS_USER,
 };
 use simple_ftp::client::Progress;
 
@@ -28,12 +33,37 @@ use simple_ftp::client::Progress;
     about = "Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more)"
 )]
 struct Args {
-    /// Local directory that GET writes into and PUT reads from (created if missing).
-    #[arg(long, default_value = "client")]
-    dir: PathBuf,
-    /// User name for OPEN.
-    #[arg(long, default_value = ANONYMOUS_USER)]
-    user: String,
+    /// `ftp://[user[:password]@]host[:port]/path/file` to download and exit; with
+    /// `-u`, the local files to upload.
+    #[arg(value_name = "URL | FILE")]
+    targets: Vec<String>,
+    /// Upload the FILEs into this `ftp://host[:port]/dir/` and exit.
+    #[arg(short = 'u', long = "upload", value_name = "URL")]
+    upload: Option<String>,
+    /// Run these commands, separated by `;`, instead of reading standard input.
+    #[arg(short = 'c', long = "commands", value_name = "CMDS", conflicts_with_all = ["file", "upload"])]
+    commands: Option<String>,
+    /// Run the commands in this file, one a line, instead of reading standard input.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "upload"
+    )]
+    file: Option<PathBuf>,
+    /// End at the first command that fails (piped input, -c and -f).
+    #[arg(long)]
+    stop_on_error: bool,
+    /// Read credentials from this file instead of ~/.netrc.
+    #[arg(long, value_name = "FILE")]
+    netrc_file: Option<PathBuf>,
+    /// Local directory that GET writes into and PUT reads from (created if missing;
+    /// default ./client, or . for a URL).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// User name for OPEN (default: from the URL, else ~/.netrc, else anonymous).
+    #[arg(long)]
+    user: Option<String>,
     /// Password for OPEN (default: "anonymous@" for anonymous; for other users it is
     /// asked for without echo on a terminal).
     #[arg(long)]
@@ -63,17 +93,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the lines come from.
+enum Source {
+    /// The terminal: line editing, prompt, progress.
+    Terminal,
+    /// A pipe or file on standard input.
+    Stdin,
+    /// Lines from `-c` or `-f`.
+    Lines(Vec<String>),
+    /// What a URL asks for; ends at the first failure.
+    Url(Vec<Input>),
+}
+
 /// Runs the REPL until QUIT or end of input; true when every command succeeded.
 fn run(args: Args) -> Result<bool> {
-    std::fs::create_dir_all(&args.dir)
-        .with_context(|| format!("cannot create local directory {}", args.dir.display()))?;
-    let password = match args.password {
-        Some(p) => Some(p),
-        None if args.user == ANONYMOUS_USER => Some(ANONYMOUS_PASSWORD.to_owned()),
-        None => None,
+    let (url, source) = source(&args)?;
+    let dir = match (&args.dir, &url) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(_)) => PathBuf::from("."),
+        (None, None) => PathBuf::from("client"),
+    };
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create local directory {}", dir.display()))?;
+    let url_user = url.as_ref().and_then(|u| u.user.clone());
+    let chosen = url_user.clone().or(args.user.clone());
+    let user = chosen.clone().unwrap_or_else(|| ANONYMOUS_USER.to_owned());
+    let password = match (url.as_ref().and_then(|u| u.password.clone()), args.password) {
+        (Some(p), _) if url_user.is_some() => Some(p),
+        (_, Some(p)) => Some(p),
+        _ if user == ANONYMOUS_USER => Some(ANONYMOUS_PASSWORD.to_owned()),
+        _ => None,
     };
     let timeout = Duration::from_secs(args.timeout);
-    let mut repl = Repl::new(args.dir, args.user, password, timeout);
+    let mut repl = Repl::new(dir, user, password, timeout);
+    if chosen.is_none() {
+        if let Some(entries) = read_netrc(args.netrc_file.as_deref())? {
+            repl.use_netrc(entries);
+        }
+    }
     repl.set_tls(TlsSettings {
         always: args.tls,
         ca_file: args.ca_file,
@@ -88,16 +145,106 @@ fn run(args: Args) -> Result<bool> {
         }
     })
     .context("cannot install the Ctrl-C handler")?;
-    if io::stdin().is_terminal() {
-        let mut ui = TerminalUi {
-            bar: None,
-            show_progress: io::stderr().is_terminal(),
-        };
-        interactive(&mut repl, &mut ui)?;
-    } else {
-        piped(&mut repl, &mut PipedUi)?;
+    let stop = args.stop_on_error;
+    match source {
+        Source::Terminal => {
+            let mut ui = TerminalUi {
+                bar: None,
+                show_progress: io::stderr().is_terminal(),
+            };
+            interactive(&mut repl, &mut ui)?;
+        }
+        Source::Stdin => piped(&mut repl, &mut PipedUi, stop)?,
+        Source::Lines(lines) => {
+            let mut lines = lines.into_iter().map(Ok);
+            run_lines(&mut repl, &mut PipedUi, stop, || lines.next().transpose())?;
+        }
+        Source::Url(inputs) => {
+            let mut ui = one_line_ui();
+            for input in inputs {
+                let before = repl.failures();
+                if repl.run(input, &mut *ui) == Flow::Quit {
+                    break;
+                }
+                if repl.failures() > before {
+                    repl.run(Input::Quit, &mut *ui);
+                    break;
+                }
+            }
+        }
     }
     Ok(repl.failures() == 0)
+}
+
+/// A URL on a terminal shows its progress bar; piped, plain lines.
+fn one_line_ui() -> Box<dyn Ui> {
+    if io::stderr().is_terminal() {
+        Box::new(TerminalUi {
+            bar: None,
+            show_progress: true,
+        })
+    } else {
+        Box::new(PipedUi)
+    }
+}
+
+/// Decides where the lines come from, and the URL if there is one.
+fn source(args: &Args) -> Result<(Option<FtpUrl>, Source)> {
+    if let Some(url) = &args.upload {
+        if args.targets.is_empty() {
+            anyhow::bail!("-u {url} needs the local files to upload after it");
+        }
+        let url = FtpUrl::parse(url)?;
+        let inputs = url.inputs(&args.targets)?;
+        return Ok((Some(url), Source::Url(inputs)));
+    }
+    match args.targets.as_slice() {
+        [] => {}
+        [url] if args.commands.is_none() && args.file.is_none() => {
+            let url = FtpUrl::parse(url)?;
+            let inputs = url.inputs(&[])?;
+            return Ok((Some(url), Source::Url(inputs)));
+        }
+        _ => anyhow::bail!(
+            "one URL to download (or -u URL FILE... to upload), not {:?}",
+            args.targets
+        ),
+    }
+    if let Some(commands) = &args.commands {
+        return Ok((None, Source::Lines(split_commands(commands))));
+    }
+    if let Some(file) = &args.file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read commands from {}", file.display()))?;
+        return Ok((
+            None,
+            Source::Lines(text.lines().map(str::to_owned).collect()),
+        ));
+    }
+    if io::stdin().is_terminal() {
+        Ok((None, Source::Terminal))
+    } else {
+        Ok((None, Source::Stdin))
+    }
+}
+
+/// The entries of `--netrc-file`, or of `~/.netrc` when it exists.
+fn read_netrc(
+    file: Option<&std::path::Path>,
+) -> Result<Option<Vec<simple_ftp::client::repl::NetrcEntry>>> {
+    let path = match file {
+        Some(p) => p.to_owned(),
+        None => match std::env::var_os("HOME") {
+            Some(home) => PathBuf::from(home).join(".netrc"),
+            None => return Ok(None),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(parse_netrc(&text))),
+        // Without --netrc-file, a missing ~/.netrc is the usual case.
+        Err(e) if file.is_none() && e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
 }
 
 /// Lines from a line editor with history. Ctrl-C clears the line; Ctrl-D quits.
@@ -128,19 +275,33 @@ fn interactive(repl: &mut Repl, ui: &mut TerminalUi) -> Result<()> {
 }
 
 /// Lines from a pipe or file, silently. End of input is QUIT.
-fn piped(repl: &mut Repl, ui: &mut PipedUi) -> Result<()> {
+fn piped(repl: &mut Repl, ui: &mut PipedUi, stop_on_error: bool) -> Result<()> {
     let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
-    loop {
+    run_lines(repl, ui, stop_on_error, || {
         buf.clear();
         let n = stdin
             .read_until(b'\n', &mut buf)
             .context("cannot read standard input")?;
-        if n == 0 {
-            break;
-        }
-        if repl.run_line(&String::from_utf8_lossy(&buf), ui) == Flow::Quit {
+        Ok((n > 0).then(|| String::from_utf8_lossy(&buf).into_owned()))
+    })
+}
+
+/// Runs lines until QUIT, the end (which is QUIT), or with `stop_on_error` the
+/// first failure (then QUIT too, so the server is told).
+fn run_lines(
+    repl: &mut Repl,
+    ui: &mut dyn Ui,
+    stop_on_error: bool,
+    mut next: impl FnMut() -> Result<Option<String>>,
+) -> Result<()> {
+    while let Some(line) = next()? {
+        let before = repl.failures();
+        if repl.run_line(&line, ui) == Flow::Quit {
             return Ok(());
+        }
+        if stop_on_error && repl.failures() > before {
+            break;
         }
     }
     repl.run(Input::Quit, ui);

@@ -190,6 +190,10 @@ pub enum InputError {
     /// A name that cannot be a file name.
     #[error("bad file name {0:?}: {1}")]
     BadName(String, &'static str),
+    /// A URL that is not `ftp://[user[:password]@]host[:port]/path`, or does not fit
+    /// its use.
+    #[error("bad URL {0:?}: {1}")]
+    Url(String, &'static str),
 }
 
 const OPEN_USAGE: &str = "OPEN <port> | OPEN <host> <port> | OPEN <host>:<port>, then tls for FTPS";
@@ -385,6 +389,271 @@ fn split_host_port(text: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// An `ftp://[user[:password]@]host[:port]/path` URL (RFC 1738 §3.2), its parts
+/// percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FtpUrl {
+    /// The user name, when the URL gives one.
+    pub user: Option<String>,
+    /// The password, when the URL gives one.
+    pub password: Option<String>,
+    /// Host name or address (IPv6 without brackets).
+    pub host: String,
+    /// The port (21 when the URL names none).
+    pub port: u16,
+    /// The directories of the path, in order (empty for the login directory).
+    pub dirs: Vec<String>,
+    /// The last part of the path: a file name, or empty when the URL ends in `/`.
+    pub file: String,
+}
+
+impl FtpUrl {
+    /// Parses `text`.
+    ///
+    /// # Errors
+    /// [`InputError::Url`] for anything that is not such a URL.
+    pub fn parse(text: &str) -> Result<FtpUrl, InputError> {
+        let bad = |why: &'static str| InputError::Url(text.to_owned(), why);
+        let rest = text
+            .strip_prefix("ftp://")
+            .or_else(|| text.strip_prefix("FTP://"))
+            .ok_or(bad("it does not start with ftp://"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, ""),
+        };
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((name, pw)) => (Some(percent_decode(name)?), Some(percent_decode(pw)?)),
+                None => (Some(percent_decode(u)?), None),
+            },
+        };
+        let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
+            let (host, after) = bracketed.split_once(']').ok_or(bad("unclosed ["))?;
+            match after {
+                "" => (host, None),
+                _ => (host, Some(after.strip_prefix(':').ok_or(bad("bad port"))?)),
+            }
+        } else {
+            match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = match port {
+            None => 21,
+            Some(p) => match p.parse::<u16>() {
+                Ok(p) if p != 0 => p,
+                _ => return Err(bad("bad port")),
+            },
+        };
+        let mut parts = path
+            .split('/')
+            .map(percent_decode)
+            .collect::<Result<Vec<String>, _>>()?;
+        let file = parts.pop().unwrap_or_default();
+        if parts.iter().any(String::is_empty) {
+            return Err(bad("an empty directory name in the path"));
+        }
+        if let Some(name) = parts
+            .iter()
+            .chain([&file])
+            .find(|p| p.contains(['\0', '\r', '\n']))
+        {
+            return Err(InputError::BadName(
+                name.clone(),
+                "control character in name",
+            ));
+        }
+        Ok(FtpUrl {
+            user,
+            password,
+            host: host.to_owned(),
+            port,
+            dirs: parts,
+            file,
+        })
+    }
+
+    /// The REPL lines that do what the URL asks: connect, go to its directory, then
+    /// GET its file, or PUT each of `uploads` there (the URL then names a directory).
+    ///
+    /// # Errors
+    /// [`InputError::Url`] when a download URL names no file or an upload URL names
+    /// one; the errors of [`FileName::new`] for the file names.
+    pub fn inputs(&self, uploads: &[String]) -> Result<Vec<Input>, InputError> {
+        let mut inputs = vec![Input::Open {
+            host: self.host.clone(),
+            port: self.port,
+            tls: false,
+        }];
+        if !self.dirs.is_empty() {
+            inputs.push(Input::Cd(self.dirs.join("/")));
+        }
+        let url = || format!("ftp://{}:{}/", self.host, self.port);
+        if uploads.is_empty() {
+            if self.file.is_empty() {
+                return Err(InputError::Url(url(), "it names a directory, not a file"));
+            }
+            inputs.push(Input::Get(FileName::new(&self.file)?));
+        } else {
+            if !self.file.is_empty() {
+                return Err(InputError::Url(
+                    url(),
+                    "uploads go to a directory: end the URL with /",
+                ));
+            }
+            for name in uploads {
+                inputs.push(Input::Put(FileName::new(name)?));
+            }
+        }
+        inputs.push(Input::Quit);
+        Ok(inputs)
+    }
+}
+
+/// `%XX` escapes decoded (RFC 3986 §2.1); the result must be UTF-8.
+fn percent_decode(text: &str) -> Result<String, InputError> {
+    let bad = || InputError::Url(text.to_owned(), "a bad % escape");
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// One `machine` (or `default`) entry of a `.netrc` file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NetrcEntry {
+    /// The host it is for; `None` for the `default` entry.
+    pub machine: Option<String>,
+    /// The user name.
+    pub login: Option<String>,
+    /// The password.
+    pub password: Option<String>,
+}
+
+/// The entries of a `.netrc` file, as ftp(1) and curl read it: white-space separated
+/// `machine NAME`, `default`, `login NAME`, `password WORD` and `account WORD`
+/// tokens; `macdef` definitions (up to an empty line) are skipped.
+pub fn parse_netrc(text: &str) -> Vec<NetrcEntry> {
+    let mut entries: Vec<NetrcEntry> = Vec::new();
+    let mut lines = text.lines();
+    let mut pending: Vec<String> = Vec::new();
+    loop {
+        if pending.is_empty() {
+            match lines.next() {
+                Some(line) => {
+                    pending = line.split_whitespace().rev().map(str::to_owned).collect();
+                    continue;
+                }
+                None => break,
+            }
+        }
+        let Some(token) = pending.pop() else { continue };
+        let mut value = |pending: &mut Vec<String>| -> Option<String> {
+            if pending.is_empty() {
+                *pending = lines
+                    .by_ref()
+                    .map(|l| {
+                        l.split_whitespace()
+                            .rev()
+                            .map(str::to_owned)
+                            .collect::<Vec<_>>()
+                    })
+                    .find(|w| !w.is_empty())?;
+            }
+            pending.pop()
+        };
+        match token.as_str() {
+            "machine" => entries.push(NetrcEntry {
+                machine: value(&mut pending),
+                ..NetrcEntry::default()
+            }),
+            "default" => entries.push(NetrcEntry::default()),
+            "login" => {
+                let v = value(&mut pending);
+                if let Some(e) = entries.last_mut() {
+                    e.login = v;
+                }
+            }
+            "password" => {
+                let v = value(&mut pending);
+                if let Some(e) = entries.last_mut() {
+                    e.password = v;
+                }
+            }
+            "account" => {
+                value(&mut pending);
+            }
+            "macdef" => {
+                pending.clear();
+                for line in lines.by_ref() {
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    entries
+}
+
+/// The entry for `host`: its `machine` entry, else the `default` one.
+pub fn netrc_for<'a>(entries: &'a [NetrcEntry], host: &str) -> Option<&'a NetrcEntry> {
+    entries
+        .iter()
+        .find(|e| {
+            e.machine
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(host))
+        })
+        .or_else(|| entries.iter().find(|e| e.machine.is_none()))
+}
+
+/// Splits a `-c` argument into lines at `;` outside quotes.
+pub fn split_commands(text: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    let mut quote = None;
+    for c in text.chars() {
+        match (c, quote) {
+            (';', None) => lines.push(std::mem::take(&mut current)),
+            ('"' | '\'', None) => {
+                quote = Some(c);
+                current.push(c);
+            }
+            (q, Some(open)) if q == open => {
+                quote = None;
+                current.push(c);
+            }
+            _ => current.push(c),
+        }
+    }
+    lines.push(current);
+    lines.retain(|l| !l.trim().is_empty());
+    lines
+}
+
 /// Where the REPL shows its results, errors and transfer progress.
 ///
 /// The binary implements it twice: for a terminal (with a progress bar) and for a
@@ -498,6 +767,10 @@ pub struct Repl {
     tls: TlsSettings,
     /// Built from `tls` on first use.
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// `.netrc` entries, consulted at `OPEN` while no user was chosen.
+    netrc: Vec<NetrcEntry>,
+    /// The user and password to fall back on for a host `.netrc` does not name.
+    netrc_fallback: (String, Option<String>),
 }
 
 impl Repl {
@@ -518,7 +791,17 @@ impl Repl {
             interrupt: Interrupt::new(),
             tls: TlsSettings::default(),
             tls_config: None,
+            netrc: Vec::new(),
+            netrc_fallback: (String::new(), None),
         }
+    }
+
+    /// Takes the user and password of each `OPEN` from these `.netrc` entries (the
+    /// host's, else the default one), until a `USER` command chooses a user. Call it
+    /// only when no user was given on the command line.
+    pub fn use_netrc(&mut self, entries: Vec<NetrcEntry>) {
+        self.netrc = entries;
+        self.netrc_fallback = (self.user.clone(), self.password.clone());
     }
 
     /// Sets how `OPEN` secures connections.
@@ -654,6 +937,7 @@ impl Repl {
                 };
                 self.user = name;
                 self.password = password;
+                self.netrc.clear();
             }
             Input::Close => {
                 let client = self.client.take().ok_or(CommandError::NotConnected)?;
@@ -714,6 +998,16 @@ impl Repl {
         } else {
             None
         };
+        if !self.netrc.is_empty() {
+            (self.user, self.password) = match netrc_for(&self.netrc, host) {
+                Some(NetrcEntry {
+                    login: Some(login),
+                    password,
+                    ..
+                }) => (login.clone(), password.clone()),
+                _ => self.netrc_fallback.clone(),
+            };
+        }
         let password = match &self.password {
             Some(p) => p.clone(),
             None => ui
@@ -1261,6 +1555,124 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(50 << 20), "50.0 MiB");
         assert_eq!(human_bytes(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn ftp_urls_parse_into_their_parts() {
+        let url = FtpUrl::parse("ftp://bob:p%40ss@example.org:2121/pub/sub%20dir/a%20b.txt")
+            .expect("url");
+        assert_eq!(
+            url,
+            FtpUrl {
+                user: Some("bob".into()),
+                password: Some("p@ss".into()),
+                host: "example.org".into(),
+                port: 2121,
+                dirs: vec!["pub".into(), "sub dir".into()],
+                file: "a b.txt".into(),
+            }
+        );
+        let url = FtpUrl::parse("ftp://[::1]/f").expect("url");
+        assert_eq!((url.host.as_str(), url.port, url.user), ("::1", 21, None));
+        let url = FtpUrl::parse("ftp://anonymous@h:21/dir/").expect("url");
+        assert_eq!(url.user.as_deref(), Some("anonymous"));
+        assert_eq!(url.password, None);
+        assert_eq!(
+            (url.dirs, url.file),
+            (vec!["dir".to_owned()], String::new())
+        );
+        for bad in [
+            "http://h/f",
+            "ftp:///f",
+            "ftp://h:0/f",
+            "ftp://h:x/f",
+            "ftp://h//f",
+            "ftp://h/%zz",
+            "ftp://[::1/f",
+        ] {
+            assert!(
+                matches!(FtpUrl::parse(bad), Err(InputError::Url(..))),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            FtpUrl::parse("ftp://h/a%0d%0aDELE%20x"),
+            Err(InputError::BadName(..))
+        ));
+    }
+
+    #[test]
+    fn a_url_becomes_open_cd_get_or_put_and_quit() {
+        let url = FtpUrl::parse("ftp://h:2121/pub/a.txt").expect("url");
+        assert_eq!(
+            url.inputs(&[]),
+            Ok(vec![
+                open("h", 2121),
+                Input::Cd("pub".into()),
+                Input::Get(name("a.txt")),
+                Input::Quit
+            ])
+        );
+        assert!(matches!(
+            url.inputs(&["x".into()]),
+            Err(InputError::Url(..))
+        ));
+        let dir = FtpUrl::parse("ftp://h/").expect("url");
+        assert_eq!(
+            dir.inputs(&["x".into(), "y z".into()]),
+            Ok(vec![
+                open("h", 21),
+                Input::Put(name("x")),
+                Input::Put(name("y z")),
+                Input::Quit
+            ])
+        );
+        assert!(matches!(dir.inputs(&[]), Err(InputError::Url(..))));
+        assert_eq!(
+            dir.inputs(&["../x".into()]),
+            Err(InputError::OutsideLocalDir("../x".into()))
+        );
+        let dotdot = FtpUrl::parse("ftp://h/..").expect("url");
+        assert_eq!(
+            dotdot.inputs(&[]),
+            Err(InputError::OutsideLocalDir("..".into()))
+        );
+    }
+
+    #[test]
+    fn netrc_entries_are_found_by_host_or_default() {
+        let text = "machine a.example login alice password s3cret\n\
+                    macdef init\ncd pub\nls\n\n\
+                    machine b.example\n  login bob\n  account x\n  password\n  pw2\n\
+                    default login anonymous password me@\n";
+        let entries = parse_netrc(text);
+        assert_eq!(entries.len(), 3, "{entries:?}");
+        let a = netrc_for(&entries, "A.example").expect("a");
+        assert_eq!(
+            (a.login.as_deref(), a.password.as_deref()),
+            (Some("alice"), Some("s3cret"))
+        );
+        let b = netrc_for(&entries, "b.example").expect("b");
+        assert_eq!(
+            (b.login.as_deref(), b.password.as_deref()),
+            (Some("bob"), Some("pw2"))
+        );
+        let other = netrc_for(&entries, "c.example").expect("default");
+        assert_eq!(other.login.as_deref(), Some("anonymous"));
+        assert_eq!(netrc_for(&parse_netrc("machine x login y"), "z"), None);
+    }
+
+    #[test]
+    fn command_strings_split_at_semicolons_outside_quotes() {
+        assert_eq!(
+            split_commands("OPEN 2121; GET a.txt;QUIT"),
+            ["OPEN 2121", " GET a.txt", "QUIT"]
+        );
+        assert_eq!(
+            split_commands("GET \"a;b\"; PUT 'c;d' ;;"),
+            ["GET \"a;b\"", " PUT 'c;d' "]
+        );
+        assert!(split_commands(" ; ").is_empty());
     }
 
     #[test]

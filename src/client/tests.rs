@@ -1098,3 +1098,29 @@ fn repl_mput_sends_matching_local_files_and_sums_up() {
         ]
     );
 }
+
+#[test]
+fn repl_takes_credentials_from_netrc_until_user_chooses() {
+    let server = FakeServer::start(Behavior {
+        connections: 3,
+        ..Behavior::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    repl.use_netrc(super::repl::parse_netrc(
+        "machine 127.0.0.1 login bob password pw\nmachine other login x password y\n",
+    ));
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("CLOSE", &mut ui);
+    repl.run_line("USER carol cpw", &mut ui);
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let logins: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("USER") || c.starts_with("PASS"))
+        .collect();
+    assert_eq!(logins, ["USER bob", "PASS pw", "USER carol", "PASS cpw"]);
+}
