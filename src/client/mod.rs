@@ -31,7 +31,7 @@ pub mod many;
 pub mod repl;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -204,6 +204,15 @@ pub struct Transferred {
     pub bytes: u64,
     /// Whether the server's SHA-256 of the file was checked against ours (and matched).
     pub verified: bool,
+}
+
+/// What a finished [`Client::reget`] or [`Client::reput`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// Where the transfer started: the length of the partial file.
+    pub from: u64,
+    /// Bytes moved this time, and whether the whole file was verified.
+    pub done: Transferred,
 }
 
 /// A blocking FTP client on one control connection.
@@ -507,6 +516,189 @@ impl Client {
         let verified = self.verify_against_server(remote, temp.path())?;
         temp.persist(local).map_err(|e| local_err(e.error))?;
         Ok(Transferred { bytes, verified })
+    }
+
+    /// Continues downloading `remote` into the partial local file `local` (REGET):
+    /// `REST <local length>` and `RETR`, appending what arrives (RFC 3659 §5). A
+    /// missing `local` is downloaded whole, as [`Client::get`] does.
+    ///
+    /// Bytes that arrive before a failure stay, so the next REGET goes on from there.
+    /// When the server offers HASH, the whole file is then compared with the server's;
+    /// on a mismatch the local file is removed (its first part was not the server's
+    /// file either) and the error says so.
+    ///
+    /// # Errors
+    /// As [`Client::get`]; [`ClientError::UnexpectedReply`] when the server refuses
+    /// REST; [`ClientError::InvalidArgument`] when the local file is longer than the
+    /// remote one.
+    pub fn reget<F: FnMut(Progress)>(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        mut progress: F,
+    ) -> Result<Resumed> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let file = match std::fs::OpenOptions::new().write(true).open(local) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let done = self.get(remote, local, progress)?;
+                return Ok(Resumed { from: 0, done });
+            }
+            Err(e) => return Err(local_err(e)),
+        };
+        let meta = file.metadata().map_err(local_err)?;
+        if !meta.is_file() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let from = meta.len();
+        // SIZE, where the server has it, catches a local file longer than the remote
+        // one, and saves a transfer when nothing is missing.
+        let size = match self.size(remote) {
+            Ok(size) => Some(size),
+            Err(ClientError::UnexpectedReply { .. } | ClientError::Protocol(_)) if self.usable => {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(size) = size {
+            if from > size {
+                return Err(ClientError::InvalidArgument(format!(
+                    "{}: the local file ({from} bytes) is longer than {remote} ({size} bytes); GET it again",
+                    local.display()
+                )));
+            }
+        }
+        let mut bytes = 0;
+        if size != Some(from) {
+            (&file).seek(io::SeekFrom::Start(from)).map_err(local_err)?;
+            let (data, _) = self.start_transfer_at(Command::Retr(remote.to_owned()), from)?;
+            let total = size.map(|s| s - from);
+            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+                pump.stream_to_file(data, &file, PROGRESS_STEP)
+            })?;
+            drop(data);
+            bytes = self.finish_transfer(copied, local)?;
+        }
+        drop(file);
+        let verified = match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local: ours,
+                remote: theirs,
+            }) => {
+                let _ = std::fs::remove_file(local);
+                return Err(ClientError::Mismatch {
+                    path: format!("{path} (the local file was removed: GET it again)"),
+                    local: ours,
+                    remote: theirs,
+                });
+            }
+            other => other?,
+        };
+        Ok(Resumed {
+            from,
+            done: Transferred { bytes, verified },
+        })
+    }
+
+    /// Continues uploading `local` onto the partial remote file `remote` (REPUT):
+    /// the remote length from `SIZE` (none: the whole file), then `REST <length>` and
+    /// `STOR`, or `APPE` where the server refuses REST before STOR. When the server
+    /// offers HASH, the whole file is then compared; on a mismatch the remote file is
+    /// deleted and the error says so.
+    ///
+    /// # Errors
+    /// As [`Client::put`]; [`ClientError::InvalidArgument`] when the remote file is
+    /// longer than the local one.
+    pub fn reput<F: FnMut(Progress)>(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        mut progress: F,
+    ) -> Result<Resumed> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let file = File::open(local).map_err(local_err)?;
+        let meta = file.metadata().map_err(local_err)?;
+        if !meta.is_file() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let from = match self.size(remote) {
+            Ok(size) => size,
+            Err(ClientError::UnexpectedReply { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        if from > meta.len() {
+            return Err(ClientError::InvalidArgument(format!(
+                "{remote} ({from} bytes) is longer than {} ({} bytes); PUT it again",
+                local.display(),
+                meta.len()
+            )));
+        }
+        let mut bytes = 0;
+        if from < meta.len() {
+            let data = self.open_data()?;
+            let cmd = if from == 0 {
+                Command::Stor(remote.to_owned())
+            } else {
+                self.send(&Command::Rest(from))?;
+                let reply = self.read_reply()?;
+                if reply.code == ReplyCode::PendingFurtherInfo.number() {
+                    Command::Stor(remote.to_owned())
+                } else if (500..600).contains(&reply.code) {
+                    Command::Appe(remote.to_owned())
+                } else {
+                    return Err(unexpected(reply));
+                }
+            };
+            self.send(&cmd)?;
+            self.expect_preliminary()?;
+            let data = self.secure_data(data)?;
+            let mut offset = from;
+            let total = Some(meta.len() - from);
+            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+                pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
+            })?;
+            let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
+            bytes = self.finish_transfer(copied, local)?;
+        }
+        let verified = match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local: ours,
+                remote: theirs,
+            }) => {
+                let gone = self.delete(remote).is_ok();
+                let note = if gone {
+                    "the remote file was deleted: PUT it again"
+                } else {
+                    "the remote file could not be deleted"
+                };
+                return Err(ClientError::Mismatch {
+                    path: format!("{path} ({note})"),
+                    local: ours,
+                    remote: theirs,
+                });
+            }
+            other => other?,
+        };
+        Ok(Resumed {
+            from,
+            done: Transferred { bytes, verified },
+        })
     }
 
     /// Downloads the remote file `remote` into `out` (memory, standard output, any
@@ -951,6 +1143,21 @@ impl Client {
             source,
         };
         connect_with_timeouts(addr, self.timeout).map_err(connect_err)
+    }
+
+    /// As [`Client::start_transfer`], with `REST offset` between the data connection
+    /// and `cmd`, so the REST is the last command before the transfer (RFC 3659 §5.3).
+    fn start_transfer_at(
+        &mut self,
+        cmd: Command,
+        offset: u64,
+    ) -> Result<(ClientStream, ReceivedReply)> {
+        let data = self.open_data()?;
+        self.send(&Command::Rest(offset))?;
+        self.expect(&[ReplyCode::PendingFurtherInfo])?;
+        self.send(&cmd)?;
+        let started = self.expect_preliminary()?;
+        Ok((self.secure_data(data)?, started))
     }
 
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`

@@ -32,6 +32,8 @@ commands (case-insensitive):
   OPEN <host> <port>     connect to <host>:<port> (also <host>:<port>, [v6addr]:<port>)
   GET <file>             download <file> into the local directory
   PUT <file>             upload <file> from the local directory
+  REGET <file>           continue a partial download (REST + RETR), then verify it whole
+  REPUT <file>           continue a partial upload (REST + STOR, or APPE), then verify it
   MGET <pattern>...      download the remote files matching *, ? or [...] (current directory)
   MPUT <pattern>...      upload the local files matching the patterns
   LS [path], DIR [path]  list a directory on the server (the current one without path)
@@ -68,6 +70,10 @@ pub enum Input {
     Get(FileName),
     /// `PUT <file>`: upload from the local directory.
     Put(FileName),
+    /// `REGET <file>`: continue a partial download.
+    Reget(FileName),
+    /// `REPUT <file>`: continue a partial upload.
+    Reput(FileName),
     /// `MGET <pattern>...`: download every matching file of the remote directory.
     Mget(Vec<String>),
     /// `MPUT <pattern>...`: upload every matching file of the local directory.
@@ -246,6 +252,14 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
             _ => Err(InputError::Usage(RENAME_USAGE)),
         },
         "SIZE" => Ok(Input::Size(remote_arg(rest, "SIZE <file>")?)),
+        "REGET" => Ok(Input::Reget(FileName::new(&file_arg(
+            rest,
+            "REGET <file>",
+        )?)?)),
+        "REPUT" => Ok(Input::Reput(FileName::new(&file_arg(
+            rest,
+            "REPUT <file>",
+        )?)?)),
         "MGET" => Ok(Input::Mget(patterns(rest, "MGET <pattern>...")?)),
         "MPUT" => Ok(Input::Mput(patterns(rest, "MPUT <pattern>...")?)),
         "STATUS" => no_args(Input::Status, "STATUS"),
@@ -878,6 +892,8 @@ impl Repl {
             Input::Open { host, port, tls } => self.open(&host, port, tls, ui)?,
             Input::Get(name) => self.transfer(Direction::Get, &name, ui)?,
             Input::Put(name) => self.transfer(Direction::Put, &name, ui)?,
+            Input::Reget(name) => self.resume(Direction::Get, &name, ui)?,
+            Input::Reput(name) => self.resume(Direction::Put, &name, ui)?,
             Input::Mget(patterns) => self.batch(Direction::Get, &patterns, ui)?,
             Input::Mput(patterns) => self.batch(Direction::Put, &patterns, ui)?,
             Input::Ls(path) => {
@@ -1123,6 +1139,34 @@ impl Repl {
         let done = result?;
         let mut line = transfer_line(verb, name.as_str(), done.bytes, start.elapsed());
         if done.verified {
+            line.push_str(", SHA-256 verified");
+        }
+        ui.result(&line);
+        Ok(())
+    }
+
+    /// REGET/REPUT: the transfer line, with where it resumed.
+    fn resume(
+        &mut self,
+        direction: Direction,
+        name: &FileName,
+        ui: &mut dyn Ui,
+    ) -> Result<(), CommandError> {
+        let local = name.local_path(&self.dir);
+        let verb = format!("RE{}", direction.verb());
+        let start = Instant::now();
+        let result = self.with_client(&format!("{verb} {name}"), |client| {
+            let progress = |p| ui.progress(name.as_str(), p);
+            match direction {
+                Direction::Get => client.reget(name.as_str(), &local, progress),
+                Direction::Put => client.reput(&local, name.as_str(), progress),
+            }
+        });
+        ui.progress_end();
+        let resumed = result?;
+        let mut line = transfer_line(&verb, name.as_str(), resumed.done.bytes, start.elapsed());
+        line.push_str(&format!(", resumed at {} bytes", resumed.from));
+        if resumed.done.verified {
             line.push_str(", SHA-256 verified");
         }
         ui.result(&line);
@@ -1545,6 +1589,20 @@ mod tests {
             parse_input("MPUT ../*"),
             Err(InputError::BadName(_, _))
         ));
+    }
+
+    #[test]
+    fn reget_and_reput_take_a_local_file_name() {
+        assert_eq!(
+            parse_input("reget big.iso"),
+            Ok(Input::Reget(name("big.iso")))
+        );
+        assert_eq!(parse_input("REPUT \"a b\""), Ok(Input::Reput(name("a b"))));
+        assert_eq!(parse_input("REGET"), Err(InputError::Usage("REGET <file>")));
+        assert_eq!(
+            parse_input("REPUT ../x"),
+            Err(InputError::OutsideLocalDir("../x".into()))
+        );
     }
 
     #[test]

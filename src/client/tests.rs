@@ -179,6 +179,22 @@ fn serve(
                 files.lock().expect("lock").insert(arg.into(), bytes);
                 "226 stored".to_owned()
             }
+            "APPE" => {
+                let Some(l) = passive.take() else {
+                    writeln!(out, "425 no data connection\r")?;
+                    continue;
+                };
+                writeln!(out, "150 send the rest\r")?;
+                let (mut data, _) = l.accept()?;
+                let mut bytes = Vec::new();
+                data.read_to_end(&mut bytes)?;
+                let mut files = files.lock().expect("lock");
+                files
+                    .entry(arg.into())
+                    .or_default()
+                    .extend_from_slice(&bytes);
+                "226 appended".to_owned()
+            }
             "NLST" | "LIST" => {
                 let Some(l) = passive.take() else {
                     writeln!(out, "425 no data connection\r")?;
@@ -1123,4 +1139,52 @@ fn repl_takes_credentials_from_netrc_until_user_chooses() {
         .filter(|c| c.starts_with("USER") || c.starts_with("PASS"))
         .collect();
     assert_eq!(logins, ["USER bob", "PASS pw", "USER carol", "PASS cpw"]);
+}
+
+#[test]
+fn reput_appends_where_the_server_refuses_rest_and_verifies_the_whole_file() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("up.bin", &all_bytes()[..100_000]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, all_bytes()).expect("write");
+    let mut client = server.connect();
+    let resumed = client.reput(&local, "up.bin", |_| {}).expect("reput");
+    assert_eq!(resumed.from, 100_000);
+    assert_eq!(
+        resumed.done,
+        Transferred {
+            bytes: 200_000,
+            verified: true
+        }
+    );
+    assert_eq!(server.file("up.bin"), Some(all_bytes()));
+    let sent = server.commands();
+    let rest = sent.iter().position(|c| c == "REST 100000").expect("REST");
+    assert_eq!(sent[rest + 1], "APPE up.bin", "{sent:?}");
+    client.quit().expect("quit");
+}
+
+#[test]
+fn reget_refused_by_the_server_keeps_the_partial_file() {
+    // The fake server has no REST: REGET fails, and the partial file stays as it was.
+    let server = FakeServer::start(Behavior::default()).with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("a.bin");
+    std::fs::write(&local, &all_bytes()[..1000]).expect("write");
+    let mut client = server.connect();
+    let err = client.reget("a.bin", &local, |_| {}).expect_err("no REST");
+    assert_eq!(err.reply_code(), Some(502), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), &all_bytes()[..1000]);
+    assert!(client.is_usable());
+    std::fs::write(&local, all_bytes()).expect("write");
+    std::fs::write(dir.path().join("longer"), vec![0u8; 300_001]).expect("write");
+    let err = client
+        .reget("a.bin", &dir.path().join("longer"), |_| {})
+        .expect_err("longer");
+    assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+    client.quit().expect("quit");
 }

@@ -226,3 +226,82 @@ fn user_anonymous_then_open_asks_no_password() {
     );
     assert!(run.stdout.contains("PWD: /"), "{}", run.stdout);
 }
+
+#[test]
+fn reget_and_reput_resume_byte_exact_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    resume_session(server.addr.port(), server.root(), client.path(), true);
+}
+
+#[test]
+fn reget_and_reput_resume_byte_exact_on_pyftpdlib() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(server) = PyftpdlibServer::start_or_skip(root.path()) else {
+        return;
+    };
+    let client = tempfile::tempdir().expect("tempdir");
+    resume_session(server.port, root.path(), client.path(), false);
+}
+
+/// REGET and REPUT of files cut at 1 MiB, a file already whole, and (where the server
+/// offers HASH) a partial file whose first part differs: said, and not kept.
+fn resume_session(port: u16, server_root: &Path, client: &Path, has_hash: bool) {
+    let down = pattern((3 << 20) + 7, 31);
+    let up = pattern((2 << 20) + 3, 32);
+    fs::write(server_root.join("down.bin"), &down).expect("write");
+    fs::write(client.join("down.bin"), &down[..1 << 20]).expect("write");
+    fs::write(client.join("up.bin"), &up).expect("write");
+    fs::write(server_root.join("up.bin"), &up[..1 << 20]).expect("write");
+    fs::write(server_root.join("whole.txt"), "whole\n").expect("write");
+    fs::write(client.join("whole.txt"), "whole\n").expect("write");
+    let script =
+        format!("OPEN {port}\nREGET down.bin\nREPUT up.bin\nREGET whole.txt\nREGET fresh.bin\n");
+    fs::write(server_root.join("fresh.bin"), b"fresh").expect("write");
+    let run = run_client_script(client, &script);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert_eq!(fs::read(client.join("down.bin")).expect("down"), down);
+    assert_eq!(fs::read(server_root.join("up.bin")).expect("up"), up);
+    assert_eq!(fs::read(client.join("fresh.bin")).expect("fresh"), b"fresh");
+    let out = &run.stdout;
+    let moved = format!("REGET down.bin: {} bytes in ", down.len() - (1 << 20));
+    assert!(out.contains(&moved), "{out}");
+    assert!(out.contains("resumed at 1048576 bytes"), "{out}");
+    assert!(out.contains("REGET whole.txt: 0 bytes"), "{out}");
+    let verified = out
+        .lines()
+        .filter(|l| l.ends_with("SHA-256 verified"))
+        .count();
+    assert_eq!(verified, if has_hash { 4 } else { 0 }, "{out}");
+    if !has_hash {
+        return;
+    }
+    // A partial file that is not the start of the server's: the whole-file check
+    // catches it, and neither side keeps the wrong file.
+    let mut wrong = down[..1 << 20].to_vec();
+    wrong[10] ^= 0xff;
+    fs::write(client.join("down.bin"), &wrong).expect("write");
+    let mut wrong_up = up[..1 << 20].to_vec();
+    wrong_up[10] ^= 0xff;
+    fs::write(server_root.join("up.bin"), &wrong_up).expect("write");
+    let run = run_client_script(
+        client,
+        &format!("OPEN {port}\nREGET down.bin\nREPUT up.bin\n"),
+    );
+    assert_eq!(run.code(), 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 2, "{}", run.stderr);
+    assert!(
+        errors[0].contains("SHA-256 differs") && errors[0].contains("removed"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].contains("SHA-256 differs") && errors[1].contains("deleted"),
+        "{}",
+        errors[1]
+    );
+    assert!(!client.join("down.bin").exists());
+    assert!(!server_root.join("up.bin").exists());
+    assert!(hidden_names_in(client).is_empty());
+}
