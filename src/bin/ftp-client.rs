@@ -77,6 +77,10 @@ struct Args {
     /// Accept any server certificate (insecure: anyone in the middle can read along).
     #[arg(long, conflicts_with = "ca_file")]
     insecure: bool,
+    /// Active data connections: the server connects to us (EPRT/PORT), for servers
+    /// and networks that need it; `PASSIVE on` switches back.
+    #[arg(long)]
+    active: bool,
     /// Seconds to wait for a connection, a reply or data before giving up.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     timeout: u64,
@@ -126,6 +130,7 @@ fn run(args: Args) -> Result<bool> {
     };
     let timeout = Duration::from_secs(args.timeout);
     let mut repl = Repl::new(dir, user, password, timeout);
+    repl.set_passive(!args.active);
     if chosen.is_none() {
         if let Some(entries) = read_netrc(args.netrc_file.as_deref())? {
             repl.use_netrc(entries);

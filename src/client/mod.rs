@@ -6,8 +6,11 @@
 //! [`ClientError::UnexpectedReply`] with the server's code and text. Replies are read
 //! with [`Reply::read_from`], the same parser the rest of the crate uses.
 //!
-//! Data connections are passive (RFC 2428 EPSV, falling back to RFC 959 PASV; a
-//! server that refuses EPSV once is asked with PASV from then on). Transfers move
+//! Data connections are passive by default (RFC 2428 EPSV, falling back to RFC 959
+//! PASV; a server that refuses EPSV once is asked with PASV from then on), or active
+//! after [`Client::set_passive`]`(false)`: a listener on the control connection's own
+//! address, named with EPRT (PORT where refused), taking only a connection from the
+//! server's address. Transfers move
 //! between a [`File`] and the data [`TcpStream`] with the kernel's zero-copy calls
 //! (see [`crate::transfer`]). Progress is reported through a callback with byte
 //! counts: this module never draws on a terminal.
@@ -32,7 +35,7 @@ pub mod repl;
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -206,6 +209,13 @@ pub struct Transferred {
     pub verified: bool,
 }
 
+/// A data connection on its way: made (passive), or a listener the server will
+/// connect to once the transfer command is sent (active).
+enum DataSetup {
+    Connected(TcpStream),
+    Listening(TcpListener),
+}
+
 /// What a finished [`Client::reget`] or [`Client::reput`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resumed {
@@ -226,6 +236,10 @@ pub struct Client {
     greeting: String,
     /// False once the server refused EPSV; PASV is used from then on.
     epsv: bool,
+    /// False after [`Client::set_passive`]`(false)`: the server connects to us.
+    passive: bool,
+    /// False once the server refused EPRT; PORT is used from then on.
+    eprt: bool,
     /// False once the control connection is lost or out of step.
     usable: bool,
     /// Whether transfers are verified with HASH when the server offers it.
@@ -279,6 +293,8 @@ impl Client {
             timeout,
             greeting: String::new(),
             epsv: true,
+            passive: true,
+            eprt: true,
             usable: true,
             verify: true,
             server_sha256: None,
@@ -666,6 +682,7 @@ impl Client {
             };
             self.send(&cmd)?;
             self.expect_preliminary()?;
+            let data = self.data_stream(data)?;
             let data = self.secure_data(data)?;
             let mut offset = from;
             let total = Some(meta.len() - from);
@@ -1112,7 +1129,10 @@ impl Client {
     /// The address inside a PASV reply is ignored, as curl does by default: it is
     /// often wrong behind NAT, and trusting it would let a server point us at a
     /// third host.
-    fn open_data(&mut self) -> Result<TcpStream> {
+    fn open_data(&mut self) -> Result<DataSetup> {
+        if !self.passive {
+            return self.open_active().map(DataSetup::Listening);
+        }
         let mut port = None;
         if self.epsv {
             self.send(&Command::Epsv(EpsvArg::Any))?;
@@ -1142,7 +1162,9 @@ impl Client {
             addr: addr.to_string(),
             source,
         };
-        connect_with_timeouts(addr, self.timeout).map_err(connect_err)
+        connect_with_timeouts(addr, self.timeout)
+            .map(DataSetup::Connected)
+            .map_err(connect_err)
     }
 
     /// As [`Client::start_transfer`], with `REST offset` between the data connection
@@ -1157,6 +1179,7 @@ impl Client {
         self.expect(&[ReplyCode::PendingFurtherInfo])?;
         self.send(&cmd)?;
         let started = self.expect_preliminary()?;
+        let data = self.data_stream(data)?;
         Ok((self.secure_data(data)?, started))
     }
 
@@ -1166,7 +1189,124 @@ impl Client {
         let data = self.open_data()?;
         self.send(&cmd)?;
         let started = self.expect_preliminary()?;
+        let data = self.data_stream(data)?;
         Ok((self.secure_data(data)?, started))
+    }
+
+    /// The data connection, once the server's `1xx` said the transfer starts: made
+    /// already (passive), or accepted now (active). A server that never connects
+    /// answers the transfer itself (`425`); that reply is read to stay in step.
+    fn data_stream(&mut self, data: DataSetup) -> Result<TcpStream> {
+        match data {
+            DataSetup::Connected(tcp) => Ok(tcp),
+            DataSetup::Listening(listener) => match self.accept_data(&listener) {
+                Ok(tcp) => Ok(tcp),
+                Err(e) => {
+                    drop(listener);
+                    let _ = self.read_reply();
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Waits up to the timeout for the server to connect to our listener, taking only
+    /// a connection from the server's own address (anyone else could otherwise feed
+    /// or read the transfer).
+    fn accept_data(&self, listener: &TcpListener) -> Result<TcpStream> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "the data listener".to_owned(), |a| a.to_string());
+        let accept_err = |source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(accept_err)?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match listener.accept() {
+                Ok((tcp, from)) if from.ip() == self.peer.ip() => {
+                    tcp.set_nonblocking(false).map_err(accept_err)?;
+                    tcp.set_read_timeout(Some(self.timeout))
+                        .map_err(accept_err)?;
+                    tcp.set_write_timeout(Some(self.timeout))
+                        .map_err(accept_err)?;
+                    return Ok(tcp);
+                }
+                // Not the server: dropped, and the wait goes on.
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(ClientError::Timeout(
+                            "the server to open the data connection",
+                        ));
+                    }
+                    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                    let wait = Timespec::try_from(deadline - now).unwrap_or(Timespec {
+                        tv_sec: 1,
+                        tv_nsec: 0,
+                    });
+                    match poll(&mut fds, Some(&wait)) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(accept_err(e.into())),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(accept_err(e)),
+            }
+        }
+    }
+
+    /// Active mode: a listener on the control connection's own local address, named
+    /// to the server with EPRT (RFC 2428 §2), or PORT (RFC 959) for an IPv4 address
+    /// where the server refuses EPRT; a refusal of EPRT is remembered.
+    fn open_active(&mut self) -> Result<TcpListener> {
+        let local = self
+            .control
+            .get_ref()
+            .tcp()
+            .and_then(TcpStream::local_addr)
+            .map_err(|e| self.lost(e, "the control connection's address"))?;
+        let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0)).map_err(|source| {
+            ClientError::Connect {
+                addr: format!("{}:0 (to listen for the data connection)", local.ip()),
+                source,
+            }
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ClientError::Connect {
+                addr: local.ip().to_string(),
+                source,
+            })?;
+        if self.eprt || addr.is_ipv6() {
+            self.send(&Command::Eprt(addr))?;
+            let reply = self.read_reply()?;
+            if reply.code == ReplyCode::CommandOk.number() {
+                return Ok(listener);
+            }
+            if addr.is_ipv6() || !EPSV_REFUSED.iter().any(|c| c.number() == reply.code) {
+                return Err(unexpected(reply));
+            }
+            self.eprt = false;
+        }
+        self.send(&Command::Port(addr))?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        Ok(listener)
+    }
+
+    /// Switches between passive data connections (the default: we connect to the
+    /// server) and active ones (the server connects to us: EPRT/PORT), for servers
+    /// and networks that need it.
+    pub fn set_passive(&mut self, on: bool) {
+        self.passive = on;
+    }
+
+    /// Whether data connections are passive (see [`Client::set_passive`]).
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 
     /// Starts downloading `remote`: the data connection, and the size the `150`

@@ -46,6 +46,7 @@ commands (case-insensitive):
   RENAME <from> <to>     rename on the server (quote a name with spaces)
   SIZE <file>            the size of a file on the server
   STATUS                 show the connection
+  PASSIVE [on|off]       passive data connections (the default), or active: EPRT/PORT
   USER <name> [password] log in as <name> on the next OPEN
   CLOSE                  close the connection
   QUIT                   close the connection and exit
@@ -109,6 +110,8 @@ pub enum Input {
     Size(String),
     /// `STATUS`: connected to whom.
     Status,
+    /// `PASSIVE on|off`: passive or active data connections; `None` toggles.
+    Passive(Option<bool>),
     /// `USER <name> [password]`: credentials for the next `OPEN`.
     User {
         /// The user name.
@@ -263,6 +266,12 @@ pub fn parse_input(line: &str) -> Result<Input, InputError> {
         "MGET" => Ok(Input::Mget(patterns(rest, "MGET <pattern>...")?)),
         "MPUT" => Ok(Input::Mput(patterns(rest, "MPUT <pattern>...")?)),
         "STATUS" => no_args(Input::Status, "STATUS"),
+        "PASSIVE" | "PASV" => match rest.to_ascii_lowercase().as_str() {
+            "" => Ok(Input::Passive(None)),
+            "on" => Ok(Input::Passive(Some(true))),
+            "off" => Ok(Input::Passive(Some(false))),
+            _ => Err(InputError::Usage("PASSIVE [on|off]")),
+        },
         "CLOSE" => no_args(Input::Close, "CLOSE"),
         "QUIT" | "EXIT" | "BYE" => no_args(Input::Quit, "QUIT"),
         "HELP" | "?" => Ok(Input::Help),
@@ -781,6 +790,8 @@ pub struct Repl {
     tls: TlsSettings,
     /// Built from `tls` on first use.
     tls_config: Option<Arc<rustls::ClientConfig>>,
+    /// Whether data connections are passive (the default) or active.
+    passive: bool,
     /// `.netrc` entries, consulted at `OPEN` while no user was chosen.
     netrc: Vec<NetrcEntry>,
     /// The user and password to fall back on for a host `.netrc` does not name.
@@ -805,6 +816,7 @@ impl Repl {
             interrupt: Interrupt::new(),
             tls: TlsSettings::default(),
             tls_config: None,
+            passive: true,
             netrc: Vec::new(),
             netrc_fallback: (String::new(), None),
         }
@@ -816,6 +828,15 @@ impl Repl {
     pub fn use_netrc(&mut self, entries: Vec<NetrcEntry>) {
         self.netrc = entries;
         self.netrc_fallback = (self.user.clone(), self.password.clone());
+    }
+
+    /// Passive data connections (true, the default) or active ones (EPRT/PORT), for
+    /// this connection and every later `OPEN`.
+    pub fn set_passive(&mut self, on: bool) {
+        self.passive = on;
+        if let Some(client) = self.client.as_mut() {
+            client.set_passive(on);
+        }
     }
 
     /// Sets how `OPEN` secures connections.
@@ -942,6 +963,15 @@ impl Repl {
                 ui.result(&format!("SIZE {file}: {size} bytes"));
             }
             Input::Status => self.status(ui)?,
+            Input::Passive(on) => {
+                let on = on.unwrap_or(!self.passive);
+                self.set_passive(on);
+                ui.result(if on {
+                    "PASSIVE: on (the client connects to the server)"
+                } else {
+                    "PASSIVE: off (the server connects to the client: EPRT/PORT)"
+                });
+            }
             Input::User { name, password } => {
                 ui.result(&format!("USER: the next OPEN logs in as {name}"));
                 // As with --user anonymous: the anonymous password is not asked for.
@@ -1038,6 +1068,7 @@ impl Repl {
                 c.login(&self.user, &password)?;
                 c.binary()?;
                 c.set_interrupt(Arc::clone(&self.interrupt));
+                c.set_passive(self.passive);
                 Ok(c)
             })
             .map_err(|source| CommandError::Client {
@@ -1258,7 +1289,11 @@ impl Repl {
             return Ok(());
         };
         let peer = client.peer_addr();
-        let mode = if client.uses_epsv() { "EPSV" } else { "PASV" };
+        let mode = match (client.is_passive(), client.uses_epsv()) {
+            (false, _) => "active",
+            (true, true) => "EPSV",
+            (true, false) => "PASV",
+        };
         // NOOP finds out whether the server is still there.
         self.with_client("STATUS", Client::noop)?;
         ui.result(&format!(
@@ -1602,6 +1637,17 @@ mod tests {
         assert_eq!(
             parse_input("REPUT ../x"),
             Err(InputError::OutsideLocalDir("../x".into()))
+        );
+    }
+
+    #[test]
+    fn passive_takes_on_off_or_nothing() {
+        assert_eq!(parse_input("passive off"), Ok(Input::Passive(Some(false))));
+        assert_eq!(parse_input("PASSIVE ON"), Ok(Input::Passive(Some(true))));
+        assert_eq!(parse_input("passive"), Ok(Input::Passive(None)));
+        assert_eq!(
+            parse_input("PASSIVE maybe"),
+            Err(InputError::Usage("PASSIVE [on|off]"))
         );
     }
 

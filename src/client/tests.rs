@@ -26,6 +26,8 @@ struct Behavior {
     hash: Option<HashAnswer>,
     /// Answer NOOP with 502, as aioftp does.
     no_noop: bool,
+    /// Answer EPRT with 500, as a server without RFC 2428 does.
+    no_eprt: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,7 +99,7 @@ fn serve(
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     writeln!(out, "{}\r", behavior.greeting.unwrap_or("220 ready"))?;
-    let mut passive: Option<TcpListener> = None;
+    let mut passive: Option<DataPlan> = None;
     let mut cwd = "/".to_owned();
     let mut renaming: Option<String> = None;
     let mut line = String::new();
@@ -118,7 +120,7 @@ fn serve(
             "EPSV" | "PASV" => {
                 let l = TcpListener::bind("127.0.0.1:0")?;
                 let port = l.local_addr()?.port();
-                passive = Some(l);
+                passive = Some(DataPlan::Passive(l));
                 if verb == "EPSV" {
                     format!("229 Entering Extended Passive Mode (|||{port}|)")
                 } else {
@@ -129,6 +131,14 @@ fn serve(
                     )
                 }
             }
+            "EPRT" | "PORT" if behavior.no_eprt && verb == "EPRT" => "500 what is EPRT".to_owned(),
+            "EPRT" | "PORT" => match parse_active(verb, arg) {
+                Some(addr) => {
+                    passive = Some(DataPlan::Active(addr));
+                    "200 ok".to_owned()
+                }
+                None => "501 bad address".to_owned(),
+            },
             "FEAT" if behavior.hash.is_some() => {
                 "211-Features:\r\n HASH SHA-256*\r\n211 End".to_owned()
             }
@@ -153,7 +163,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 here it comes ({} bytes)\r", bytes.len())?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 if behavior.drop_mid_retr {
                     data.write_all(&bytes[..bytes.len() / 2])?;
                     return Ok(());
@@ -173,7 +183,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 send it\r")?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 let mut bytes = Vec::new();
                 data.read_to_end(&mut bytes)?;
                 files.lock().expect("lock").insert(arg.into(), bytes);
@@ -185,7 +195,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 send the rest\r")?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 let mut bytes = Vec::new();
                 data.read_to_end(&mut bytes)?;
                 let mut files = files.lock().expect("lock");
@@ -201,7 +211,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 listing\r")?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 let mut names: Vec<String> = files.lock().expect("lock").keys().cloned().collect();
                 names.sort();
                 for n in names {
@@ -260,6 +270,37 @@ fn serve(
             _ => "502 not here".to_owned(),
         };
         writeln!(out, "{reply}\r")?;
+    }
+}
+
+/// How the fake server's next data connection is made.
+enum DataPlan {
+    /// It accepts on this listener (after EPSV or PASV).
+    Passive(TcpListener),
+    /// It connects to the client here (after EPRT or PORT).
+    Active(SocketAddr),
+}
+
+impl DataPlan {
+    fn open(self) -> io::Result<TcpStream> {
+        match self {
+            DataPlan::Passive(l) => l.accept().map(|(s, _)| s),
+            DataPlan::Active(addr) => TcpStream::connect_timeout(&addr, TIMEOUT),
+        }
+    }
+}
+
+/// The address of `EPRT |1|a.b.c.d|port|` or `PORT a,b,c,d,p1,p2`.
+fn parse_active(verb: &str, arg: &str) -> Option<SocketAddr> {
+    if verb == "PORT" {
+        return crate::protocol::parse_host_port(arg);
+    }
+    let parts: Vec<&str> = arg.split('|').collect();
+    match parts.as_slice() {
+        ["", "1" | "2", host, port, ""] => {
+            Some(SocketAddr::new(host.parse().ok()?, port.parse().ok()?))
+        }
+        _ => None,
     }
 }
 
@@ -1187,4 +1228,79 @@ fn reget_refused_by_the_server_keeps_the_partial_file() {
         .expect_err("longer");
     assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
     client.quit().expect("quit");
+}
+
+#[test]
+fn active_mode_names_our_address_with_eprt_or_port_and_moves_every_byte() {
+    for no_eprt in [false, true] {
+        let server = FakeServer::start(Behavior {
+            no_eprt,
+            ..Behavior::default()
+        })
+        .with_file("a.bin", &all_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut client = server.connect();
+        client.set_passive(false);
+        assert!(!client.is_passive());
+        let local = dir.path().join("a.bin");
+        assert_eq!(
+            client.get("a.bin", &local, |_| {}).expect("get").bytes,
+            300_000
+        );
+        assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
+        client.put(&local, "b.bin", |_| {}).expect("put");
+        assert_eq!(client.nlst(None).expect("nlst"), ["a.bin", "b.bin"]);
+        client.quit().expect("quit");
+        assert_eq!(server.file("b.bin"), Some(all_bytes()));
+        let sent = server.commands();
+        let eprt = sent
+            .iter()
+            .filter(|c| c.starts_with("EPRT |1|127.0.0.1|"))
+            .count();
+        let port = sent
+            .iter()
+            .filter(|c| c.starts_with("PORT 127,0,0,1,"))
+            .count();
+        let passive = sent.iter().filter(|c| *c == "EPSV" || *c == "PASV").count();
+        // Without EPRT: asked once, then PORT for each of the three transfers.
+        let want = if no_eprt { (1, 3) } else { (3, 0) };
+        assert_eq!((eprt, port, passive), (want.0, want.1, 0), "{sent:?}");
+    }
+}
+
+#[test]
+fn active_mode_gives_up_when_the_server_never_connects() {
+    // A server that says 150 but never connects: the wait ends at the timeout and
+    // the server's own answer is read, so the session stays in step.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut out = stream.try_clone().expect("clone");
+        let mut input = BufReader::new(stream);
+        writeln!(out, "220 ready\r").expect("write");
+        let mut line = String::new();
+        while input.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let reply = match line.split_whitespace().next().unwrap_or("") {
+                "EPRT" => "200 ok",
+                "RETR" => "150 coming (never)\r\n425 could not connect",
+                "NOOP" => "200 ok",
+                _ => "221 bye",
+            };
+            writeln!(out, "{reply}\r").expect("write");
+            line.clear();
+        }
+    });
+    let mut client =
+        Client::connect("127.0.0.1", port, Duration::from_millis(500)).expect("connect");
+    client.set_passive(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = client
+        .get("a", &dir.path().join("a"), |_| {})
+        .expect_err("no data connection");
+    assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    client.noop().expect("in step");
+    client.quit().expect("quit");
+    server.join().expect("server thread");
 }

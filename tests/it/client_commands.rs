@@ -305,3 +305,52 @@ fn resume_session(port: u16, server_root: &Path, client: &Path, has_hash: bool) 
     assert!(!server_root.join("up.bin").exists());
     assert!(hidden_names_in(client).is_empty());
 }
+
+#[test]
+fn passive_off_moves_files_through_active_connections_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let down = pattern((1 << 20) + 1, 41);
+    let up = pattern(65_537, 42);
+    fs::write(server.root().join("down.bin"), &down).expect("write");
+    fs::write(client.path().join("up.bin"), &up).expect("write");
+    let script = format!(
+        "OPEN {}\nPASSIVE off\nSTATUS\nGET down.bin\nPUT up.bin\nLS\nMGET d*\nPASSIVE\nGET up.bin\nQUIT\n",
+        server.addr.port()
+    );
+    let run = run_client_script(client.path(), &script);
+    assert_eq!(run.code(), 0, "{run:?}");
+    let out = &run.stdout;
+    assert!(out.contains("PASSIVE: off"), "{out}");
+    assert!(out.contains("(active)"), "STATUS names the mode: {out}");
+    assert!(out.contains("PASSIVE: on"), "{out}");
+    assert!(
+        out.lines().any(|l| l.ends_with(" up.bin")),
+        "LS over an active connection: {out}"
+    );
+    assert!(out.contains("MGET: 1 file, 1.0 MiB, 0 failures"), "{out}");
+    assert_eq!(
+        fs::read(client.path().join("down.bin")).expect("down"),
+        down
+    );
+    assert_eq!(fs::read(server.root().join("up.bin")).expect("up"), up);
+}
+
+#[test]
+fn the_active_flag_makes_every_transfer_active() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let data = pattern(300_000, 43);
+    fs::write(server.root().join("a.bin"), &data).expect("write");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+    cmd.arg("--dir")
+        .arg(client.path())
+        .args(["--active", "--timeout", "60"]);
+    let run = crate::common::run_client_command(
+        cmd,
+        &format!("OPEN {}\nSTATUS\nGET a.bin\n", server.addr.port()),
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert!(run.stdout.contains("(active)"), "{}", run.stdout);
+    assert_eq!(fs::read(client.path().join("a.bin")).expect("a"), data);
+}
