@@ -19,12 +19,20 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{Editor, Helper};
 use simple_ftp::client::repl::{
-    parse_netrc, split_commands, Flow, FtpUrl, Input, Repl, TlsSettings, Ui, ANONYMOUS_PASSWORD,
-    ANONYMOUS_USER,
+    complete, human_bytes, parse_netrc, split_commands, BatchPosition, Flow, FtpUrl, Input, Repl,
+    TlsSettings, Ui, ANONYMOUS_PASSWORD, ANONYMOUS_USER,
 };
 use simple_ftp::client::Progress;
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// Command-line arguments of `ftp-client`.
 #[derive(Debug, Parser)]
@@ -252,14 +260,69 @@ fn read_netrc(
     }
 }
 
-/// Lines from a line editor with history. Ctrl-C clears the line; Ctrl-D quits.
+/// What tab completion draws on: the remote names the REPL listed last, and the
+/// local directory (read when Tab is pressed).
+#[derive(Default)]
+struct Names {
+    remote: Vec<String>,
+    local_dir: PathBuf,
+}
+
+/// The line editor's helper: completion only (commands, remote and local names).
+struct FtpHelper(Rc<RefCell<Names>>);
+
+impl Completer for FtpHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let names = self.0.borrow();
+        // A local directory that cannot be read just offers no local names.
+        let mut local: Vec<String> = std::fs::read_dir(&names.local_dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok())
+                    .filter_map(|e| {
+                        let name = e.file_name().into_string().ok()?;
+                        let dir = e.path().is_dir();
+                        Some(if dir { name + "/" } else { name })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        local.sort();
+        Ok(complete(line, pos, &names.remote, &local))
+    }
+}
+
+impl Hinter for FtpHelper {
+    type Hint = String;
+}
+impl Highlighter for FtpHelper {}
+impl Validator for FtpHelper {}
+impl Helper for FtpHelper {}
+
+/// Lines from a line editor with history and tab completion. Ctrl-C clears the
+/// line; Ctrl-D quits.
 fn interactive(repl: &mut Repl, ui: &mut TerminalUi) -> Result<()> {
-    let mut editor = rustyline::DefaultEditor::new().context("cannot set up line editing")?;
+    let mut editor: Editor<FtpHelper, DefaultHistory> =
+        Editor::new().context("cannot set up line editing")?;
+    let names = Rc::new(RefCell::new(Names::default()));
+    editor.set_helper(Some(FtpHelper(Rc::clone(&names))));
     println!(
         "simple-ftp client; local directory {}. HELP lists the commands.",
         repl.dir().display()
     );
     loop {
+        {
+            let mut names = names.borrow_mut();
+            names.remote = repl.remote_names().to_vec();
+            names.local_dir = repl.dir().to_owned();
+        }
         match editor.readline(&repl.prompt()) {
             Ok(line) => {
                 if !line.trim().is_empty() {
@@ -332,8 +395,9 @@ struct TerminalUi {
     show_progress: bool,
 }
 
-const BAR_TEMPLATE: &str = "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
-const SPINNER_TEMPLATE: &str = "{msg} {spinner} {bytes} {bytes_per_sec}";
+const BAR_TEMPLATE: &str =
+    "{prefix}{msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}";
+const SPINNER_TEMPLATE: &str = "{prefix}{msg} {spinner} {bytes} {bytes_per_sec}";
 
 impl TerminalUi {
     fn new_bar(name: &str, total: Option<u64>) -> ProgressBar {
@@ -372,6 +436,25 @@ impl Ui for TerminalUi {
         let bar = self
             .bar
             .get_or_insert_with(|| TerminalUi::new_bar(name, progress.total));
+        bar.set_position(progress.done);
+    }
+
+    fn batch_progress(&mut self, name: &str, file: BatchPosition, progress: Progress) {
+        if !self.show_progress {
+            return;
+        }
+        let bar = self
+            .bar
+            .get_or_insert_with(|| TerminalUi::new_bar(name, progress.total));
+        if progress.done == 0 {
+            // Files and bytes of the whole batch, before this file's own bar.
+            bar.set_prefix(format!(
+                "[file {}/{}, {} before] ",
+                file.index + 1,
+                file.count,
+                human_bytes(file.bytes_before)
+            ));
+        }
         bar.set_position(progress.done);
     }
 

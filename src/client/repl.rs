@@ -677,6 +677,121 @@ pub fn split_commands(text: &str) -> Vec<String> {
     lines
 }
 
+/// Every command word, for completion.
+pub const COMMANDS: &[&str] = &[
+    "BYE", "CD", "CDUP", "CLOSE", "DELETE", "DIR", "EXIT", "GET", "HELP", "LCD", "LLS", "LPWD",
+    "LS", "MGET", "MKDIR", "MPUT", "OPEN", "PASSIVE", "PUT", "PWD", "QUIT", "REGET", "RENAME",
+    "REPUT", "RMDIR", "SIZE", "STATUS", "USER",
+];
+
+/// What a command's arguments name, for completion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Completes {
+    /// One remote name, the rest of the line.
+    Remote,
+    /// Remote names, one a word.
+    RemoteWords,
+    /// One local file name, the rest of the line.
+    Local,
+    /// Local file names, one a word.
+    LocalWords,
+    /// One local directory, the rest of the line.
+    LocalDir,
+    /// Nothing to complete.
+    Nothing,
+}
+
+fn completes(verb: &str) -> Completes {
+    match verb.to_ascii_uppercase().as_str() {
+        "GET" | "REGET" | "CD" | "CWD" | "DELETE" | "DEL" | "RM" | "SIZE" | "RMDIR" | "RMD"
+        | "LS" | "DIR" => Completes::Remote,
+        "MGET" | "RENAME" | "MV" => Completes::RemoteWords,
+        "PUT" | "REPUT" => Completes::Local,
+        "MPUT" => Completes::LocalWords,
+        "LCD" => Completes::LocalDir,
+        _ => Completes::Nothing,
+    }
+}
+
+/// Tab completion: where the completed text starts in `line` (up to `pos`), and the
+/// candidates. The first word completes to a command; after it, to a remote name
+/// (from `remote`, the cached listing of the current directory) or a local one (from
+/// `local`, directories ending in `/`), as the command takes. A command whose
+/// argument is the rest of the line completes names with spaces as they are; one
+/// that takes several words gets such names quoted.
+pub fn complete(
+    line: &str,
+    pos: usize,
+    remote: &[String],
+    local: &[String],
+) -> (usize, Vec<String>) {
+    let head = line.get(..pos).unwrap_or(line);
+    let trimmed = head.trim_start();
+    let lead = head.len() - trimmed.len();
+    let Some(space) = trimmed.find(char::is_whitespace) else {
+        let word = trimmed.to_ascii_uppercase();
+        let lower = trimmed
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase());
+        let found = COMMANDS
+            .iter()
+            .filter(|c| c.starts_with(&word))
+            .map(|c| {
+                if lower {
+                    c.to_ascii_lowercase()
+                } else {
+                    (*c).to_owned()
+                }
+            })
+            .map(|c| c + " ")
+            .collect();
+        return (lead, found);
+    };
+    let verb = &trimmed[..space];
+    let after = &trimmed[space..];
+    let arg_start = lead + space + (after.len() - after.trim_start().len());
+    let kind = completes(verb);
+    let (start, pool): (usize, Vec<&String>) = match kind {
+        Completes::Nothing => return (pos, Vec::new()),
+        Completes::Remote => (arg_start, remote.iter().collect()),
+        Completes::RemoteWords => (word_start(head, arg_start), remote.iter().collect()),
+        Completes::Local => (
+            arg_start,
+            local.iter().filter(|n| !n.ends_with('/')).collect(),
+        ),
+        Completes::LocalWords => (
+            word_start(head, arg_start),
+            local.iter().filter(|n| !n.ends_with('/')).collect(),
+        ),
+        Completes::LocalDir => (
+            arg_start,
+            local.iter().filter(|n| n.ends_with('/')).collect(),
+        ),
+    };
+    let typed = head[start..].trim_start_matches(['"', '\'']);
+    let words = matches!(kind, Completes::RemoteWords | Completes::LocalWords);
+    let found = pool
+        .into_iter()
+        .filter(|n| n.starts_with(typed))
+        .map(|n| {
+            if words && n.contains(char::is_whitespace) {
+                format!("\"{n}\"")
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    (start, found)
+}
+
+/// Where the last word of `head` starts, not before `from`.
+fn word_start(head: &str, from: usize) -> usize {
+    head[from..]
+        .rfind(char::is_whitespace)
+        .map_or(from, |i| from + i + 1)
+}
+
 /// Where the REPL shows its results, errors and transfer progress.
 ///
 /// The binary implements it twice: for a terminal (with a progress bar) and for a
@@ -792,6 +907,9 @@ pub struct Repl {
     tls_config: Option<Arc<rustls::ClientConfig>>,
     /// Whether data connections are passive (the default) or active.
     passive: bool,
+    /// The names in the remote directory, for completion; `None` when they may have
+    /// changed since they were listed.
+    remote_names: Option<Vec<String>>,
     /// `.netrc` entries, consulted at `OPEN` while no user was chosen.
     netrc: Vec<NetrcEntry>,
     /// The user and password to fall back on for a host `.netrc` does not name.
@@ -817,6 +935,7 @@ impl Repl {
             tls: TlsSettings::default(),
             tls_config: None,
             passive: true,
+            remote_names: None,
             netrc: Vec::new(),
             netrc_fallback: (String::new(), None),
         }
@@ -881,10 +1000,44 @@ impl Repl {
         }
     }
 
+    /// The names in the server's current directory, for completion: listed (NLST)
+    /// after any command that may have changed them, else from the cache. Empty
+    /// without a connection or when the listing fails.
+    pub fn remote_names(&mut self) -> &[String] {
+        if self.remote_names.is_none() && self.client.is_some() {
+            let names = self
+                .with_client("NLST", |c| c.nlst(None))
+                .unwrap_or_default();
+            self.remote_names = Some(names);
+        }
+        self.remote_names.as_deref().unwrap_or(&[])
+    }
+
     /// Runs one input; failures go to `ui.error` and are counted. `QUIT` quits even
     /// when closing the connection fails.
     pub fn run(&mut self, input: Input, ui: &mut dyn Ui) -> Flow {
         let quit = input == Input::Quit;
+        // Commands that cannot change the remote directory's names keep the cache.
+        let keeps_names = matches!(
+            input,
+            Input::Empty
+                | Input::Help
+                | Input::Get(_)
+                | Input::Reget(_)
+                | Input::Mget(_)
+                | Input::Ls(_)
+                | Input::Lls
+                | Input::Lcd(_)
+                | Input::Lpwd
+                | Input::Pwd
+                | Input::Size(_)
+                | Input::Status
+                | Input::Passive(_)
+                | Input::User { .. }
+        );
+        if !keeps_names {
+            self.remote_names = None;
+        }
         match self.execute(input, ui) {
             Ok(flow) => flow,
             Err(e) => {
@@ -1391,11 +1544,27 @@ pub fn human_bytes(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// `GET name: 1234 bytes in 0.01 s (12.3 MB/s)`, with MB = 10^6 bytes.
+/// Transfers shorter than this show no rate: connection setup and the clock's
+/// granularity would make it mostly noise (`90 bytes in 0.00 s (0.1 MB/s)`).
+const SHORTEST_RATED: Duration = Duration::from_millis(50);
+
+/// `GET name: 52428803 bytes in 1.25 s (50.0 MiB, 40.0 MiB/s)`: the exact count
+/// first, then the size in human units from 1 KiB on, and a rate only for a transfer
+/// long enough to measure.
 pub fn transfer_line(verb: &str, name: &str, bytes: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
-    let rate = bytes as f64 / secs.max(1e-6) / 1e6;
-    format!("{verb} {name}: {bytes} bytes in {secs:.2} s ({rate:.1} MB/s)")
+    let mut notes = Vec::new();
+    if bytes >= 1024 {
+        notes.push(human_bytes(bytes));
+    }
+    if elapsed >= SHORTEST_RATED {
+        notes.push(format!("{}/s", human_bytes((bytes as f64 / secs) as u64)));
+    }
+    let mut line = format!("{verb} {name}: {bytes} bytes in {secs:.2} s");
+    if !notes.is_empty() {
+        line.push_str(&format!(" ({})", notes.join(", ")));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -1652,6 +1821,35 @@ mod tests {
     }
 
     #[test]
+    fn completion_offers_commands_then_the_names_each_command_takes() {
+        let remote: Vec<String> = ["notes.txt", "new dir", "sub"].map(String::from).to_vec();
+        let local: Vec<String> = ["nice.bin", "nest/", "n b.txt"].map(String::from).to_vec();
+        let c = |line: &str| complete(line, line.len(), &remote, &local);
+        assert_eq!(
+            c("RE"),
+            (0, vec!["REGET ".into(), "RENAME ".into(), "REPUT ".into()])
+        );
+        assert_eq!(c("  mk"), (2, vec!["mkdir ".into()]));
+        assert_eq!(c("get n"), (4, vec!["notes.txt".into(), "new dir".into()]));
+        assert_eq!(c("GET new d"), (4, vec!["new dir".into()]));
+        assert_eq!(c("cd  s"), (4, vec!["sub".into()]));
+        assert_eq!(c("put n"), (4, vec!["nice.bin".into(), "n b.txt".into()]));
+        assert_eq!(c("lcd n"), (4, vec!["nest/".into()]));
+        assert_eq!(
+            c("mput nice.bin n"),
+            (14, vec!["nice.bin".into(), "\"n b.txt\"".into()])
+        );
+        assert_eq!(c("mget *.txt ne"), (11, vec!["\"new dir\"".into()]));
+        assert_eq!(c("rename notes.txt \"ne"), (17, vec!["\"new dir\"".into()]));
+        assert_eq!(c("open 21"), (7, vec![]));
+        // The cursor's position counts, not the end of the line.
+        assert_eq!(
+            complete("get su trailing", 6, &remote, &local),
+            (4, vec!["sub".into()])
+        );
+    }
+
+    #[test]
     fn human_sizes_use_powers_of_1024() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(1023), "1023 B");
@@ -1800,9 +1998,19 @@ mod tests {
 
     #[test]
     fn transfer_lines_name_bytes_seconds_and_rate() {
-        let line = transfer_line("GET", "a.bin", 2_000_000, Duration::from_secs(2));
-        assert_eq!(line, "GET a.bin: 2000000 bytes in 2.00 s (1.0 MB/s)");
+        let line = transfer_line("GET", "a.bin", 2 << 20, Duration::from_secs(2));
+        assert_eq!(
+            line,
+            "GET a.bin: 2097152 bytes in 2.00 s (2.0 MiB, 1.0 MiB/s)"
+        );
         let line = transfer_line("PUT", "e", 0, Duration::ZERO);
-        assert_eq!(line, "PUT e: 0 bytes in 0.00 s (0.0 MB/s)");
+        assert_eq!(line, "PUT e: 0 bytes in 0.00 s");
+        // Too short to measure: no rate (issue 15 item 7).
+        let line = transfer_line("GET", "hello.txt", 90, Duration::from_millis(1));
+        assert_eq!(line, "GET hello.txt: 90 bytes in 0.00 s");
+        let line = transfer_line("GET", "x", 1536, Duration::from_millis(100));
+        assert_eq!(line, "GET x: 1536 bytes in 0.10 s (1.5 KiB, 15.0 KiB/s)");
+        let line = transfer_line("GET", "y", 100, Duration::from_secs(1));
+        assert_eq!(line, "GET y: 100 bytes in 1.00 s (100 B/s)");
     }
 }

@@ -1304,3 +1304,26 @@ fn active_mode_gives_up_when_the_server_never_connects() {
     client.quit().expect("quit");
     server.join().expect("server thread");
 }
+
+#[test]
+fn repl_lists_remote_names_for_completion_once_until_something_changes() {
+    let server = FakeServer::start(Behavior::default()).with_file("a.txt", b"a");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("b.txt"), b"b").expect("write");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    assert!(
+        repl.remote_names().is_empty(),
+        "not connected: nothing to list"
+    );
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt"]);
+    repl.run_line("GET a.txt", &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt"]);
+    repl.run_line("PUT b.txt", &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt", "b.txt"]);
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let nlst = server.commands().iter().filter(|c| *c == "NLST").count();
+    assert_eq!(nlst, 2, "listed after OPEN and after PUT only");
+}
