@@ -354,3 +354,27 @@ fn the_active_flag_makes_every_transfer_active() {
     assert!(run.stdout.contains("(active)"), "{}", run.stdout);
     assert_eq!(fs::read(client.path().join("a.bin")).expect("a"), data);
 }
+
+#[test]
+fn active_mode_over_ipv6_names_our_address_with_eprt() {
+    if !crate::common::ipv6_loopback_available() {
+        eprintln!("skipped: the IPv6 loopback address ::1 is not available here");
+        return;
+    }
+    let server = TestServer::start(&["--bind", "::1"]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let data = pattern(200_001, 44);
+    fs::write(server.root().join("v6.bin"), &data).expect("write");
+    fs::write(client.path().join("up6.bin"), &data[..1000]).expect("write");
+    let script = format!(
+        "OPEN [::1]:{}\nPASSIVE off\nGET v6.bin\nPUT up6.bin\nMGET v6*\n",
+        server.addr.port()
+    );
+    let run = run_client_script(client.path(), &script);
+    assert_eq!(run.code(), 0, "{run:?}");
+    assert_eq!(fs::read(client.path().join("v6.bin")).expect("v6"), data);
+    assert_eq!(
+        fs::read(server.root().join("up6.bin")).expect("up6"),
+        &data[..1000]
+    );
+}
