@@ -5,8 +5,8 @@
 //! others take them literally), and a name the server sends is checked before it
 //! becomes a local path. Each file then goes through [`Client::get`] or
 //! [`Client::put`], so it is verified as those are, and a failed download leaves
-//! nothing behind. A lost connection ends the batch; any other failure is counted
-//! and the next file follows.
+//! nothing behind. A lost connection or an [`super::Interrupt`] (Ctrl-C) ends the
+//! batch; any other failure is counted and the next file follows.
 
 use std::path::{Component, Path};
 
@@ -42,7 +42,8 @@ pub struct Batch {
     pub files: Vec<(String, Result<Transferred>)>,
     /// The patterns that matched no name.
     pub unmatched: Vec<String>,
-    /// Names that matched but were not tried: the connection was lost before them.
+    /// Names that matched but were not tried: the connection was lost, or the batch
+    /// was interrupted, before them.
     pub skipped: Vec<String>,
 }
 
@@ -59,6 +60,13 @@ impl Batch {
             .filter_map(|(_, r)| r.as_ref().ok())
             .map(|t| t.bytes)
             .sum()
+    }
+
+    /// Whether the files still to come are not to be tried: the connection is gone,
+    /// or the last file was interrupted (Ctrl-C stops the batch, not only one file).
+    fn ended(&self, client: &Client) -> bool {
+        let interrupted = matches!(self.files.last(), Some((_, Err(ClientError::Interrupted))));
+        interrupted || !client.is_usable()
     }
 
     /// Failed files, patterns that matched nothing, and files not tried.
@@ -98,7 +106,7 @@ impl Client {
         };
         let count = names.len();
         for (index, name) in names.into_iter().enumerate() {
-            if !self.is_usable() {
+            if batch.ended(self) {
                 batch.skipped.push(name);
                 continue;
             }
@@ -144,7 +152,7 @@ impl Client {
         };
         let count = names.len();
         for (index, name) in names.into_iter().enumerate() {
-            if !self.is_usable() {
+            if batch.ended(self) {
                 batch.skipped.push(name);
                 continue;
             }

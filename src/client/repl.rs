@@ -1424,7 +1424,7 @@ impl Repl {
         );
         if !batch.skipped.is_empty() {
             line.push_str(&format!(
-                " ({} not tried: the connection was lost)",
+                " ({} not tried: interrupted or disconnected)",
                 batch.skipped.len()
             ));
         }

@@ -1327,3 +1327,32 @@ fn repl_lists_remote_names_for_completion_once_until_something_changes() {
     let nlst = server.commands().iter().filter(|c| *c == "NLST").count();
     assert_eq!(nlst, 2, "listed after OPEN and after PUT only");
 }
+
+#[test]
+fn an_interrupt_stops_the_whole_mget_not_only_one_file() {
+    let server = FakeServer::start(Behavior::default())
+        .with_file("a.bin", &all_bytes())
+        .with_file("b.bin", &all_bytes())
+        .with_file("c.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    let batch = client
+        .get_matching(&["*.bin".to_owned()], dir.path(), |e| {
+            if let super::many::BatchEvent::Progress { index: 1, .. } = e {
+                interrupt.request();
+            }
+        })
+        .expect("listing");
+    assert_eq!(batch.succeeded(), 1);
+    assert!(matches!(batch.files[1].1, Err(ClientError::Interrupted)));
+    assert_eq!(batch.skipped, ["c.bin"]);
+    assert_eq!(batch.failures(), 2);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.bin"], "no debris of the interrupted file");
+    client.noop().expect("still in step");
+}
