@@ -38,7 +38,7 @@ use std::rc::Rc;
 #[derive(Debug, Parser)]
 #[command(
     version,
-    about = "Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more)"
+    about = "Interactive FTP client: OPEN <port>, GET <file>, PUT <file>, CLOSE, QUIT (HELP lists more); or one line: ftp-client ftp://host/dir/file"
 )]
 struct Args {
     /// `ftp://[user[:password]@]host[:port]/path/file` to download and exit; with

@@ -666,22 +666,7 @@ impl Client {
         }
         let mut bytes = 0;
         if from < meta.len() {
-            let data = self.open_data()?;
-            let cmd = if from == 0 {
-                Command::Stor(remote.to_owned())
-            } else {
-                self.send(&Command::Rest(from))?;
-                let reply = self.read_reply()?;
-                if reply.code == ReplyCode::PendingFurtherInfo.number() {
-                    Command::Stor(remote.to_owned())
-                } else if (500..600).contains(&reply.code) {
-                    Command::Appe(remote.to_owned())
-                } else {
-                    return Err(unexpected(reply));
-                }
-            };
-            self.send(&cmd)?;
-            self.expect_preliminary()?;
+            let data = self.start_resumed_upload(remote, from)?;
             let data = self.data_stream(data)?;
             let data = self.secure_data(data)?;
             let mut offset = from;
@@ -1165,6 +1150,46 @@ impl Client {
         connect_with_timeouts(addr, self.timeout)
             .map(DataSetup::Connected)
             .map_err(connect_err)
+    }
+
+    /// Starts the upload of the part of `remote` from `from` on: `STOR` when `from` is
+    /// 0; else `REST from` and `STOR`, or `APPE` when the server refuses the REST or
+    /// the STOR after it (a 5xx: some servers take REST for downloads only). Returns
+    /// the data connection once the server's `1xx` came.
+    fn start_resumed_upload(&mut self, remote: &str, from: u64) -> Result<DataSetup> {
+        let mut append = false;
+        loop {
+            let data = self.open_data()?;
+            let rest_stor = from > 0 && !append;
+            let cmd = if from == 0 {
+                Command::Stor(remote.to_owned())
+            } else if append {
+                Command::Appe(remote.to_owned())
+            } else {
+                self.send(&Command::Rest(from))?;
+                let reply = self.read_reply()?;
+                if reply.code == ReplyCode::PendingFurtherInfo.number() {
+                    Command::Stor(remote.to_owned())
+                } else if (500..600).contains(&reply.code) {
+                    append = true;
+                    Command::Appe(remote.to_owned())
+                } else {
+                    return Err(unexpected(reply));
+                }
+            };
+            let store = matches!(cmd, Command::Stor(_));
+            self.send(&cmd)?;
+            match self.expect_preliminary() {
+                Ok(_) => return Ok(data),
+                // The data connection of the refused STOR is dropped; APPE gets its own.
+                Err(ClientError::UnexpectedReply { code, .. })
+                    if rest_stor && store && (500..600).contains(&code) =>
+                {
+                    append = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// As [`Client::start_transfer`], with `REST offset` between the data connection

@@ -28,6 +28,9 @@ struct Behavior {
     no_noop: bool,
     /// Answer EPRT with 500, as a server without RFC 2428 does.
     no_eprt: bool,
+    /// Take REST (350), then refuse the STOR after it with 550, as a server that
+    /// resumes downloads only.
+    rest_for_retr_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -177,6 +180,12 @@ fn serve(
                     Err(_) => "426 connection closed; transfer aborted".to_owned(),
                 }
             }
+            "REST" if behavior.rest_for_retr_only => "350 restarting".to_owned(),
+            "STOR"
+                if behavior.rest_for_retr_only && commands_before(log, 1).starts_with("REST") =>
+            {
+                "550 no REST for STOR here".to_owned()
+            }
             "STOR" => {
                 let Some(l) = passive.take() else {
                     writeln!(out, "425 no data connection\r")?;
@@ -302,6 +311,15 @@ fn parse_active(verb: &str, arg: &str) -> Option<SocketAddr> {
         }
         _ => None,
     }
+}
+
+/// The command `back` lines before the one just logged.
+fn commands_before(log: &Mutex<Vec<String>>, back: usize) -> String {
+    let log = log.lock().expect("lock");
+    log.len()
+        .checked_sub(back + 1)
+        .and_then(|i| log.get(i).cloned())
+        .unwrap_or_default()
 }
 
 fn all_bytes() -> Vec<u8> {
@@ -1355,4 +1373,27 @@ fn an_interrupt_stops_the_whole_mget_not_only_one_file() {
         .collect();
     assert_eq!(names, ["a.bin"], "no debris of the interrupted file");
     client.noop().expect("still in step");
+}
+
+#[test]
+fn reput_appends_where_the_server_refuses_stor_after_rest() {
+    let server = FakeServer::start(Behavior {
+        rest_for_retr_only: true,
+        ..Behavior::default()
+    })
+    .with_file("up.bin", &all_bytes()[..1000]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, all_bytes()).expect("write");
+    let mut client = server.connect();
+    let resumed = client.reput(&local, "up.bin", |_| {}).expect("reput");
+    assert_eq!((resumed.from, resumed.done.bytes), (1000, 299_000));
+    assert_eq!(server.file("up.bin"), Some(all_bytes()));
+    let sent: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| ["REST", "STOR", "APPE"].iter().any(|v| c.starts_with(v)))
+        .collect();
+    assert_eq!(sent, ["REST 1000", "STOR up.bin", "APPE up.bin"]);
+    client.quit().expect("quit");
 }
