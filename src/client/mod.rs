@@ -1171,7 +1171,6 @@ impl Client {
                 if reply.code == ReplyCode::PendingFurtherInfo.number() {
                     Command::Stor(remote.to_owned())
                 } else if (500..600).contains(&reply.code) {
-                    append = true;
                     Command::Appe(remote.to_owned())
                 } else {
                     return Err(unexpected(reply));
