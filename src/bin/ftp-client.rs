@@ -65,10 +65,10 @@ struct Args {
     /// Read credentials from this file instead of ~/.netrc.
     #[arg(long, value_name = "FILE")]
     netrc_file: Option<PathBuf>,
-    /// Local directory that GET writes into and PUT reads from (created if missing;
-    /// default ./client, or . for a URL).
-    #[arg(long)]
-    dir: Option<PathBuf>,
+    /// Local directory that GET writes into and PUT reads from (created if missing),
+    /// also for a URL and the files of -u.
+    #[arg(long, default_value = "client")]
+    dir: PathBuf,
     /// User name for OPEN (default: from the URL, else ~/.netrc, else anonymous).
     #[arg(long)]
     user: Option<String>,
@@ -120,11 +120,7 @@ enum Source {
 /// Runs the REPL until QUIT or end of input; true when every command succeeded.
 fn run(args: Args) -> Result<bool> {
     let (url, source) = source(&args)?;
-    let dir = match (&args.dir, &url) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(_)) => PathBuf::from("."),
-        (None, None) => PathBuf::from("client"),
-    };
+    let dir = args.dir.clone();
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create local directory {}", dir.display()))?;
     let url_user = url.as_ref().and_then(|u| u.user.clone());
