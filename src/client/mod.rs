@@ -6,8 +6,11 @@
 //! [`ClientError::UnexpectedReply`] with the server's code and text. Replies are read
 //! with [`Reply::read_from`], the same parser the rest of the crate uses.
 //!
-//! Data connections are passive (RFC 2428 EPSV, falling back to RFC 959 PASV; a
-//! server that refuses EPSV once is asked with PASV from then on). Transfers move
+//! Data connections are passive by default (RFC 2428 EPSV, falling back to RFC 959
+//! PASV; a server that refuses EPSV once is asked with PASV from then on), or active
+//! after [`Client::set_passive`]`(false)`: a listener on the control connection's own
+//! address, named with EPRT (PORT where refused), taking only a connection from the
+//! server's address. Transfers move
 //! between a [`File`] and the data [`TcpStream`] with the kernel's zero-copy calls
 //! (see [`crate::transfer`]). Progress is reported through a callback with byte
 //! counts: this module never draws on a terminal.
@@ -27,11 +30,12 @@
 //! a `421` reply) the client is no longer usable: [`Client::is_usable`] says so and
 //! every further call fails with [`ClientError::Dropped`] at once.
 
+pub mod many;
 pub mod repl;
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{self, BufReader, Read, Seek, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -205,6 +209,22 @@ pub struct Transferred {
     pub verified: bool,
 }
 
+/// A data connection on its way: made (passive), or a listener the server will
+/// connect to once the transfer command is sent (active).
+enum DataSetup {
+    Connected(TcpStream),
+    Listening(TcpListener),
+}
+
+/// What a finished [`Client::reget`] or [`Client::reput`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// Where the transfer started: the length of the partial file.
+    pub from: u64,
+    /// Bytes moved this time, and whether the whole file was verified.
+    pub done: Transferred,
+}
+
 /// A blocking FTP client on one control connection.
 #[derive(Debug)]
 pub struct Client {
@@ -216,6 +236,10 @@ pub struct Client {
     greeting: String,
     /// False once the server refused EPSV; PASV is used from then on.
     epsv: bool,
+    /// False after [`Client::set_passive`]`(false)`: the server connects to us.
+    passive: bool,
+    /// False once the server refused EPRT; PORT is used from then on.
+    eprt: bool,
     /// False once the control connection is lost or out of step.
     usable: bool,
     /// Whether transfers are verified with HASH when the server offers it.
@@ -269,6 +293,8 @@ impl Client {
             timeout,
             greeting: String::new(),
             epsv: true,
+            passive: true,
+            eprt: true,
             usable: true,
             verify: true,
             server_sha256: None,
@@ -371,6 +397,94 @@ impl Client {
             .map_err(|_| ClientError::Protocol(format!("SIZE reply is not a number: {text:?}")))
     }
 
+    /// The server's current directory (`PWD`, RFC 959 §4.1.3; the name is read from
+    /// the quoted path of the `257` reply, with `""` inside it meaning one `"`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses;
+    /// [`ClientError::Protocol`] when the reply holds no quoted path.
+    pub fn pwd(&mut self) -> Result<String> {
+        self.check_usable()?;
+        self.send(&Command::Pwd)?;
+        let reply = self.expect(&[ReplyCode::PathName])?;
+        let text = reply.text();
+        parse_257_path(&text)
+            .ok_or_else(|| ClientError::Protocol(format!("PWD reply holds no path: {text:?}")))
+    }
+
+    /// Changes the server's current directory (`CWD`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (`550` for a missing
+    /// directory); connection errors.
+    pub fn cwd(&mut self, dir: &str) -> Result<()> {
+        self.simple(
+            Command::Cwd(dir.to_owned()),
+            &[ReplyCode::FileActionOk, ReplyCode::CommandOk],
+        )
+    }
+
+    /// Goes to the parent of the server's current directory (`CDUP`; RFC 959 allows
+    /// `200` or `250` for it).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn cdup(&mut self) -> Result<()> {
+        self.simple(
+            Command::Cdup,
+            &[ReplyCode::FileActionOk, ReplyCode::CommandOk],
+        )
+    }
+
+    /// Creates the remote directory `dir` (`MKD`); returns the path the server named
+    /// in its `257` reply, or `dir` when it named none.
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] when the server refuses (an existing name,
+    /// no permission); connection errors.
+    pub fn mkdir(&mut self, dir: &str) -> Result<String> {
+        self.check_usable()?;
+        self.send(&Command::Mkd(dir.to_owned()))?;
+        let reply = self.expect(&[ReplyCode::PathName])?;
+        Ok(parse_257_path(&reply.text()).unwrap_or_else(|| dir.to_owned()))
+    }
+
+    /// Removes the empty remote directory `dir` (`RMD`).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn rmdir(&mut self, dir: &str) -> Result<()> {
+        self.simple(Command::Rmd(dir.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// Deletes the remote file `path` (`DELE`).
+    ///
+    /// # Errors
+    /// As [`Client::cwd`].
+    pub fn delete(&mut self, path: &str) -> Result<()> {
+        self.simple(Command::Dele(path.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// Renames the remote `from` to `to` (`RNFR`, then `RNTO` once the server said `350`).
+    ///
+    /// # Errors
+    /// [`ClientError::UnexpectedReply`] for the first refusal, of either step;
+    /// connection errors.
+    pub fn rename(&mut self, from: &str, to: &str) -> Result<()> {
+        self.simple(
+            Command::Rnfr(from.to_owned()),
+            &[ReplyCode::PendingFurtherInfo],
+        )?;
+        self.simple(Command::Rnto(to.to_owned()), &[ReplyCode::FileActionOk])
+    }
+
+    /// One command, one reply among `codes`, nothing to read from it.
+    fn simple(&mut self, cmd: Command, codes: &[ReplyCode]) -> Result<()> {
+        self.check_usable()?;
+        self.send(&cmd)?;
+        self.expect(codes).map(drop)
+    }
+
     /// Downloads the remote file `remote` to the local path `local`.
     ///
     /// The bytes go to a temporary file in `local`'s directory, which is renamed to
@@ -418,6 +532,175 @@ impl Client {
         let verified = self.verify_against_server(remote, temp.path())?;
         temp.persist(local).map_err(|e| local_err(e.error))?;
         Ok(Transferred { bytes, verified })
+    }
+
+    /// Continues downloading `remote` into the partial local file `local` (REGET):
+    /// `REST <local length>` and `RETR`, appending what arrives (RFC 3659 §5). A
+    /// missing `local` is downloaded whole, as [`Client::get`] does.
+    ///
+    /// Bytes that arrive before a failure stay, so the next REGET goes on from there.
+    /// When the server offers HASH, the whole file is then compared with the server's;
+    /// on a mismatch the local file is removed (its first part was not the server's
+    /// file either) and the error says so.
+    ///
+    /// # Errors
+    /// As [`Client::get`]; [`ClientError::UnexpectedReply`] when the server refuses
+    /// REST; [`ClientError::InvalidArgument`] when the local file is longer than the
+    /// remote one.
+    pub fn reget<F: FnMut(Progress)>(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        mut progress: F,
+    ) -> Result<Resumed> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let file = match std::fs::OpenOptions::new().write(true).open(local) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let done = self.get(remote, local, progress)?;
+                return Ok(Resumed { from: 0, done });
+            }
+            Err(e) => return Err(local_err(e)),
+        };
+        let meta = file.metadata().map_err(local_err)?;
+        if !meta.is_file() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let from = meta.len();
+        // SIZE, where the server has it, catches a local file longer than the remote
+        // one, and saves a transfer when nothing is missing.
+        let size = match self.size(remote) {
+            Ok(size) => Some(size),
+            Err(ClientError::UnexpectedReply { .. } | ClientError::Protocol(_)) if self.usable => {
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(size) = size {
+            if from > size {
+                return Err(ClientError::InvalidArgument(format!(
+                    "{}: the local file ({from} bytes) is longer than {remote} ({size} bytes); GET it again",
+                    local.display()
+                )));
+            }
+        }
+        let mut bytes = 0;
+        if size != Some(from) {
+            (&file).seek(io::SeekFrom::Start(from)).map_err(local_err)?;
+            let (data, _) = self.start_transfer_at(Command::Retr(remote.to_owned()), from)?;
+            let total = size.map(|s| s - from);
+            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+                pump.stream_to_file(data, &file, PROGRESS_STEP)
+            })?;
+            drop(data);
+            bytes = self.finish_transfer(copied, local)?;
+        }
+        drop(file);
+        let verified = match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local: ours,
+                remote: theirs,
+            }) => {
+                let _ = std::fs::remove_file(local);
+                return Err(ClientError::Mismatch {
+                    path: format!("{path} (the local file was removed: GET it again)"),
+                    local: ours,
+                    remote: theirs,
+                });
+            }
+            other => other?,
+        };
+        Ok(Resumed {
+            from,
+            done: Transferred { bytes, verified },
+        })
+    }
+
+    /// Continues uploading `local` onto the partial remote file `remote` (REPUT):
+    /// the remote length from `SIZE` (none: the whole file), then `REST <length>` and
+    /// `STOR`, or `APPE` where the server refuses REST before STOR. When the server
+    /// offers HASH, the whole file is then compared; on a mismatch the remote file is
+    /// deleted and the error says so.
+    ///
+    /// # Errors
+    /// As [`Client::put`]; [`ClientError::InvalidArgument`] when the remote file is
+    /// longer than the local one.
+    pub fn reput<F: FnMut(Progress)>(
+        &mut self,
+        local: &Path,
+        remote: &str,
+        mut progress: F,
+    ) -> Result<Resumed> {
+        self.check_usable()?;
+        let local_err = |source| ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        };
+        let file = File::open(local).map_err(local_err)?;
+        let meta = file.metadata().map_err(local_err)?;
+        if !meta.is_file() {
+            return Err(local_err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            )));
+        }
+        let from = match self.size(remote) {
+            Ok(size) => size,
+            Err(ClientError::UnexpectedReply { .. }) => 0,
+            Err(e) => return Err(e),
+        };
+        if from > meta.len() {
+            return Err(ClientError::InvalidArgument(format!(
+                "{remote} ({from} bytes) is longer than {} ({} bytes); PUT it again",
+                local.display(),
+                meta.len()
+            )));
+        }
+        let mut bytes = 0;
+        if from < meta.len() {
+            let data = self.start_resumed_upload(remote, from)?;
+            let data = self.data_stream(data)?;
+            let data = self.secure_data(data)?;
+            let mut offset = from;
+            let total = Some(meta.len() - from);
+            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
+                pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
+            })?;
+            let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
+            bytes = self.finish_transfer(copied, local)?;
+        }
+        let verified = match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local: ours,
+                remote: theirs,
+            }) => {
+                let gone = self.delete(remote).is_ok();
+                let note = if gone {
+                    "the remote file was deleted: PUT it again"
+                } else {
+                    "the remote file could not be deleted"
+                };
+                return Err(ClientError::Mismatch {
+                    path: format!("{path} ({note})"),
+                    local: ours,
+                    remote: theirs,
+                });
+            }
+            other => other?,
+        };
+        Ok(Resumed {
+            from,
+            done: Transferred { bytes, verified },
+        })
     }
 
     /// Downloads the remote file `remote` into `out` (memory, standard output, any
@@ -831,7 +1114,10 @@ impl Client {
     /// The address inside a PASV reply is ignored, as curl does by default: it is
     /// often wrong behind NAT, and trusting it would let a server point us at a
     /// third host.
-    fn open_data(&mut self) -> Result<TcpStream> {
+    fn open_data(&mut self) -> Result<DataSetup> {
+        if !self.passive {
+            return self.open_active().map(DataSetup::Listening);
+        }
         let mut port = None;
         if self.epsv {
             self.send(&Command::Epsv(EpsvArg::Any))?;
@@ -861,7 +1147,64 @@ impl Client {
             addr: addr.to_string(),
             source,
         };
-        connect_with_timeouts(addr, self.timeout).map_err(connect_err)
+        connect_with_timeouts(addr, self.timeout)
+            .map(DataSetup::Connected)
+            .map_err(connect_err)
+    }
+
+    /// Starts the upload of the part of `remote` from `from` on: `STOR` when `from` is
+    /// 0; else `REST from` and `STOR`, or `APPE` when the server refuses the REST or
+    /// the STOR after it (a 5xx: some servers take REST for downloads only). Returns
+    /// the data connection once the server's `1xx` came.
+    fn start_resumed_upload(&mut self, remote: &str, from: u64) -> Result<DataSetup> {
+        let mut append = false;
+        loop {
+            let data = self.open_data()?;
+            let rest_stor = from > 0 && !append;
+            let cmd = if from == 0 {
+                Command::Stor(remote.to_owned())
+            } else if append {
+                Command::Appe(remote.to_owned())
+            } else {
+                self.send(&Command::Rest(from))?;
+                let reply = self.read_reply()?;
+                if reply.code == ReplyCode::PendingFurtherInfo.number() {
+                    Command::Stor(remote.to_owned())
+                } else if (500..600).contains(&reply.code) {
+                    Command::Appe(remote.to_owned())
+                } else {
+                    return Err(unexpected(reply));
+                }
+            };
+            let store = matches!(cmd, Command::Stor(_));
+            self.send(&cmd)?;
+            match self.expect_preliminary() {
+                Ok(_) => return Ok(data),
+                // The data connection of the refused STOR is dropped; APPE gets its own.
+                Err(ClientError::UnexpectedReply { code, .. })
+                    if rest_stor && store && (500..600).contains(&code) =>
+                {
+                    append = true;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// As [`Client::start_transfer`], with `REST offset` between the data connection
+    /// and `cmd`, so the REST is the last command before the transfer (RFC 3659 §5.3).
+    fn start_transfer_at(
+        &mut self,
+        cmd: Command,
+        offset: u64,
+    ) -> Result<(ClientStream, ReceivedReply)> {
+        let data = self.open_data()?;
+        self.send(&Command::Rest(offset))?;
+        self.expect(&[ReplyCode::PendingFurtherInfo])?;
+        self.send(&cmd)?;
+        let started = self.expect_preliminary()?;
+        let data = self.data_stream(data)?;
+        Ok((self.secure_data(data)?, started))
     }
 
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
@@ -870,7 +1213,124 @@ impl Client {
         let data = self.open_data()?;
         self.send(&cmd)?;
         let started = self.expect_preliminary()?;
+        let data = self.data_stream(data)?;
         Ok((self.secure_data(data)?, started))
+    }
+
+    /// The data connection, once the server's `1xx` said the transfer starts: made
+    /// already (passive), or accepted now (active). A server that never connects
+    /// answers the transfer itself (`425`); that reply is read to stay in step.
+    fn data_stream(&mut self, data: DataSetup) -> Result<TcpStream> {
+        match data {
+            DataSetup::Connected(tcp) => Ok(tcp),
+            DataSetup::Listening(listener) => match self.accept_data(&listener) {
+                Ok(tcp) => Ok(tcp),
+                Err(e) => {
+                    drop(listener);
+                    let _ = self.read_reply();
+                    Err(e)
+                }
+            },
+        }
+    }
+
+    /// Waits up to the timeout for the server to connect to our listener, taking only
+    /// a connection from the server's own address (anyone else could otherwise feed
+    /// or read the transfer).
+    fn accept_data(&self, listener: &TcpListener) -> Result<TcpStream> {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let addr = listener
+            .local_addr()
+            .map_or_else(|_| "the data listener".to_owned(), |a| a.to_string());
+        let accept_err = |source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(accept_err)?;
+        let deadline = std::time::Instant::now() + self.timeout;
+        loop {
+            match listener.accept() {
+                Ok((tcp, from)) if from.ip() == self.peer.ip() => {
+                    tcp.set_nonblocking(false).map_err(accept_err)?;
+                    tcp.set_read_timeout(Some(self.timeout))
+                        .map_err(accept_err)?;
+                    tcp.set_write_timeout(Some(self.timeout))
+                        .map_err(accept_err)?;
+                    return Ok(tcp);
+                }
+                // Not the server: dropped, and the wait goes on.
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(ClientError::Timeout(
+                            "the server to open the data connection",
+                        ));
+                    }
+                    let mut fds = [PollFd::new(listener, PollFlags::IN)];
+                    let wait = Timespec::try_from(deadline - now).unwrap_or(Timespec {
+                        tv_sec: 1,
+                        tv_nsec: 0,
+                    });
+                    match poll(&mut fds, Some(&wait)) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(e) => return Err(accept_err(e.into())),
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(accept_err(e)),
+            }
+        }
+    }
+
+    /// Active mode: a listener on the control connection's own local address, named
+    /// to the server with EPRT (RFC 2428 §2), or PORT (RFC 959) for an IPv4 address
+    /// where the server refuses EPRT; a refusal of EPRT is remembered.
+    fn open_active(&mut self) -> Result<TcpListener> {
+        let local = self
+            .control
+            .get_ref()
+            .tcp()
+            .and_then(TcpStream::local_addr)
+            .map_err(|e| self.lost(e, "the control connection's address"))?;
+        let listener = TcpListener::bind(SocketAddr::new(local.ip(), 0)).map_err(|source| {
+            ClientError::Connect {
+                addr: format!("{}:0 (to listen for the data connection)", local.ip()),
+                source,
+            }
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ClientError::Connect {
+                addr: local.ip().to_string(),
+                source,
+            })?;
+        if self.eprt || addr.is_ipv6() {
+            self.send(&Command::Eprt(addr))?;
+            let reply = self.read_reply()?;
+            if reply.code == ReplyCode::CommandOk.number() {
+                return Ok(listener);
+            }
+            if addr.is_ipv6() || !EPSV_REFUSED.iter().any(|c| c.number() == reply.code) {
+                return Err(unexpected(reply));
+            }
+            self.eprt = false;
+        }
+        self.send(&Command::Port(addr))?;
+        self.expect(&[ReplyCode::CommandOk])?;
+        Ok(listener)
+    }
+
+    /// Switches between passive data connections (the default: we connect to the
+    /// server) and active ones (the server connects to us: EPRT/PORT), for servers
+    /// and networks that need it.
+    pub fn set_passive(&mut self, on: bool) {
+        self.passive = on;
+    }
+
+    /// Whether data connections are passive (see [`Client::set_passive`]).
+    pub fn is_passive(&self) -> bool {
+        self.passive
     }
 
     /// Starts downloading `remote`: the data connection, and the size the `150`
@@ -949,6 +1409,24 @@ fn announced_size(text: &str) -> Option<u64> {
     let before = text.rfind(" bytes)").map(|end| &text[..end])?;
     let start = before.rfind('(')? + 1;
     before[start..].trim().parse().ok()
+}
+
+/// The path in a `257` reply: the text between the first `"` and the next lone `"`,
+/// with each `""` inside read as one `"` (RFC 959 Appendix II).
+fn parse_257_path(text: &str) -> Option<String> {
+    let mut chars = text.split_once('"')?.1.chars().peekable();
+    let mut path = String::new();
+    while let Some(c) = chars.next() {
+        if c == '"' {
+            if chars.peek() == Some(&'"') {
+                chars.next();
+            } else {
+                return Some(path);
+            }
+        }
+        path.push(c);
+    }
+    None
 }
 
 /// The SHA-256 of a local file, hex.

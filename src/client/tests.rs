@@ -26,6 +26,11 @@ struct Behavior {
     hash: Option<HashAnswer>,
     /// Answer NOOP with 502, as aioftp does.
     no_noop: bool,
+    /// Answer EPRT with 500, as a server without RFC 2428 does.
+    no_eprt: bool,
+    /// Take REST (350), then refuse the STOR after it with 550, as a server that
+    /// resumes downloads only.
+    rest_for_retr_only: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -97,7 +102,9 @@ fn serve(
     let mut out = stream.try_clone()?;
     let mut input = BufReader::new(stream);
     writeln!(out, "{}\r", behavior.greeting.unwrap_or("220 ready"))?;
-    let mut passive: Option<TcpListener> = None;
+    let mut passive: Option<DataPlan> = None;
+    let mut cwd = "/".to_owned();
+    let mut renaming: Option<String> = None;
     let mut line = String::new();
     loop {
         line.clear();
@@ -116,7 +123,7 @@ fn serve(
             "EPSV" | "PASV" => {
                 let l = TcpListener::bind("127.0.0.1:0")?;
                 let port = l.local_addr()?.port();
-                passive = Some(l);
+                passive = Some(DataPlan::Passive(l));
                 if verb == "EPSV" {
                     format!("229 Entering Extended Passive Mode (|||{port}|)")
                 } else {
@@ -127,6 +134,14 @@ fn serve(
                     )
                 }
             }
+            "EPRT" | "PORT" if behavior.no_eprt && verb == "EPRT" => "500 what is EPRT".to_owned(),
+            "EPRT" | "PORT" => match parse_active(verb, arg) {
+                Some(addr) => {
+                    passive = Some(DataPlan::Active(addr));
+                    "200 ok".to_owned()
+                }
+                None => "501 bad address".to_owned(),
+            },
             "FEAT" if behavior.hash.is_some() => {
                 "211-Features:\r\n HASH SHA-256*\r\n211 End".to_owned()
             }
@@ -151,7 +166,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 here it comes ({} bytes)\r", bytes.len())?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 if behavior.drop_mid_retr {
                     data.write_all(&bytes[..bytes.len() / 2])?;
                     return Ok(());
@@ -165,17 +180,39 @@ fn serve(
                     Err(_) => "426 connection closed; transfer aborted".to_owned(),
                 }
             }
+            "REST" if behavior.rest_for_retr_only => "350 restarting".to_owned(),
+            "STOR"
+                if behavior.rest_for_retr_only && commands_before(log, 1).starts_with("REST") =>
+            {
+                "550 no REST for STOR here".to_owned()
+            }
             "STOR" => {
                 let Some(l) = passive.take() else {
                     writeln!(out, "425 no data connection\r")?;
                     continue;
                 };
                 writeln!(out, "150 send it\r")?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 let mut bytes = Vec::new();
                 data.read_to_end(&mut bytes)?;
                 files.lock().expect("lock").insert(arg.into(), bytes);
                 "226 stored".to_owned()
+            }
+            "APPE" => {
+                let Some(l) = passive.take() else {
+                    writeln!(out, "425 no data connection\r")?;
+                    continue;
+                };
+                writeln!(out, "150 send the rest\r")?;
+                let mut data = l.open()?;
+                let mut bytes = Vec::new();
+                data.read_to_end(&mut bytes)?;
+                let mut files = files.lock().expect("lock");
+                files
+                    .entry(arg.into())
+                    .or_default()
+                    .extend_from_slice(&bytes);
+                "226 appended".to_owned()
             }
             "NLST" | "LIST" => {
                 let Some(l) = passive.take() else {
@@ -183,7 +220,7 @@ fn serve(
                     continue;
                 };
                 writeln!(out, "150 listing\r")?;
-                let (mut data, _) = l.accept()?;
+                let mut data = l.open()?;
                 let mut names: Vec<String> = files.lock().expect("lock").keys().cloned().collect();
                 names.sort();
                 for n in names {
@@ -192,6 +229,48 @@ fn serve(
                 drop(data);
                 "226 listed".to_owned()
             }
+            "PWD" => format!(
+                "257 \"{}\" is the current directory",
+                cwd.replace('"', "\"\"")
+            ),
+            "CWD" => match arg {
+                "missing" => "550 no such directory".to_owned(),
+                "/" => {
+                    cwd = "/".to_owned();
+                    "250 ok".to_owned()
+                }
+                _ => {
+                    cwd = format!("{}/{arg}", cwd.trim_end_matches('/'));
+                    "250 ok".to_owned()
+                }
+            },
+            "CDUP" => {
+                cwd = match cwd.rsplit_once('/') {
+                    Some(("", _)) | None => "/".to_owned(),
+                    Some((parent, _)) => parent.to_owned(),
+                };
+                "200 ok".to_owned()
+            }
+            "MKD" => format!("257 \"{arg}\" created"),
+            "RMD" | "DELE" if files.lock().expect("lock").remove(arg).is_some() => {
+                "250 removed".to_owned()
+            }
+            "RMD" | "DELE" => "550 no such file".to_owned(),
+            "RNFR" if files.lock().expect("lock").contains_key(arg) => {
+                renaming = Some(arg.to_owned());
+                "350 and the new name?".to_owned()
+            }
+            "RNFR" => "550 no such file".to_owned(),
+            "RNTO" => match renaming.take() {
+                Some(from) => {
+                    let mut files = files.lock().expect("lock");
+                    if let Some(bytes) = files.remove(&from) {
+                        files.insert(arg.to_owned(), bytes);
+                    }
+                    "250 renamed".to_owned()
+                }
+                None => "503 RNFR first".to_owned(),
+            },
             "ABOR" => "226 ABOR done".to_owned(),
             "QUIT" => {
                 writeln!(out, "221 bye\r")?;
@@ -201,6 +280,46 @@ fn serve(
         };
         writeln!(out, "{reply}\r")?;
     }
+}
+
+/// How the fake server's next data connection is made.
+enum DataPlan {
+    /// It accepts on this listener (after EPSV or PASV).
+    Passive(TcpListener),
+    /// It connects to the client here (after EPRT or PORT).
+    Active(SocketAddr),
+}
+
+impl DataPlan {
+    fn open(self) -> io::Result<TcpStream> {
+        match self {
+            DataPlan::Passive(l) => l.accept().map(|(s, _)| s),
+            DataPlan::Active(addr) => TcpStream::connect_timeout(&addr, TIMEOUT),
+        }
+    }
+}
+
+/// The address of `EPRT |1|a.b.c.d|port|` or `PORT a,b,c,d,p1,p2`.
+fn parse_active(verb: &str, arg: &str) -> Option<SocketAddr> {
+    if verb == "PORT" {
+        return crate::protocol::parse_host_port(arg);
+    }
+    let parts: Vec<&str> = arg.split('|').collect();
+    match parts.as_slice() {
+        ["", "1" | "2", host, port, ""] => {
+            Some(SocketAddr::new(host.parse().ok()?, port.parse().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// The command `back` lines before the one just logged.
+fn commands_before(log: &Mutex<Vec<String>>, back: usize) -> String {
+    let log = log.lock().expect("lock");
+    log.len()
+        .checked_sub(back + 1)
+        .and_then(|i| log.get(i).cloned())
+        .unwrap_or_default()
 }
 
 fn all_bytes() -> Vec<u8> {
@@ -825,4 +944,456 @@ fn a_data_connection_carries_the_timeout_and_gives_up_after_it() {
         "gave up after {:?}",
         started.elapsed()
     );
+}
+
+#[test]
+fn directory_commands_send_their_verbs_and_read_their_replies() {
+    let server = FakeServer::start(Behavior::default())
+        .with_file("a.txt", b"a")
+        .with_file("old", b"")
+        .with_file("gone.txt", b"x");
+    let mut client = server.connect();
+    assert_eq!(client.pwd().expect("pwd"), "/");
+    client.cwd("sub").expect("cwd");
+    client.cwd("say \"hi\"").expect("cwd");
+    assert_eq!(client.pwd().expect("pwd"), "/sub/say \"hi\"");
+    client.cdup().expect("cdup");
+    assert_eq!(client.pwd().expect("pwd"), "/sub");
+    let err = client.cwd("missing").expect_err("550");
+    assert_eq!(err.reply_code(), Some(550), "{err}");
+    assert_eq!(client.mkdir("new").expect("mkd"), "new");
+    client.rmdir("old").expect("rmd");
+    client.delete("gone.txt").expect("dele");
+    assert_eq!(
+        client.delete("gone.txt").expect_err("550").reply_code(),
+        Some(550)
+    );
+    client.rename("a.txt", "b.txt").expect("rename");
+    assert_eq!(
+        client
+            .rename("a.txt", "c.txt")
+            .expect_err("550")
+            .reply_code(),
+        Some(550)
+    );
+    assert!(client.is_usable(), "refusals keep the session");
+    client.quit().expect("quit");
+    assert_eq!(server.file("b.txt"), Some(b"a".to_vec()));
+    assert!(server.file("gone.txt").is_none());
+    let sent: Vec<String> = server.commands().into_iter().skip(3).collect();
+    assert_eq!(
+        sent,
+        [
+            "PWD",
+            "CWD sub",
+            "CWD say \"hi\"",
+            "PWD",
+            "CDUP",
+            "PWD",
+            "CWD missing",
+            "MKD new",
+            "RMD old",
+            "DELE gone.txt",
+            "DELE gone.txt",
+            "RNFR a.txt",
+            "RNTO b.txt",
+            "RNFR a.txt",
+            "QUIT"
+        ]
+    );
+}
+
+#[test]
+fn parse_257_reads_quoted_paths() {
+    assert_eq!(parse_257_path("\"/a\" is current"), Some("/a".into()));
+    assert_eq!(
+        parse_257_path("\"/say \"\"hi\"\"\" ok"),
+        Some("/say \"hi\"".into())
+    );
+    assert_eq!(parse_257_path("MKD done"), None);
+    assert_eq!(parse_257_path("\"/open"), None);
+}
+
+#[test]
+fn repl_user_anonymous_needs_no_password_and_the_prompt_shows_the_directory() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::new(dir.path().to_owned(), "bob".into(), None, TIMEOUT);
+    let mut ui = Recorder::default();
+    assert_eq!(repl.prompt(), "ftp> ");
+    repl.run_line("USER anonymous", &mut ui);
+    // A Ui that was asked for a password would have answered None (an empty PASS).
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    assert_eq!(repl.prompt(), format!("ftp 127.0.0.1:{}:/> ", server.port));
+    repl.run_line("CD sub", &mut ui);
+    assert_eq!(
+        repl.prompt(),
+        format!("ftp 127.0.0.1:{}:/sub> ", server.port)
+    );
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let cmds = server.commands();
+    assert_eq!(
+        cmds[..2],
+        ["USER anonymous".to_owned(), "PASS anonymous@".to_owned()]
+    );
+    assert!(
+        ui.results.contains(&"CD: /sub".to_owned()),
+        "{:?}",
+        ui.results
+    );
+}
+
+#[test]
+fn repl_lcd_stays_inside_the_starting_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(dir.path().join("sub/deeper")).expect("mkdir");
+    std::fs::write(dir.path().join("file"), b"x").expect("write");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line("LCD sub", &mut ui);
+    repl.run_line("LCD deeper", &mut ui);
+    assert_eq!(repl.dir(), dir.path().join("sub/deeper"));
+    repl.run_line("LCD ../..", &mut ui);
+    assert_eq!(repl.dir(), dir.path());
+    assert_eq!(repl.failures(), 0, "{:?}", ui.errors);
+    for bad in ["..", "/tmp", "sub/../..", "file", "missing"] {
+        repl.run_line(&format!("LCD {bad}"), &mut ui);
+        assert_eq!(repl.dir(), dir.path(), "{bad}");
+    }
+    assert_eq!(repl.failures(), 5);
+    assert!(
+        ui.errors[0].contains("would leave the local directory"),
+        "{:?}",
+        ui.errors
+    );
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/", dir.path().join("out")).expect("symlink");
+        repl.run_line("LCD out", &mut ui);
+        assert_eq!(repl.dir(), dir.path());
+        assert!(
+            ui.errors[5].contains("would leave the local directory"),
+            "{:?}",
+            ui.errors
+        );
+    }
+}
+
+#[test]
+fn mget_refuses_server_names_that_leave_the_local_directory_and_fetches_the_rest() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("a.txt", b"alpha")
+    .with_file("b.txt", &all_bytes())
+    .with_file("c.bin", b"not matched")
+    .with_file("../up.txt", b"evil")
+    .with_file("/tmp/abs.txt", b"evil");
+    let top = tempfile::tempdir().expect("tempdir");
+    let dir = top.path().join("local");
+    std::fs::create_dir(&dir).expect("mkdir");
+    let mut client = server.connect();
+    let mut events = Vec::new();
+    let patterns = ["*.txt".to_owned(), ".*".to_owned(), "*.zip".to_owned()];
+    let batch = client
+        .get_matching(&patterns, &dir, |e| {
+            if let super::many::BatchEvent::Done { name, result } = e {
+                events.push((name.to_owned(), result.is_ok()));
+            }
+        })
+        .expect("listing");
+    // The fake server's NLST lists every key; the two that leave are refused
+    // (`*` matches the `/` in a name the server sends, and `.*` a leading `..`).
+    assert_eq!(
+        events,
+        [
+            ("../up.txt".to_owned(), false),
+            ("/tmp/abs.txt".to_owned(), false),
+            ("a.txt".to_owned(), true),
+            ("b.txt".to_owned(), true)
+        ]
+    );
+    assert_eq!(batch.unmatched, ["*.zip"]);
+    assert_eq!((batch.succeeded(), batch.failures()), (2, 3));
+    assert_eq!(batch.bytes(), 5 + 300_000);
+    let refused = batch.files[0].1.as_ref().expect_err("refused").to_string();
+    assert!(
+        refused.contains("would leave the local directory"),
+        "{refused}"
+    );
+    assert_eq!(std::fs::read(dir.join("a.txt")).expect("a"), b"alpha");
+    assert_eq!(std::fs::read(dir.join("b.txt")).expect("b"), all_bytes());
+    let mut names: Vec<String> = std::fs::read_dir(top.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["local"], "nothing outside the local directory");
+    assert_eq!(
+        std::fs::read_dir(&dir).expect("dir").count(),
+        2,
+        "no debris"
+    );
+    assert!(!server
+        .commands()
+        .iter()
+        .any(|c| c.contains("up.txt") && c.starts_with("RETR")));
+    client.quit().expect("quit");
+}
+
+#[test]
+fn repl_mput_sends_matching_local_files_and_sums_up() {
+    let server = FakeServer::start(Behavior::default());
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("one.log"), b"1").expect("write");
+    std::fs::write(dir.path().join("two.log"), b"22").expect("write");
+    std::fs::write(dir.path().join(".hidden.log"), b"h").expect("write");
+    std::fs::create_dir(dir.path().join("dir.log")).expect("mkdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("MPUT *.log", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    assert_eq!(
+        ui.results.last().map(String::as_str),
+        Some("MPUT: 2 files, 3 B, 0 failures")
+    );
+    assert_eq!(server.file("one.log"), Some(b"1".to_vec()));
+    assert_eq!(server.file("two.log"), Some(b"22".to_vec()));
+    assert_eq!(server.file(".hidden.log"), None);
+    repl.run_line("MPUT *.none", &mut ui);
+    assert_eq!(repl.failures(), 1);
+    assert_eq!(
+        ui.errors,
+        [
+            "MPUT *.none: no file matches".to_owned(),
+            "MPUT: 0 files, 0 B, 1 failure".to_owned()
+        ]
+    );
+}
+
+#[test]
+fn repl_takes_credentials_from_netrc_until_user_chooses() {
+    let server = FakeServer::start(Behavior {
+        connections: 3,
+        ..Behavior::default()
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    repl.use_netrc(super::repl::parse_netrc(
+        "machine 127.0.0.1 login bob password pw\nmachine other login x password y\n",
+    ));
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("CLOSE", &mut ui);
+    repl.run_line("USER carol cpw", &mut ui);
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let logins: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| c.starts_with("USER") || c.starts_with("PASS"))
+        .collect();
+    assert_eq!(logins, ["USER bob", "PASS pw", "USER carol", "PASS cpw"]);
+}
+
+#[test]
+fn reput_appends_where_the_server_refuses_rest_and_verifies_the_whole_file() {
+    let server = FakeServer::start(Behavior {
+        hash: Some(HashAnswer::Truth),
+        ..Behavior::default()
+    })
+    .with_file("up.bin", &all_bytes()[..100_000]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, all_bytes()).expect("write");
+    let mut client = server.connect();
+    let resumed = client.reput(&local, "up.bin", |_| {}).expect("reput");
+    assert_eq!(resumed.from, 100_000);
+    assert_eq!(
+        resumed.done,
+        Transferred {
+            bytes: 200_000,
+            verified: true
+        }
+    );
+    assert_eq!(server.file("up.bin"), Some(all_bytes()));
+    let sent = server.commands();
+    let rest = sent.iter().position(|c| c == "REST 100000").expect("REST");
+    assert_eq!(sent[rest + 1], "APPE up.bin", "{sent:?}");
+    client.quit().expect("quit");
+}
+
+#[test]
+fn reget_refused_by_the_server_keeps_the_partial_file() {
+    // The fake server has no REST: REGET fails, and the partial file stays as it was.
+    let server = FakeServer::start(Behavior::default()).with_file("a.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("a.bin");
+    std::fs::write(&local, &all_bytes()[..1000]).expect("write");
+    let mut client = server.connect();
+    let err = client.reget("a.bin", &local, |_| {}).expect_err("no REST");
+    assert_eq!(err.reply_code(), Some(502), "{err}");
+    assert_eq!(std::fs::read(&local).expect("read"), &all_bytes()[..1000]);
+    assert!(client.is_usable());
+    std::fs::write(&local, all_bytes()).expect("write");
+    std::fs::write(dir.path().join("longer"), vec![0u8; 300_001]).expect("write");
+    let err = client
+        .reget("a.bin", &dir.path().join("longer"), |_| {})
+        .expect_err("longer");
+    assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+    client.quit().expect("quit");
+}
+
+#[test]
+fn active_mode_names_our_address_with_eprt_or_port_and_moves_every_byte() {
+    for no_eprt in [false, true] {
+        let server = FakeServer::start(Behavior {
+            no_eprt,
+            ..Behavior::default()
+        })
+        .with_file("a.bin", &all_bytes());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut client = server.connect();
+        client.set_passive(false);
+        assert!(!client.is_passive());
+        let local = dir.path().join("a.bin");
+        assert_eq!(
+            client.get("a.bin", &local, |_| {}).expect("get").bytes,
+            300_000
+        );
+        assert_eq!(std::fs::read(&local).expect("read"), all_bytes());
+        client.put(&local, "b.bin", |_| {}).expect("put");
+        assert_eq!(client.nlst(None).expect("nlst"), ["a.bin", "b.bin"]);
+        client.quit().expect("quit");
+        assert_eq!(server.file("b.bin"), Some(all_bytes()));
+        let sent = server.commands();
+        let eprt = sent
+            .iter()
+            .filter(|c| c.starts_with("EPRT |1|127.0.0.1|"))
+            .count();
+        let port = sent
+            .iter()
+            .filter(|c| c.starts_with("PORT 127,0,0,1,"))
+            .count();
+        let passive = sent.iter().filter(|c| *c == "EPSV" || *c == "PASV").count();
+        // Without EPRT: asked once, then PORT for each of the three transfers.
+        let want = if no_eprt { (1, 3) } else { (3, 0) };
+        assert_eq!((eprt, port, passive), (want.0, want.1, 0), "{sent:?}");
+    }
+}
+
+#[test]
+fn active_mode_gives_up_when_the_server_never_connects() {
+    // A server that says 150 but never connects: the wait ends at the timeout and
+    // the server's own answer is read, so the session stays in step.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("accept");
+        let mut out = stream.try_clone().expect("clone");
+        let mut input = BufReader::new(stream);
+        writeln!(out, "220 ready\r").expect("write");
+        let mut line = String::new();
+        while input.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let reply = match line.split_whitespace().next().unwrap_or("") {
+                "EPRT" => "200 ok",
+                "RETR" => "150 coming (never)\r\n425 could not connect",
+                "NOOP" => "200 ok",
+                _ => "221 bye",
+            };
+            writeln!(out, "{reply}\r").expect("write");
+            line.clear();
+        }
+    });
+    let mut client =
+        Client::connect("127.0.0.1", port, Duration::from_millis(500)).expect("connect");
+    client.set_passive(false);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = client
+        .get("a", &dir.path().join("a"), |_| {})
+        .expect_err("no data connection");
+    assert!(matches!(err, ClientError::Timeout(_)), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    client.noop().expect("in step");
+    client.quit().expect("quit");
+    server.join().expect("server thread");
+}
+
+#[test]
+fn repl_lists_remote_names_for_completion_once_until_something_changes() {
+    let server = FakeServer::start(Behavior::default()).with_file("a.txt", b"a");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("b.txt"), b"b").expect("write");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    assert!(
+        repl.remote_names().is_empty(),
+        "not connected: nothing to list"
+    );
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt"]);
+    repl.run_line("GET a.txt", &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt"]);
+    repl.run_line("PUT b.txt", &mut ui);
+    assert_eq!(repl.remote_names(), ["a.txt", "b.txt"]);
+    repl.run_line("QUIT", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    let nlst = server.commands().iter().filter(|c| *c == "NLST").count();
+    assert_eq!(nlst, 2, "listed after OPEN and after PUT only");
+}
+
+#[test]
+fn an_interrupt_stops_the_whole_mget_not_only_one_file() {
+    let server = FakeServer::start(Behavior::default())
+        .with_file("a.bin", &all_bytes())
+        .with_file("b.bin", &all_bytes())
+        .with_file("c.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let interrupt = Interrupt::new();
+    client.set_interrupt(Arc::clone(&interrupt));
+    let batch = client
+        .get_matching(&["*.bin".to_owned()], dir.path(), |e| {
+            if let super::many::BatchEvent::Progress { index: 1, .. } = e {
+                interrupt.request();
+            }
+        })
+        .expect("listing");
+    assert_eq!(batch.succeeded(), 1);
+    assert!(matches!(batch.files[1].1, Err(ClientError::Interrupted)));
+    assert_eq!(batch.skipped, ["c.bin"]);
+    assert_eq!(batch.failures(), 2);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["a.bin"], "no debris of the interrupted file");
+    client.noop().expect("still in step");
+}
+
+#[test]
+fn reput_appends_where_the_server_refuses_stor_after_rest() {
+    let server = FakeServer::start(Behavior {
+        rest_for_retr_only: true,
+        ..Behavior::default()
+    })
+    .with_file("up.bin", &all_bytes()[..1000]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("up.bin");
+    std::fs::write(&local, all_bytes()).expect("write");
+    let mut client = server.connect();
+    let resumed = client.reput(&local, "up.bin", |_| {}).expect("reput");
+    assert_eq!((resumed.from, resumed.done.bytes), (1000, 299_000));
+    assert_eq!(server.file("up.bin"), Some(all_bytes()));
+    let sent: Vec<String> = server
+        .commands()
+        .into_iter()
+        .filter(|c| ["REST", "STOR", "APPE"].iter().any(|v| c.starts_with(v)))
+        .collect();
+    assert_eq!(sent, ["REST 1000", "STOR up.bin", "APPE up.bin"]);
+    client.quit().expect("quit");
 }

@@ -4,6 +4,8 @@ mod accounts;
 mod aria2;
 mod bad_input;
 mod basic_ftp;
+mod client_commands;
+mod client_oneline;
 mod client_pyftpdlib;
 mod client_server;
 mod commands;

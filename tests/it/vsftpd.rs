@@ -321,3 +321,56 @@ fn our_client_reports_vsftpd_refusals_and_goes_on() {
     );
     assert!(hidden_names_in(&client.join("pub")).is_empty());
 }
+
+/// Issue 15: `--active` (EPRT/PORT to our own address), moving around, MGET, MPUT,
+/// REGET and the server-file commands against vsftpd, byte-exact.
+#[test]
+fn our_clients_everyday_commands_work_with_vsftpd_in_active_mode() {
+    let Some(server) = Vsftpd::start_or_skip() else {
+        return;
+    };
+    let part = crate::common::pattern((2 << 20) + 9, 51);
+    fs::write(server.pub_dir().join("down1.txt"), "one\n").expect("write");
+    fs::write(server.pub_dir().join("down2.txt"), "two\n").expect("write");
+    fs::write(server.pub_dir().join("part.bin"), &part).expect("write");
+    let local = server.client_dir().join("pub");
+    let (up1, up2) = (
+        crate::common::pattern(70_001, 52),
+        crate::common::pattern(3, 53),
+    );
+    fs::write(local.join("up1.dat"), &up1).expect("write");
+    fs::write(local.join("up2.dat"), &up2).expect("write");
+    fs::write(local.join("part.bin"), &part[..1 << 20]).expect("write");
+    let script = format!(
+        "OPEN {}\nCD pub\nPWD\nLCD pub\nMGET down?.txt\nREGET part.bin\nMKDIR d\nCD d\n\
+         MPUT up*.dat\nCDUP\nRENAME d/up1.dat d/moved.dat\nSIZE d/moved.dat\nDELETE d/up2.dat\nQUIT\n",
+        server.port
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-client"));
+    cmd.arg("--dir")
+        .arg(server.client_dir())
+        .args(["--active", "--timeout", "60"]);
+    let run = crate::common::run_client_command(cmd, &script);
+    assert_eq!(run.code(), 0, "{run:?}\n{}", server.log());
+    let out = &run.stdout;
+    for line in [
+        "PWD: /pub",
+        "MGET: 2 files, 8 B, 0 failures",
+        "MPUT: 2 files, 68.4 KiB, 0 failures",
+        "SIZE d/moved.dat: 70001 bytes",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    assert!(out.contains("resumed at 1048576 bytes"), "{out}");
+    assert_eq!(fs::read(local.join("down1.txt")).expect("down1"), b"one\n");
+    assert_eq!(fs::read(local.join("down2.txt")).expect("down2"), b"two\n");
+    assert_eq!(fs::read(local.join("part.bin")).expect("part"), part);
+    let d = server.pub_dir().join("d");
+    assert_eq!(fs::read(d.join("moved.dat")).expect("moved"), up1);
+    assert!(!d.join("up2.dat").exists());
+    assert!(hidden_names_in(&local).is_empty());
+    // Every data connection was active: vsftpd logged EPRT or PORT, never PASV/EPSV.
+    let log = server.log();
+    assert!(log.contains("\"EPRT |1|127.0.0.1|"), "{log}");
+    assert!(!log.contains("\"EPSV") && !log.contains("\"PASV"), "{log}");
+}
