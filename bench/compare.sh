@@ -154,7 +154,7 @@ start_server() {
     root="$(make_root "$name")"
     case "$name" in
         ours)
-            "$REPO/target/release/ftp-server" --port 0 --root "$root" --workers $((IDLE + 100)) \
+            "$REPO/target/release/ftp-server" --port 0 --root "$root" --workers 64 \
                 >"$RUN/$name.out" 2>"$RUN/$name.log" &
             pid=$!
             for _ in $(seq 1 100); do
