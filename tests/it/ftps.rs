@@ -73,7 +73,7 @@ fn curl_transfers_over_tls_byte_exact() {
 /// ftplib with the data connections resuming the control connection's session (the
 /// usual subclass: stock ftplib never resumes), and stock ftplib.
 const FTPLIB_TLS: &str = r#"
-import ftplib, io, ssl, sys
+import ftplib, io, ssl, sys, time
 port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 class Reusing(ftplib.FTP_TLS):
@@ -89,6 +89,8 @@ ftp = cls(context=ssl.create_default_context(cafile=ca))
 ftp.connect("127.0.0.1", port, timeout=60)
 ftp.login()
 ftp.prot_p()
+# Quiet past the worker's linger: the TLS session is parked and comes back.
+time.sleep(0.3)
 payload = bytes(range(256)) * 8192
 try:
     ftp.storbinary("STOR py.bin", io.BytesIO(payload))
@@ -100,6 +102,7 @@ except (ftplib.Error, OSError):
         print("refused", str(e)[:3])
     sys.exit(0)
 for _ in range(3):
+    time.sleep(0.1)
     got = io.BytesIO()
     ftp.retrbinary("RETR py.bin", got.write)
     assert got.getvalue() == payload
