@@ -640,18 +640,7 @@ impl Client {
         mut progress: F,
     ) -> Result<Resumed> {
         self.check_usable()?;
-        let local_err = |source| ClientError::LocalFile {
-            path: local.to_owned(),
-            source,
-        };
-        let file = File::open(local).map_err(local_err)?;
-        let meta = file.metadata().map_err(local_err)?;
-        if !meta.is_file() {
-            return Err(local_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            )));
-        }
+        let (file, meta) = open_upload(local)?;
         let from = match self.size(remote) {
             Ok(size) => size,
             Err(ClientError::UnexpectedReply { .. }) => 0,
@@ -755,18 +744,7 @@ impl Client {
         mut progress: F,
     ) -> Result<Transferred> {
         self.check_usable()?;
-        let local_err = |source| ClientError::LocalFile {
-            path: local.to_owned(),
-            source,
-        };
-        let file = File::open(local).map_err(local_err)?;
-        let meta = file.metadata().map_err(local_err)?;
-        if !meta.is_file() {
-            return Err(local_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            )));
-        }
+        let (file, meta) = open_upload(local)?;
         let total = Some(meta.len());
         let (data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
         let mut offset = 0u64;
@@ -1535,6 +1513,24 @@ fn without_path(e: io::Error) -> io::Error {
         Some(code) => io::Error::from_raw_os_error(code),
         None => io::Error::from(e.kind()),
     }
+}
+
+/// Opens the local file an upload sends, refusing anything but a regular file, before
+/// anything is asked of the server.
+fn open_upload(local: &Path) -> Result<(File, std::fs::Metadata)> {
+    let local_err = |source| ClientError::LocalFile {
+        path: local.to_owned(),
+        source,
+    };
+    let file = File::open(local).map_err(local_err)?;
+    let meta = file.metadata().map_err(local_err)?;
+    if !meta.is_file() {
+        return Err(local_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    Ok((file, meta))
 }
 
 /// The temporary file a download is written to, in `dir` beside its target.
