@@ -2,7 +2,7 @@
 //! checks a transfer against, and what the benchmark checks what it moved with.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
 use sha2::Digest;
@@ -26,9 +26,40 @@ pub fn hex(bytes: &[u8]) -> String {
 ///
 /// # Errors
 /// When reading fails.
-pub fn digest_of<D: Digest + io::Write>(from: impl Read) -> io::Result<(u64, String)> {
+pub fn digest_of<D: Digest>(from: impl Read) -> io::Result<(u64, String)> {
+    digest_between::<D, io::Error>(from, u64::MAX, |e| e, || Ok(()))
+}
+
+/// As [`digest_of`], calling `between` after every `step` bytes read (the server's
+/// HASH looks for ABOR there); an error from it, or from reading (made an `E` by
+/// `read_error`), stops the digest.
+///
+/// # Errors
+/// What `between` returns, or a read error.
+pub fn digest_between<D: Digest, E>(
+    mut from: impl Read,
+    step: u64,
+    read_error: impl Fn(io::Error) -> E,
+    mut between: impl FnMut() -> Result<(), E>,
+) -> Result<(u64, String), E> {
     let mut hasher = D::new();
-    let len = io::copy(&mut BufReader::with_capacity(READ_SIZE, from), &mut hasher)?;
+    let mut buf = vec![0u8; READ_SIZE];
+    let (mut len, mut unlooked) = (0u64, 0u64);
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        hasher.update(&buf[..n]);
+        len += n as u64;
+        unlooked += n as u64;
+        if unlooked >= step {
+            unlooked = 0;
+            between()?;
+        }
+    }
     Ok((len, hex(&hasher.finalize())))
 }
 

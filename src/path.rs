@@ -503,9 +503,9 @@ fn metadata_at(dir: &OwnedFd, name: &OsStr) -> io::Result<Metadata> {
     File::from(fd).metadata()
 }
 
-/// A random number for temporary names: std's hasher keys are random per process and
-/// differ per call.
-fn random() -> u64 {
+/// A random number for names that must not be guessed or collide (upload temporary
+/// files, STOU's names): std's hasher keys are random per process and differ per call.
+pub(crate) fn random() -> u64 {
     RandomState::new().build_hasher().finish()
 }
 

@@ -12,7 +12,6 @@
 //! connection has blocked for a short tick, so an ABOR is seen even from a client that
 //! stopped reading or sending data to send it.
 
-use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, Read, Write};
@@ -22,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::digest::hex;
+use crate::digest::digest_between;
 
 use super::accounts::Perms;
 use super::data::{self, DataPlan};
@@ -52,9 +51,6 @@ const CHUNK: usize = 8 << 20;
 /// reading (or sending) data until ABOR is answered, so a transfer cannot wait for the
 /// data connection alone. Stalls still end the transfer after the data timeout.
 const TICK: Duration = Duration::from_millis(200);
-
-/// One read of a file that HASH digests.
-const HASH_READ: usize = 1 << 20;
 
 /// Commands a client may send ahead during a transfer; the ones past it are not
 /// kept, only counted, and each gets a `500` after the queued ones are answered.
@@ -1746,7 +1742,7 @@ impl<'s> Session<'s> {
             let name = match base {
                 Some(base) if n == 0 => base.to_owned(),
                 Some(base) => format!("{base}.{n}"),
-                None => format!("ftp{:08x}", unique_number()),
+                None => format!("ftp{:08x}", crate::path::random() as u32),
             };
             let path = self.resolve_new(&name)?;
             match path.create_new() {
@@ -2121,29 +2117,13 @@ impl<'s> Session<'s> {
     }
 
     /// The digest `D` of `file`, read to its end, with a look for ABOR between chunks.
-    fn digest<D: sha2::Digest>(&mut self, mut file: &File) -> Result<(u64, String), Failure> {
-        let mut hasher = D::new();
-        let mut buf = vec![0u8; HASH_READ];
-        let (mut len, mut unlooked) = (0u64, 0usize);
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Failure::Fs(e)),
-            };
-            hasher.update(&buf[..n]);
-            len += n as u64;
-            unlooked += n;
-            if unlooked >= CHUNK {
-                unlooked = 0;
-                if self.shared.forced.load(Ordering::SeqCst) {
-                    return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
-                }
-                self.check_abort()?;
+    fn digest<D: sha2::Digest>(&mut self, file: &File) -> Result<(u64, String), Failure> {
+        digest_between::<D, Failure>(file, CHUNK as u64, Failure::Fs, || {
+            if self.shared.forced.load(Ordering::SeqCst) {
+                return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
             }
-        }
-        Ok((len, hex(&hasher.finalize())))
+            self.check_abort()
+        })
     }
 
     fn dele(&self, name: &str) -> Result<Reply, Failure> {
@@ -2301,13 +2281,6 @@ fn transfer_complete(bytes: u64) -> Reply {
         ReplyCode::TransferComplete,
         format!("Transfer complete, {bytes} bytes"),
     )
-}
-
-/// A random number for STOU's names: std's hasher keys are random per process and
-/// differ per call.
-fn unique_number() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    RandomState::new().build_hasher().finish() as u32
 }
 
 fn type_name(t: TransferType) -> &'static str {
