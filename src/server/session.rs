@@ -650,37 +650,42 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// The session's next deadline: the idle timeout from the last command, the login
-    /// timeout from the connection until a login, the time a line may take from its
-    /// first byte, and the deadline of an open passive listener.
-    pub(super) fn deadline(&self) -> Instant {
+    /// The deadlines that end the session, each with why and what the client is told:
+    /// the login timeout from the connection until a login, the time a line may take
+    /// from its first byte, and the idle timeout from the last command.
+    fn ending_deadlines(&self) -> impl Iterator<Item = (Instant, End, &'static str)> {
         let config = &self.shared.config;
-        let mut end = self.last_command + config.idle_timeout;
-        if !matches!(self.login, Login::In(_)) {
-            end = end.min(self.connected + config.login_timeout);
-        }
-        if let Some(started) = self.line_started {
-            end = end.min(started + LINE_TIME);
-        }
-        if let Some(listener) = self.listener_deadline() {
-            end = end.min(listener);
-        }
-        end
+        let login = (!matches!(self.login, Login::In(_))).then(|| {
+            let at = self.connected + config.login_timeout;
+            (at, End::LoginTimeout, "Login timeout, closing")
+        });
+        let line = self.line_started.map(|started| {
+            let text = "Command line not finished in time, closing";
+            (started + LINE_TIME, End::SlowLine, text)
+        });
+        let idle = (
+            self.last_command + config.idle_timeout,
+            End::Idle,
+            "Idle timeout, closing",
+        );
+        login.into_iter().chain(line).chain([idle])
+    }
+
+    /// The session's next deadline: the first of those that end it, or that of an open
+    /// passive listener.
+    pub(super) fn deadline(&self) -> Instant {
+        let ending = self.ending_deadlines().map(|(at, _, _)| at);
+        ending
+            .chain(self.listener_deadline())
+            .min()
+            .unwrap_or(self.last_command + self.shared.config.idle_timeout)
     }
 
     /// Which deadline that ends the session has passed, and what the client is told.
     fn deadline_passed(&self, now: Instant) -> Option<(End, &'static str)> {
-        let config = &self.shared.config;
-        if !matches!(self.login, Login::In(_)) && now >= self.connected + config.login_timeout {
-            return Some((End::LoginTimeout, "Login timeout, closing"));
-        }
-        if self.line_started.is_some_and(|t| now >= t + LINE_TIME) {
-            return Some((End::SlowLine, "Command line not finished in time, closing"));
-        }
-        if now >= self.last_command + config.idle_timeout {
-            return Some((End::Idle, "Idle timeout, closing"));
-        }
-        None
+        self.ending_deadlines()
+            .find(|(at, _, _)| now >= *at)
+            .map(|(_, end, text)| (end, text))
     }
 
     /// Says `421` with `text` (the session ends after it); a failure to say it changes
@@ -817,8 +822,14 @@ impl<'s> Session<'s> {
     }
 
     fn send(&mut self, reply: &Reply) -> io::Result<()> {
+        self.write_control(&reply.to_wire())
+    }
+
+    /// Writes whole CRLF-ended reply lines to the control connection: the one place
+    /// replies go out.
+    fn write_control(&mut self, text: &str) -> io::Result<()> {
         let control = self.control.get_mut();
-        control.write_all(reply.to_wire().as_bytes())?;
+        control.write_all(text.as_bytes())?;
         control.flush()
     }
 
@@ -2018,17 +2029,8 @@ impl<'s> Session<'s> {
             Sink::Data(stream) => stream
                 .write_all(chunk.as_bytes())
                 .map_err(Failure::Transfer),
-            Sink::Control => self.send_text(chunk),
+            Sink::Control => self.write_control(chunk).map_err(Failure::Control),
         }
-    }
-
-    /// Writes `text` (whole CRLF-ended reply lines) to the control connection.
-    fn send_text(&mut self, text: &str) -> Result<(), Failure> {
-        let control = self.control.get_mut();
-        control
-            .write_all(text.as_bytes())
-            .and_then(|()| control.flush())
-            .map_err(Failure::Control)
     }
 
     fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
@@ -2089,7 +2091,8 @@ impl<'s> Session<'s> {
         // The lines go out as they are made, between the first line of the reply and
         // its last (returned as usual), so a large directory is not held whole.
         let code = ReplyCode::FileStatus.number();
-        self.send_text(&format!("{code}-Status of {shown}:\r\n"))?;
+        self.write_control(&format!("{code}-Status of {shown}:\r\n"))
+            .map_err(Failure::Control)?;
         self.listing(target, Listing::Long, " ", &mut Sink::Control)?;
         Ok(Reply::new(ReplyCode::FileStatus, "End of status"))
     }
