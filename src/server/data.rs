@@ -9,6 +9,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -144,16 +145,7 @@ impl Passive {
     /// Asking with `poll` first matters: an `accept` that finds nothing still
     /// allocates and frees a socket and a file in the kernel, ten times the cost.
     fn wait_for_connection(&self, wait: Duration) -> io::Result<bool> {
-        let mut fds = [PollFd::new(&self.listener, PollFlags::IN)];
-        let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        });
-        match poll(&mut fds, Some(&timeout)) {
-            Ok(n) => Ok(n > 0),
-            Err(Errno::INTR) => Ok(true),
-            Err(e) => Err(e.into()),
-        }
+        wait_for(&self.listener, PollFlags::IN, wait)
     }
 
     /// Drops every connection already waiting, so that the next transfer takes only
@@ -275,13 +267,20 @@ pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(250);
 /// When the connection cannot be shut down (it is gone already).
 pub(super) fn await_close(tcp: &TcpStream, wait: Duration) -> io::Result<()> {
     tcp.shutdown(std::net::Shutdown::Write)?;
-    let mut fds = [PollFd::new(tcp, PollFlags::IN | PollFlags::RDHUP)];
+    wait_for(tcp, PollFlags::IN | PollFlags::RDHUP, wait).map(|_| ())
+}
+
+/// Waits at most `wait` for one of `events` on `fd`; returns whether it came (an
+/// interrupted wait says yes: the caller looks again).
+fn wait_for(fd: impl AsFd, events: PollFlags, wait: Duration) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&fd, events)];
     let timeout = Timespec::try_from(wait).unwrap_or(Timespec {
         tv_sec: 0,
         tv_nsec: 0,
     });
     match poll(&mut fds, Some(&timeout)) {
-        Ok(_) | Err(Errno::INTR) => Ok(()),
+        Ok(n) => Ok(n > 0),
+        Err(Errno::INTR) => Ok(true),
         Err(e) => Err(e.into()),
     }
 }
