@@ -52,7 +52,7 @@ use anyhow::{bail, ensure, Context};
 use clap::{Parser, Subcommand};
 
 use record::Record;
-use target::{Expected, Many, Target};
+use target::{Expected, Many, Target, Upload};
 use workloads::{churn, idle, large, small};
 
 /// Load generator for FTP servers; one TSV result line per measurement.
@@ -76,12 +76,8 @@ enum Cmd {
     StorLarge {
         #[command(flatten)]
         target: Target,
-        /// The local file to upload.
-        #[arg(long)]
-        local_file: PathBuf,
-        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
-        #[arg(long)]
-        sha256: Option<String>,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Download one large file with curl into /dev/null (or a file under --local), MiB/s.
     CurlRetr {
@@ -101,12 +97,8 @@ enum Cmd {
     CurlStor {
         #[command(flatten)]
         target: Target,
-        /// The local file to upload.
-        #[arg(long)]
-        local_file: PathBuf,
-        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
-        #[arg(long)]
-        sha256: Option<String>,
+        #[command(flatten)]
+        upload: Upload,
         /// The curl program.
         #[arg(long, default_value = "curl")]
         curl: PathBuf,
@@ -293,14 +285,10 @@ fn record_names(cmd: &Cmd) -> &'static [(&'static str, &'static str)] {
 fn workload(cmd: Cmd) -> anyhow::Result<Vec<Record>> {
     match cmd {
         Cmd::RetrLarge { target, expect } => Ok(vec![large::retr_large(&target, &expect)]),
-        Cmd::StorLarge {
-            target,
-            local_file,
-            sha256,
-        } => Ok(vec![large::stor_large(
+        Cmd::StorLarge { target, upload } => Ok(vec![large::stor_large(
             &target,
-            &local_file,
-            sha256.as_deref(),
+            &upload.local_file,
+            upload.sha256.as_deref(),
         )?]),
         Cmd::CurlRetr {
             target,
@@ -310,13 +298,12 @@ fn workload(cmd: Cmd) -> anyhow::Result<Vec<Record>> {
         } => Ok(vec![large::curl_retr(&target, &expect, &curl, to_file)]),
         Cmd::CurlStor {
             target,
-            local_file,
-            sha256,
+            upload,
             curl,
         } => Ok(vec![large::curl_stor(
             &target,
-            &local_file,
-            sha256.as_deref(),
+            &upload.local_file,
+            upload.sha256.as_deref(),
             &curl,
         )?]),
         Cmd::RetrSmall {

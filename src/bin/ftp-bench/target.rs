@@ -67,6 +67,17 @@ pub(crate) struct Expected {
     pub(crate) sha256: Option<String>,
 }
 
+/// The local file a large-upload workload sends and what the server's copy must contain.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Upload {
+    /// The local file to upload.
+    #[arg(long)]
+    pub(crate) local_file: PathBuf,
+    /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
+    #[arg(long)]
+    pub(crate) sha256: Option<String>,
+}
+
 /// How many concurrent sessions, and how many operations each.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct Many {
