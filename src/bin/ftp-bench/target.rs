@@ -100,20 +100,7 @@ impl Target {
 
     /// A failed record of this target, to be filled in.
     pub(crate) fn record(&self, workload: &str, client: &str) -> Record {
-        Record {
-            label: self.label.clone(),
-            round: self.round,
-            workload: workload.to_owned(),
-            client: client.to_owned(),
-            value: 0.0,
-            unit: String::new(),
-            work: 0.0,
-            secs: 0.0,
-            server_cpu: None,
-            client_cpu: 0.0,
-            ok: false,
-            note: String::new(),
-        }
+        Record::blank(&self.label, self.round, workload, client)
     }
 
     /// `dir/name` as the server sees it.

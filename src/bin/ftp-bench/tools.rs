@@ -53,18 +53,9 @@ pub(crate) fn limits(file: &Path, scratch: &Path, round: u32) -> anyhow::Result<
         .with_context(|| format!("{}", file.display()))?
         .len();
     let base = |workload: &str, client: &str| Record {
-        label: "machine".into(),
-        round,
-        workload: workload.into(),
-        client: client.into(),
-        value: 0.0,
         unit: "MiB/s".into(),
         work: len as f64,
-        secs: 0.0,
-        server_cpu: None,
-        client_cpu: 0.0,
-        ok: false,
-        note: String::new(),
+        ..Record::blank("machine", round, workload, client)
     };
 
     let mut read = base("page-cache-read", "read 1 MiB");
