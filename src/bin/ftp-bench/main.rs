@@ -48,11 +48,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use clap::{Parser, Subcommand};
 
 use record::Record;
-use target::{Expected, Many, Target};
+use target::{Expected, Many, Target, Upload};
 use workloads::{churn, idle, large, small};
 
 /// Load generator for FTP servers; one TSV result line per measurement.
@@ -65,6 +65,40 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    #[command(flatten)]
+    Workload(Box<Workload>),
+    /// Write a file of pseudo-random bytes and print its SHA-256.
+    Mkfile {
+        /// Where to write it.
+        path: PathBuf,
+        /// Its length in bytes.
+        size: u64,
+    },
+    /// The machine's limits: page-cache read rate and raw loopback copies of a file.
+    Limits {
+        /// A large file (on tmpfs, so it is in the page cache) to read and send.
+        #[arg(long)]
+        file: PathBuf,
+        /// A tmpfs directory for the copy that lands in a file.
+        #[arg(long)]
+        scratch: PathBuf,
+        /// Round number, for the table.
+        #[arg(long, default_value_t = 0)]
+        round: u32,
+    },
+    /// Read result lines (files, or stdin when none) and print the Markdown table.
+    Table {
+        /// Result files (TSV lines as the workloads print them).
+        files: Vec<PathBuf>,
+        /// The label of our server: the ratio column compares it with the best other.
+        #[arg(long, default_value = "ours")]
+        ours: String,
+    },
+}
+
+/// The commands that drive a server.
+#[derive(Debug, Subcommand)]
+enum Workload {
     /// Download one large file with our client (into a file under --local), MiB/s.
     RetrLarge {
         #[command(flatten)]
@@ -76,12 +110,8 @@ enum Cmd {
     StorLarge {
         #[command(flatten)]
         target: Target,
-        /// The local file to upload.
-        #[arg(long)]
-        local_file: PathBuf,
-        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
-        #[arg(long)]
-        sha256: Option<String>,
+        #[command(flatten)]
+        upload: Upload,
     },
     /// Download one large file with curl into /dev/null (or a file under --local), MiB/s.
     CurlRetr {
@@ -101,12 +131,8 @@ enum Cmd {
     CurlStor {
         #[command(flatten)]
         target: Target,
-        /// The local file to upload.
-        #[arg(long)]
-        local_file: PathBuf,
-        /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
-        #[arg(long)]
-        sha256: Option<String>,
+        #[command(flatten)]
+        upload: Upload,
         /// The curl program.
         #[arg(long, default_value = "curl")]
         curl: PathBuf,
@@ -151,33 +177,6 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         probes: usize,
     },
-    /// Write a file of pseudo-random bytes and print its SHA-256.
-    Mkfile {
-        /// Where to write it.
-        path: PathBuf,
-        /// Its length in bytes.
-        size: u64,
-    },
-    /// The machine's limits: page-cache read rate and raw loopback copies of a file.
-    Limits {
-        /// A large file (on tmpfs, so it is in the page cache) to read and send.
-        #[arg(long)]
-        file: PathBuf,
-        /// A tmpfs directory for the copy that lands in a file.
-        #[arg(long)]
-        scratch: PathBuf,
-        /// Round number, for the table.
-        #[arg(long, default_value_t = 0)]
-        round: u32,
-    },
-    /// Read result lines (files, or stdin when none) and print the Markdown table.
-    Table {
-        /// Result files (TSV lines as the workloads print them).
-        files: Vec<PathBuf>,
-        /// The label of our server: the ratio column compares it with the best other.
-        #[arg(long, default_value = "ours")]
-        ours: String,
-    },
 }
 
 fn main() {
@@ -220,25 +219,22 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             print!("{}", table::table(&records, &ours));
             Ok(())
         }
-        workload => run_bounded(workload),
+        Cmd::Workload(workload) => run_bounded(*workload),
     }
 }
 
 /// Runs a workload on its own thread; past the deadline (plus a grace period for the
 /// workload's own checks) prints a failed record and ends the process.
-fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
+fn run_bounded(cmd: Workload) -> anyhow::Result<()> {
     let target = match &cmd {
-        Cmd::RetrLarge { target, .. }
-        | Cmd::StorLarge { target, .. }
-        | Cmd::CurlRetr { target, .. }
-        | Cmd::CurlStor { target, .. }
-        | Cmd::RetrSmall { target, .. }
-        | Cmd::StorSmall { target, .. }
-        | Cmd::Churn { target, .. }
-        | Cmd::Idle { target, .. } => target.clone(),
-        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => {
-            bail!("not a workload")
-        }
+        Workload::RetrLarge { target, .. }
+        | Workload::StorLarge { target, .. }
+        | Workload::CurlRetr { target, .. }
+        | Workload::CurlStor { target, .. }
+        | Workload::RetrSmall { target, .. }
+        | Workload::StorSmall { target, .. }
+        | Workload::Churn { target, .. }
+        | Workload::Idle { target, .. } => target.clone(),
     };
     let names = record_names(&cmd);
     let (tx, rx) = mpsc::channel();
@@ -271,71 +267,64 @@ fn run_bounded(cmd: Cmd) -> anyhow::Result<()> {
 
 /// The (workload, client) names of the records a workload prints, as its table rows
 /// know them.
-fn record_names(cmd: &Cmd) -> &'static [(&'static str, &'static str)] {
+fn record_names(cmd: &Workload) -> &'static [(&'static str, &'static str)] {
     match cmd {
-        Cmd::RetrLarge { .. } => &[("retr-large", "ftp-bench")],
-        Cmd::CurlRetr { to_file: true, .. } => &[("retr-large", "curl>file")],
-        Cmd::CurlRetr { .. } => &[("retr-large", "curl")],
-        Cmd::StorLarge { .. } => &[("stor-large", "ftp-bench")],
-        Cmd::CurlStor { .. } => &[("stor-large", "curl")],
-        Cmd::RetrSmall { .. } => &[("retr-small", "ftp-bench")],
-        Cmd::StorSmall { .. } => &[("stor-small", "ftp-bench")],
-        Cmd::Churn { .. } => &[("churn", "ftp-bench")],
-        Cmd::Idle { .. } => &[
+        Workload::RetrLarge { .. } => &[("retr-large", "ftp-bench")],
+        Workload::CurlRetr { to_file: true, .. } => &[("retr-large", "curl>file")],
+        Workload::CurlRetr { .. } => &[("retr-large", "curl")],
+        Workload::StorLarge { .. } => &[("stor-large", "ftp-bench")],
+        Workload::CurlStor { .. } => &[("stor-large", "curl")],
+        Workload::RetrSmall { .. } => &[("retr-small", "ftp-bench")],
+        Workload::StorSmall { .. } => &[("stor-small", "ftp-bench")],
+        Workload::Churn { .. } => &[("churn", "ftp-bench")],
+        Workload::Idle { .. } => &[
             ("idle-rss", "ftp-bench"),
             ("idle-pss", "ftp-bench"),
             ("idle-latency", "ftp-bench"),
         ],
-        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => &[],
     }
 }
 
-fn workload(cmd: Cmd) -> anyhow::Result<Vec<Record>> {
+fn workload(cmd: Workload) -> anyhow::Result<Vec<Record>> {
     match cmd {
-        Cmd::RetrLarge { target, expect } => Ok(vec![large::retr_large(&target, &expect)]),
-        Cmd::StorLarge {
-            target,
-            local_file,
-            sha256,
-        } => Ok(vec![large::stor_large(
+        Workload::RetrLarge { target, expect } => Ok(vec![large::retr_large(&target, &expect)]),
+        Workload::StorLarge { target, upload } => Ok(vec![large::stor_large(
             &target,
-            &local_file,
-            sha256.as_deref(),
+            &upload.local_file,
+            upload.sha256.as_deref(),
         )?]),
-        Cmd::CurlRetr {
+        Workload::CurlRetr {
             target,
             expect,
             curl,
             to_file,
         } => Ok(vec![large::curl_retr(&target, &expect, &curl, to_file)]),
-        Cmd::CurlStor {
+        Workload::CurlStor {
             target,
-            local_file,
-            sha256,
+            upload,
             curl,
         } => Ok(vec![large::curl_stor(
             &target,
-            &local_file,
-            sha256.as_deref(),
+            &upload.local_file,
+            upload.sha256.as_deref(),
             &curl,
         )?]),
-        Cmd::RetrSmall {
+        Workload::RetrSmall {
             target,
             expect,
             many,
         } => Ok(vec![small::retr_small(&target, &expect, many)]),
-        Cmd::StorSmall {
+        Workload::StorSmall {
             target,
             local_file,
             many,
         } => Ok(vec![small::stor_small(&target, &local_file, many)?]),
-        Cmd::Churn { target, many } => Ok(vec![churn::churn(&target, many)]),
-        Cmd::Idle {
+        Workload::Churn { target, many } => Ok(vec![churn::churn(&target, many)]),
+        Workload::Idle {
             target,
             sessions,
             openers,
             probes,
         } => Ok(idle::idle(&target, sessions, openers, probes)),
-        Cmd::Mkfile { .. } | Cmd::Limits { .. } | Cmd::Table { .. } => bail!("not a workload"),
     }
 }

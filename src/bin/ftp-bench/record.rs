@@ -33,6 +33,24 @@ pub(crate) struct Record {
 pub(crate) const COLUMNS: usize = 12;
 
 impl Record {
+    /// A failed record with no figures yet, to be filled in.
+    pub(crate) fn blank(label: &str, round: u32, workload: &str, client: &str) -> Record {
+        Record {
+            label: label.to_owned(),
+            round,
+            workload: workload.to_owned(),
+            client: client.to_owned(),
+            value: 0.0,
+            unit: String::new(),
+            work: 0.0,
+            secs: 0.0,
+            server_cpu: None,
+            client_cpu: 0.0,
+            ok: false,
+            note: String::new(),
+        }
+    }
+
     pub(crate) fn tsv(&self) -> String {
         let clean = |s: &str| s.replace(['\t', '\n', '\r'], " ");
         let cpu = self

@@ -26,115 +26,118 @@ enum RowKind {
     CpuPer { per: f64 },
 }
 
+impl Row {
+    const fn value(
+        title: &'static str,
+        workload: &'static str,
+        client: &'static str,
+        higher: bool,
+    ) -> Row {
+        Row {
+            title,
+            workload,
+            client,
+            kind: RowKind::Value { higher },
+        }
+    }
+
+    const fn cpu_per(
+        title: &'static str,
+        workload: &'static str,
+        client: &'static str,
+        per: f64,
+    ) -> Row {
+        Row {
+            title,
+            workload,
+            client,
+            kind: RowKind::CpuPer { per },
+        }
+    }
+}
+
+/// Bytes in a GiB: the large transfers' CPU is per GiB.
+const GIB: f64 = 1024.0 * MIB;
+
 const ROWS: &[Row] = &[
-    Row {
-        title: "large RETR, our client into a tmpfs file (MiB/s)",
-        workload: "retr-large",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (s per GiB)",
-        workload: "retr-large",
-        client: "ftp-bench",
-        kind: RowKind::CpuPer { per: 1024.0 * MIB },
-    },
-    Row {
-        title: "large RETR, curl into /dev/null (MiB/s)",
-        workload: "retr-large",
-        client: "curl",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (s per GiB)",
-        workload: "retr-large",
-        client: "curl",
-        kind: RowKind::CpuPer { per: 1024.0 * MIB },
-    },
-    Row {
-        title: "large RETR, curl into a tmpfs file (MiB/s)",
-        workload: "retr-large",
-        client: "curl>file",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "large STOR, our client (MiB/s)",
-        workload: "stor-large",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (s per GiB)",
-        workload: "stor-large",
-        client: "ftp-bench",
-        kind: RowKind::CpuPer { per: 1024.0 * MIB },
-    },
-    Row {
-        title: "large STOR, curl (MiB/s)",
-        workload: "stor-large",
-        client: "curl",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (s per GiB)",
-        workload: "stor-large",
-        client: "curl",
-        kind: RowKind::CpuPer { per: 1024.0 * MIB },
-    },
-    Row {
-        title: "small RETR, concurrent sessions (transfers/s)",
-        workload: "retr-small",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (µs per transfer)",
-        workload: "retr-small",
-        client: "ftp-bench",
-        kind: RowKind::CpuPer { per: 1e6 },
-    },
-    Row {
-        title: "small STOR, concurrent sessions (transfers/s)",
-        workload: "stor-small",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (µs per transfer)",
-        workload: "stor-small",
-        client: "ftp-bench",
-        kind: RowKind::CpuPer { per: 1e6 },
-    },
-    Row {
-        title: "session churn, concurrent clients (sessions/s)",
-        workload: "churn",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: true },
-    },
-    Row {
-        title: "… server CPU (µs per session)",
-        workload: "churn",
-        client: "ftp-bench",
-        kind: RowKind::CpuPer { per: 1e6 },
-    },
-    Row {
-        title: "idle sessions: server RSS (MiB)",
-        workload: "idle-rss",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: false },
-    },
-    Row {
-        title: "idle sessions: server PSS (MiB)",
-        workload: "idle-pss",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: false },
-    },
-    Row {
-        title: "idle sessions: new client served in (ms, worst)",
-        workload: "idle-latency",
-        client: "ftp-bench",
-        kind: RowKind::Value { higher: false },
-    },
+    Row::value(
+        "large RETR, our client into a tmpfs file (MiB/s)",
+        "retr-large",
+        "ftp-bench",
+        true,
+    ),
+    Row::cpu_per("… server CPU (s per GiB)", "retr-large", "ftp-bench", GIB),
+    Row::value(
+        "large RETR, curl into /dev/null (MiB/s)",
+        "retr-large",
+        "curl",
+        true,
+    ),
+    Row::cpu_per("… server CPU (s per GiB)", "retr-large", "curl", GIB),
+    Row::value(
+        "large RETR, curl into a tmpfs file (MiB/s)",
+        "retr-large",
+        "curl>file",
+        true,
+    ),
+    Row::value(
+        "large STOR, our client (MiB/s)",
+        "stor-large",
+        "ftp-bench",
+        true,
+    ),
+    Row::cpu_per("… server CPU (s per GiB)", "stor-large", "ftp-bench", GIB),
+    Row::value("large STOR, curl (MiB/s)", "stor-large", "curl", true),
+    Row::cpu_per("… server CPU (s per GiB)", "stor-large", "curl", GIB),
+    Row::value(
+        "small RETR, concurrent sessions (transfers/s)",
+        "retr-small",
+        "ftp-bench",
+        true,
+    ),
+    Row::cpu_per(
+        "… server CPU (µs per transfer)",
+        "retr-small",
+        "ftp-bench",
+        1e6,
+    ),
+    Row::value(
+        "small STOR, concurrent sessions (transfers/s)",
+        "stor-small",
+        "ftp-bench",
+        true,
+    ),
+    Row::cpu_per(
+        "… server CPU (µs per transfer)",
+        "stor-small",
+        "ftp-bench",
+        1e6,
+    ),
+    Row::value(
+        "session churn, concurrent clients (sessions/s)",
+        "churn",
+        "ftp-bench",
+        true,
+    ),
+    Row::cpu_per("… server CPU (µs per session)", "churn", "ftp-bench", 1e6),
+    Row::value(
+        "idle sessions: server RSS (MiB)",
+        "idle-rss",
+        "ftp-bench",
+        false,
+    ),
+    Row::value(
+        "idle sessions: server PSS (MiB)",
+        "idle-pss",
+        "ftp-bench",
+        false,
+    ),
+    Row::value(
+        "idle sessions: new client served in (ms, worst)",
+        "idle-latency",
+        "ftp-bench",
+        false,
+    ),
 ];
 
 /// The machine's figures shown under the servers' rows.

@@ -67,6 +67,17 @@ pub(crate) struct Expected {
     pub(crate) sha256: Option<String>,
 }
 
+/// The local file a large-upload workload sends and what the server's copy must contain.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Upload {
+    /// The local file to upload.
+    #[arg(long)]
+    pub(crate) local_file: PathBuf,
+    /// Its SHA-256, hex (checked on the server's copy when --served-dir is given).
+    #[arg(long)]
+    pub(crate) sha256: Option<String>,
+}
+
 /// How many concurrent sessions, and how many operations each.
 #[derive(Debug, Clone, Copy, Args)]
 pub(crate) struct Many {
@@ -89,20 +100,7 @@ impl Target {
 
     /// A failed record of this target, to be filled in.
     pub(crate) fn record(&self, workload: &str, client: &str) -> Record {
-        Record {
-            label: self.label.clone(),
-            round: self.round,
-            workload: workload.to_owned(),
-            client: client.to_owned(),
-            value: 0.0,
-            unit: String::new(),
-            work: 0.0,
-            secs: 0.0,
-            server_cpu: None,
-            client_cpu: 0.0,
-            ok: false,
-            note: String::new(),
-        }
+        Record::blank(&self.label, self.round, workload, client)
     }
 
     /// `dir/name` as the server sees it.

@@ -53,18 +53,9 @@ pub(crate) fn limits(file: &Path, scratch: &Path, round: u32) -> anyhow::Result<
         .with_context(|| format!("{}", file.display()))?
         .len();
     let base = |workload: &str, client: &str| Record {
-        label: "machine".into(),
-        round,
-        workload: workload.into(),
-        client: client.into(),
-        value: 0.0,
         unit: "MiB/s".into(),
         work: len as f64,
-        secs: 0.0,
-        server_cpu: None,
-        client_cpu: 0.0,
-        ok: false,
-        note: String::new(),
+        ..Record::blank("machine", round, workload, client)
     };
 
     let mut read = base("page-cache-read", "read 1 MiB");
@@ -86,26 +77,34 @@ pub(crate) fn limits(file: &Path, scratch: &Path, round: u32) -> anyhow::Result<
     read.ok = got == len;
     read.note = "read(2) of a tmpfs file into a 1 MiB buffer".into();
 
-    let mut to_buf = base("raw-copy", "sendfile->read");
-    let (secs, cpu, moved) = raw_copy(file, None)?;
-    to_buf.secs = secs;
-    to_buf.client_cpu = cpu;
-    to_buf.value = moved as f64 / MIB / secs;
-    to_buf.ok = moved == len;
-    to_buf.note =
-        "sendfile(2) into a loopback socket; the receiver reads into a 1 MiB buffer".into();
-
+    // A raw copy into a buffer or, with `landing`, into that file (removed afterwards).
+    let copy = |workload: &str, client: &str, landing: Option<&Path>, note: &str| {
+        let mut r = base(workload, client);
+        let result = raw_copy(file, landing);
+        if let Some(landing) = landing {
+            let _ = fs::remove_file(landing);
+        }
+        let (secs, cpu, moved) = result?;
+        r.secs = secs;
+        r.client_cpu = cpu;
+        r.value = moved as f64 / MIB / secs;
+        r.ok = moved == len;
+        r.note = note.into();
+        anyhow::Ok(r)
+    };
+    let to_buf = copy(
+        "raw-copy",
+        "sendfile->read",
+        None,
+        "sendfile(2) into a loopback socket; the receiver reads into a 1 MiB buffer",
+    )?;
     let landing = scratch.join(format!("ftp-bench-raw-{}.bin", std::process::id()));
-    let mut to_file = base("raw-copy-to-file", "sendfile->splice");
-    let result = raw_copy(file, Some(&landing));
-    let _ = fs::remove_file(&landing);
-    let (secs, cpu, moved) = result?;
-    to_file.secs = secs;
-    to_file.client_cpu = cpu;
-    to_file.value = moved as f64 / MIB / secs;
-    to_file.ok = moved == len;
-    to_file.note =
-        "sendfile(2) into a loopback socket; the receiver splices into a tmpfs file".into();
+    let to_file = copy(
+        "raw-copy-to-file",
+        "sendfile->splice",
+        Some(&landing),
+        "sendfile(2) into a loopback socket; the receiver splices into a tmpfs file",
+    )?;
     Ok(vec![read, to_buf, to_file])
 }
 
