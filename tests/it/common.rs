@@ -395,6 +395,28 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 /// SHA-256 of `bytes`, hex.
 pub use simple_ftp::digest::sha256_hex as sha256;
 
+/// `ftp-server hash-password`, fed `password` on stdin: the hash it prints.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ftp-server hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
 /// Whether the test must fail (CI) rather than skip when a tool is missing.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
