@@ -738,6 +738,14 @@ pub fn version_line(prog: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// A local directory beside the server's root (created if need be), for a client's
+/// side of the transfers.
+pub fn local_dir(server: &TestServer) -> PathBuf {
+    let local = server.dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("mkdir local");
+    local
+}
+
 /// Whether this process can listen on the IPv6 loopback address `::1`.
 pub fn ipv6_loopback_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()

@@ -8,11 +8,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, names_in, pattern, require, run_peer, version_line, PeerRun, TestServer,
+    assert_same, have, local_dir, names_in, pattern, require, run_peer, version_line, PeerRun,
+    TestServer,
 };
 
 fn ncftp_or_skip() -> bool {
@@ -33,13 +34,6 @@ fn ncftp_or_skip() -> bool {
         );
     }
     ok
-}
-
-/// A local directory beside the server's root.
-fn local_dir(server: &TestServer) -> PathBuf {
-    let local = server.dir.path().join("local");
-    fs::create_dir_all(&local).expect("mkdir local");
-    local
 }
 
 /// One of the NcFTP programs, with the server's port, a timeout, no progress meter

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, names_in, pattern, require, run_peer, version_line, PeerRun, TestServer,
+    assert_same, have, local_dir, names_in, pattern, require, run_peer, version_line, PeerRun,
+    TestServer,
 };
 
 fn tnftp_or_skip() -> bool {
@@ -28,13 +29,6 @@ fn tnftp_or_skip() -> bool {
         );
     }
     ok
-}
-
-/// A local directory beside the server's root, where tnftp runs.
-fn local_dir(server: &TestServer) -> PathBuf {
-    let local = server.dir.path().join("local");
-    fs::create_dir_all(&local).expect("mkdir local");
-    local
 }
 
 /// Runs tnftp in `local` with `commands` (one a line) after an anonymous login and
