@@ -53,6 +53,13 @@ fn tnftp(server: &TestServer, local: &Path, commands: &str) -> PeerRun {
     run_peer(cmd)
 }
 
+/// tnftp for an auto-fetch run (URLs as arguments), with the empty HOME.
+fn tnftp_auto(server: &TestServer) -> Command {
+    let mut cmd = Command::new("tnftp");
+    cmd.env("HOME", tnftp_home(server));
+    cmd
+}
+
 /// An empty HOME, so no `.netrc` or `.editrc` of the user takes part.
 fn tnftp_home(server: &TestServer) -> PathBuf {
     let home = server.dir.path().join("tnftp-home");
@@ -138,11 +145,10 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
     // Auto-fetch: `-o file URL` downloads, `-u URL file` uploads, and a missing
     // file fails the run (exit status 1).
     let url = format!("ftp://{}", server.addr);
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-o")
         .arg(local.join("fetched.bin"))
-        .arg(format!("{url}/down.bin"))
-        .env("HOME", tnftp_home(&server));
+        .arg(format!("{url}/down.bin"));
     let run = run_peer(cmd);
     assert!(run.status.success(), "{run:?}");
     assert_same(
@@ -150,12 +156,11 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
         &down,
         "auto-fetch",
     );
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-u")
         .arg(format!("{url}/made/"))
         .arg("up.bin")
-        .current_dir(&local)
-        .env("HOME", tnftp_home(&server));
+        .current_dir(&local);
     let run = run_peer(cmd);
     assert!(run.status.success(), "{run:?}");
     assert_same(
@@ -163,11 +168,10 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
         &up,
         "auto-upload",
     );
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-o")
         .arg(local.join("missing.bin"))
-        .arg(format!("{url}/missing.bin"))
-        .env("HOME", tnftp_home(&server));
+        .arg(format!("{url}/missing.bin"));
     let run = run_peer(cmd);
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(!local.join("missing.bin").exists());
