@@ -746,6 +746,12 @@ pub fn local_dir(server: &TestServer) -> PathBuf {
     local
 }
 
+/// A port on the loopback address that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
 /// Whether this process can listen on the IPv6 loopback address `::1`.
 pub fn ipv6_loopback_available() -> bool {
     std::net::TcpListener::bind("[::1]:0").is_ok()
