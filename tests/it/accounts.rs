@@ -1,37 +1,19 @@
 //! Accounts, permissions, anonymous modes and login hygiene (RFC 2577).
 
 use std::fs;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{require, Ftp, TestServer};
+use crate::common::{hash_password, require, Ftp, TestServer};
 
-/// `ftp-server hash-password`, fed the password on stdin.
+/// `ftp-server hash-password` for `password`, checked to be an Argon2id hash.
 fn hash(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ftp-server hash-password");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{password}\n").as_bytes())
-        .expect("write password");
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    let hash = String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_owned();
+    let hash = hash_password(password);
     assert!(hash.starts_with("$argon2id$"), "{hash}");
     hash
 }

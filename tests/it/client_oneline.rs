@@ -3,12 +3,11 @@
 //! and credentials come from the URL or a `.netrc` file. Byte-exact, with exit codes.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::common::{
-    hidden_names_in, names_in, pattern, run_client_command, ClientRun, TestServer,
+    hash_password, hidden_names_in, names_in, pattern, run_client_command, ClientRun, TestServer,
 };
 
 /// `ftp-client --dir <dir> --timeout 60 <args>` with nothing on stdin.
@@ -130,25 +129,6 @@ fn commands_from_an_argument_or_a_file_and_stop_on_error() {
     assert!(server.root().join("a.txt").exists(), "DELETE was not run");
 }
 
-/// `ftp-server hash-password`, fed the password on stdin.
-fn hash(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
-        .arg("hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("ftp-server hash-password");
-    let mut stdin = child.stdin.take().expect("stdin");
-    writeln!(stdin, "{password}").expect("write password");
-    drop(stdin);
-    let out = child.wait_with_output().expect("wait");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_owned()
-}
-
 #[test]
 fn credentials_come_from_the_url_or_a_netrc_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -160,7 +140,7 @@ fn credentials_come_from_the_url_or_a_netrc_file() {
         &users,
         format!(
             "[[user]]\nname = \"alice\"\npassword = \"{}\"\nhome = \"/alice\"\n",
-            hash("alice-pw")
+            hash_password("alice-pw")
         ),
     )
     .expect("write users");

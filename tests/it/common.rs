@@ -395,6 +395,28 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 /// SHA-256 of `bytes`, hex.
 pub use simple_ftp::digest::sha256_hex as sha256;
 
+/// `ftp-server hash-password`, fed `password` on stdin: the hash it prints.
+pub fn hash_password(password: &str) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ftp-server"))
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ftp-server hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned()
+}
+
 /// Whether the test must fail (CI) rather than skip when a tool is missing.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -714,6 +736,20 @@ pub fn version_line(prog: &str, args: &[&str]) -> String {
         })
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// A local directory beside the server's root (created if need be), for a client's
+/// side of the transfers.
+pub fn local_dir(server: &TestServer) -> PathBuf {
+    let local = server.dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("mkdir local");
+    local
+}
+
+/// A port on the loopback address that was free a moment ago (bound, then released).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
 }
 
 /// Whether this process can listen on the IPv6 loopback address `::1`.

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::common::{assert_same, have, pattern, require, run_peer, TestServer, WAIT};
+use crate::common::{assert_same, free_port, have, pattern, require, run_peer, TestServer, WAIT};
 
 /// aria2 reads every reply that has arrived, then waits for the `226` only when the
 /// control connection becomes readable again: a `226` read together with the `150`
@@ -60,12 +60,6 @@ fn aria2_downloads_small_files_without_waiting_for_a_lost_226() {
             "aria2c {name} took {took:?}"
         );
     }
-}
-
-/// A free port on the loopback address, for a one-port passive range.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// Sessions that sent EPSV (or PASV) and then only idled held the ports of a

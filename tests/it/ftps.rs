@@ -70,12 +70,11 @@ fn curl_transfers_over_tls_byte_exact() {
     assert!(!run_peer(plain).status.success(), "a plain login must fail");
 }
 
-/// ftplib with the data connections resuming the control connection's session (the
-/// usual subclass: stock ftplib never resumes), and stock ftplib.
-const FTPLIB_TLS: &str = r#"
-import ftplib, io, ssl, sys, time
-port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-
+/// Python: `Reusing`, the usual ftplib subclass whose data connections resume the
+/// control connection's TLS session (stock ftplib never resumes).
+macro_rules! reusing_ftp_tls {
+    () => {
+        r#"
 class Reusing(ftplib.FTP_TLS):
     def ntransfercmd(self, cmd, rest=None):
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
@@ -83,7 +82,19 @@ class Reusing(ftplib.FTP_TLS):
             conn = self.context.wrap_socket(
                 conn, server_hostname=self.host, session=self.sock.session)
         return conn, size
+"#
+    };
+}
 
+/// ftplib with the data connections resuming the control connection's session
+/// ([`reusing_ftp_tls`]), and stock ftplib.
+const FTPLIB_TLS: &str = concat!(
+    r#"
+import ftplib, io, ssl, sys, time
+port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+"#,
+    reusing_ftp_tls!(),
+    r#"
 cls = Reusing if mode == "reuse" else ftplib.FTP_TLS
 ftp = cls(context=ssl.create_default_context(cafile=ca))
 ftp.connect("127.0.0.1", port, timeout=60)
@@ -110,7 +121,8 @@ assert got.getvalue() == payload
 assert "py.bin" in ftp.nlst()
 ftp.quit()
 print("ok")
-"#;
+"#
+);
 
 fn ftplib_tls(server: &TestServer, ca: &std::path::Path, mode: &str) -> String {
     let port = server.addr.port().to_string();
@@ -355,18 +367,13 @@ for cmd in ["CCC", "PROT P", "PBSZ 0", "PROT S", "PROT E", "PROT C", "PROT P"]:
 
 /// ftplib with data connections that resume the control connection's TLS session,
 /// driven by hand: `case` picks what the client does (issue 11, FTPS data path).
-const TLS_DATA_PATH: &str = r#"
+const TLS_DATA_PATH: &str = concat!(
+    r#"
 import ftplib, socket, ssl, sys, time
 port, ca, case = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-
-class Reusing(ftplib.FTP_TLS):
-    def ntransfercmd(self, cmd, rest=None):
-        conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
-        if self._prot_p:
-            conn = self.context.wrap_socket(
-                conn, server_hostname=self.host, session=self.sock.session)
-        return conn, size
-
+"#,
+    reusing_ftp_tls!(),
+    r#"
 ftp = Reusing(context=ssl.create_default_context(cafile=ca))
 ftp.connect("127.0.0.1", port, timeout=60)
 ftp.login()
@@ -408,7 +415,8 @@ elif case == "unwrap":
     ftp.sock.settimeout(20)
     ftp.sock.unwrap()
     print("close_notify")
-"#;
+"#
+);
 
 fn tls_data_path(server: &TestServer, ca: &std::path::Path, case: &str) -> Vec<String> {
     let port = server.addr.port().to_string();

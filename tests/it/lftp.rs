@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    assert_same, assert_same_tree, have, pattern, require, run_peer, version_line,
+    assert_same, assert_same_tree, have, local_dir, pattern, require, run_peer, version_line,
     write_sample_tree, PeerRun, TestServer,
 };
 
@@ -49,13 +49,6 @@ fn assert_ok(run: &PeerRun, server: &TestServer) {
         "lftp failed: {run:?}\nserver log:\n{}",
         server.log()
     );
-}
-
-/// A local directory beside the server's root.
-fn local_dir(server: &TestServer) -> std::path::PathBuf {
-    let local = server.dir.path().join("local");
-    fs::create_dir_all(&local).expect("mkdir local");
-    local
 }
 
 #[test]

@@ -8,11 +8,12 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, names_in, pattern, require, run_peer, version_line, PeerRun, TestServer,
+    assert_same, have, local_dir, names_in, pattern, require, run_peer, version_line, PeerRun,
+    TestServer,
 };
 
 fn ncftp_or_skip() -> bool {
@@ -35,13 +36,6 @@ fn ncftp_or_skip() -> bool {
     ok
 }
 
-/// A local directory beside the server's root.
-fn local_dir(server: &TestServer) -> PathBuf {
-    let local = server.dir.path().join("local");
-    fs::create_dir_all(&local).expect("mkdir local");
-    local
-}
-
 /// One of the NcFTP programs, with the server's port, a timeout, no progress meter
 /// and an empty HOME.
 fn ncftp_tool(server: &TestServer, prog: &str) -> Command {
@@ -62,6 +56,16 @@ fn ncftp_tool(server: &TestServer, prog: &str) -> Command {
 fn ncftpget(server: &TestServer, local: &Path, remote: &str) -> PeerRun {
     let mut cmd = ncftp_tool(server, "ncftpget");
     cmd.arg(server.addr.ip().to_string()).arg(local).arg(remote);
+    run_peer(cmd)
+}
+
+/// `ncftpput [flags] 127.0.0.1 remote_dir file`.
+fn ncftpput(server: &TestServer, flags: &[&str], remote_dir: &str, file: &Path) -> PeerRun {
+    let mut cmd = ncftp_tool(server, "ncftpput");
+    cmd.args(flags)
+        .arg(server.addr.ip().to_string())
+        .arg(remote_dir)
+        .arg(file);
     run_peer(cmd)
 }
 
@@ -143,11 +147,10 @@ fn ncftpget_ncftpput_and_ncftpls_move_and_list_files() {
 
     let up = pattern(600_007, 83);
     fs::write(local.join("up.bin"), &up).expect("write");
-    let mut cmd = ncftp_tool(&server, "ncftpput");
-    cmd.arg(server.addr.ip().to_string())
-        .arg("/sub")
-        .arg(local.join("up.bin"));
-    assert_ok(&run_peer(cmd), &server);
+    assert_ok(
+        &ncftpput(&server, &[], "/sub", &local.join("up.bin")),
+        &server,
+    );
     assert_same(
         &fs::read(root.join("sub/up.bin")).expect("read"),
         &up,
@@ -155,22 +158,14 @@ fn ncftpget_ncftpput_and_ncftpls_move_and_list_files() {
     );
     // -m makes the remote directories first (MKD); without it a missing directory
     // fails the run (exit status 5: cannot change to it).
-    let mut cmd = ncftp_tool(&server, "ncftpput");
-    cmd.arg("-m")
-        .arg(server.addr.ip().to_string())
-        .arg("/made/deeper")
-        .arg(local.join("up.bin"));
-    assert_ok(&run_peer(cmd), &server);
+    let run = ncftpput(&server, &["-m"], "/made/deeper", &local.join("up.bin"));
+    assert_ok(&run, &server);
     assert_same(
         &fs::read(root.join("made/deeper/up.bin")).expect("read"),
         &up,
         "ncftpput -m",
     );
-    let mut cmd = ncftp_tool(&server, "ncftpput");
-    cmd.arg(server.addr.ip().to_string())
-        .arg("/nowhere")
-        .arg(local.join("up.bin"));
-    let run = run_peer(cmd);
+    let run = ncftpput(&server, &[], "/nowhere", &local.join("up.bin"));
     assert_eq!(run.status.code(), Some(5), "{run:?}");
     assert!(!root.join("nowhere").exists());
 

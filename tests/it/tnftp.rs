@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::{
-    assert_same, have, names_in, pattern, require, run_peer, version_line, PeerRun, TestServer,
+    assert_same, have, local_dir, names_in, pattern, require, run_peer, version_line, PeerRun,
+    TestServer,
 };
 
 fn tnftp_or_skip() -> bool {
@@ -28,13 +29,6 @@ fn tnftp_or_skip() -> bool {
         );
     }
     ok
-}
-
-/// A local directory beside the server's root, where tnftp runs.
-fn local_dir(server: &TestServer) -> PathBuf {
-    let local = server.dir.path().join("local");
-    fs::create_dir_all(&local).expect("mkdir local");
-    local
 }
 
 /// Runs tnftp in `local` with `commands` (one a line) after an anonymous login and
@@ -57,6 +51,13 @@ fn tnftp(server: &TestServer, local: &Path, commands: &str) -> PeerRun {
         .current_dir(local)
         .env("HOME", tnftp_home(server));
     run_peer(cmd)
+}
+
+/// tnftp for an auto-fetch run (URLs as arguments), with the empty HOME.
+fn tnftp_auto(server: &TestServer) -> Command {
+    let mut cmd = Command::new("tnftp");
+    cmd.env("HOME", tnftp_home(server));
+    cmd
 }
 
 /// An empty HOME, so no `.netrc` or `.editrc` of the user takes part.
@@ -144,11 +145,10 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
     // Auto-fetch: `-o file URL` downloads, `-u URL file` uploads, and a missing
     // file fails the run (exit status 1).
     let url = format!("ftp://{}", server.addr);
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-o")
         .arg(local.join("fetched.bin"))
-        .arg(format!("{url}/down.bin"))
-        .env("HOME", tnftp_home(&server));
+        .arg(format!("{url}/down.bin"));
     let run = run_peer(cmd);
     assert!(run.status.success(), "{run:?}");
     assert_same(
@@ -156,12 +156,11 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
         &down,
         "auto-fetch",
     );
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-u")
         .arg(format!("{url}/made/"))
         .arg("up.bin")
-        .current_dir(&local)
-        .env("HOME", tnftp_home(&server));
+        .current_dir(&local);
     let run = run_peer(cmd);
     assert!(run.status.success(), "{run:?}");
     assert_same(
@@ -169,11 +168,10 @@ fn tnftp_gets_puts_renames_and_manages_directories() {
         &up,
         "auto-upload",
     );
-    let mut cmd = Command::new("tnftp");
+    let mut cmd = tnftp_auto(&server);
     cmd.arg("-o")
         .arg(local.join("missing.bin"))
-        .arg(format!("{url}/missing.bin"))
-        .env("HOME", tnftp_home(&server));
+        .arg(format!("{url}/missing.bin"));
     let run = run_peer(cmd);
     assert_eq!(run.status.code(), Some(1), "{run:?}");
     assert!(!local.join("missing.bin").exists());

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    assert_files_in, hidden_names_in, in_ci, lab_sample_files, run_client_script, write_files, WAIT,
+    assert_files_in, free_port, hidden_names_in, in_ci, lab_sample_files, run_client_script,
+    write_files, WAIT,
 };
 
 /// A vsftpd process on 127.0.0.1, stopped (by its PID) when dropped.
@@ -197,11 +198,6 @@ fn apt_installable(package: &str) -> bool {
             let text = String::from_utf8_lossy(&o.stdout);
             text.contains("Candidate:") && !text.contains("Candidate: (none)")
         })
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// `name` prefixed with `pub/`, as the client and vsftpd both see it.
