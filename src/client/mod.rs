@@ -603,21 +603,10 @@ impl Client {
             bytes = self.finish_transfer(copied, local)?;
         }
         drop(file);
-        let verified = match self.verify_against_server(remote, local) {
-            Err(ClientError::Mismatch {
-                path,
-                local: ours,
-                remote: theirs,
-            }) => {
-                let _ = std::fs::remove_file(local);
-                return Err(ClientError::Mismatch {
-                    path: format!("{path} (the local file was removed: GET it again)"),
-                    local: ours,
-                    remote: theirs,
-                });
-            }
-            other => other?,
-        };
+        let verified = self.verify_resumed(remote, local, |_| {
+            let _ = std::fs::remove_file(local);
+            "the local file was removed: GET it again"
+        })?;
         Ok(Resumed {
             from,
             done: Transferred { bytes, verified },
@@ -666,26 +655,13 @@ impl Client {
             let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
             bytes = self.finish_transfer(copied, local)?;
         }
-        let verified = match self.verify_against_server(remote, local) {
-            Err(ClientError::Mismatch {
-                path,
-                local: ours,
-                remote: theirs,
-            }) => {
-                let gone = self.delete(remote).is_ok();
-                let note = if gone {
-                    "the remote file was deleted: PUT it again"
-                } else {
-                    "the remote file could not be deleted"
-                };
-                return Err(ClientError::Mismatch {
-                    path: format!("{path} ({note})"),
-                    local: ours,
-                    remote: theirs,
-                });
+        let verified = self.verify_resumed(remote, local, |client| {
+            if client.delete(remote).is_ok() {
+                "the remote file was deleted: PUT it again"
+            } else {
+                "the remote file could not be deleted"
             }
-            other => other?,
-        };
+        })?;
         Ok(Resumed {
             from,
             done: Transferred { bytes, verified },
@@ -893,6 +869,32 @@ impl Client {
                 source,
             })
         })
+    }
+
+    /// As [`Client::verify_against_server`], after a resumed transfer: on a mismatch
+    /// `discard` removes the file that is not whole (the part kept before was not the
+    /// other side's either) and says what came of it, and the error tells that.
+    fn verify_resumed(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        discard: impl FnOnce(&mut Self) -> &'static str,
+    ) -> Result<bool> {
+        match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local,
+                remote,
+            }) => {
+                let note = discard(self);
+                Err(ClientError::Mismatch {
+                    path: format!("{path} ({note})"),
+                    local,
+                    remote,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Compares `ours()`, the SHA-256 of what was moved (computed only when needed),
