@@ -558,21 +558,14 @@ impl Client {
             path: local.to_owned(),
             source,
         };
-        let file = match std::fs::OpenOptions::new().write(true).open(local) {
-            Ok(file) => file,
+        let (file, meta) = match open_regular(local, std::fs::OpenOptions::new().write(true)) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let done = self.get(remote, local, progress)?;
                 return Ok(Resumed { from: 0, done });
             }
             Err(e) => return Err(local_err(e)),
         };
-        let meta = file.metadata().map_err(local_err)?;
-        if !meta.is_file() {
-            return Err(local_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            )));
-        }
         let from = meta.len();
         // SIZE, where the server has it, catches a local file longer than the remote
         // one, and saves a transfer when nothing is missing.
@@ -1520,17 +1513,26 @@ fn without_path(e: io::Error) -> io::Error {
 /// Opens the local file an upload sends, refusing anything but a regular file, before
 /// anything is asked of the server.
 fn open_upload(local: &Path) -> Result<(File, std::fs::Metadata)> {
-    let local_err = |source| ClientError::LocalFile {
-        path: local.to_owned(),
-        source,
-    };
-    let file = File::open(local).map_err(local_err)?;
-    let meta = file.metadata().map_err(local_err)?;
+    open_regular(local, std::fs::OpenOptions::new().read(true)).map_err(|source| {
+        ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Opens `local` with `options`, refusing anything but a regular file.
+fn open_regular(
+    local: &Path,
+    options: &std::fs::OpenOptions,
+) -> io::Result<(File, std::fs::Metadata)> {
+    let file = options.open(local)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(local_err(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
-        )));
+        ));
     }
     Ok((file, meta))
 }
