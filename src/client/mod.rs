@@ -587,7 +587,8 @@ impl Client {
         let mut bytes = 0;
         if size != Some(from) {
             (&file).seek(io::SeekFrom::Start(from)).map_err(local_err)?;
-            let (data, _) = self.start_transfer_at(Command::Retr(remote.to_owned()), from)?;
+            let (data, _) =
+                self.start_transfer_from(Command::Retr(remote.to_owned()), Some(from))?;
             let total = size.map(|s| s - from);
             let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
                 pump.stream_to_file(data, &file, PROGRESS_STEP)
@@ -1164,26 +1165,25 @@ impl Client {
         }
     }
 
-    /// As [`Client::start_transfer`], with `REST offset` between the data connection
-    /// and `cmd`, so the REST is the last command before the transfer (RFC 3659 §5.3).
-    fn start_transfer_at(
-        &mut self,
-        cmd: Command,
-        offset: u64,
-    ) -> Result<(ClientStream, ReceivedReply)> {
-        let data = self.open_data()?;
-        self.send(&Command::Rest(offset))?;
-        self.expect(&[ReplyCode::PendingFurtherInfo])?;
-        self.send(&cmd)?;
-        let started = self.expect_preliminary()?;
-        let data = self.data_stream(data)?;
-        Ok((self.secure_data(data)?, started))
-    }
-
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
     /// that starts the transfer (returned), and secures the connection when in TLS.
     fn start_transfer(&mut self, cmd: Command) -> Result<(ClientStream, ReceivedReply)> {
+        self.start_transfer_from(cmd, None)
+    }
+
+    /// As [`Client::start_transfer`], with `REST offset` (when given) between the data
+    /// connection and `cmd`, so the REST is the last command before the transfer
+    /// (RFC 3659 §5.3).
+    fn start_transfer_from(
+        &mut self,
+        cmd: Command,
+        rest: Option<u64>,
+    ) -> Result<(ClientStream, ReceivedReply)> {
         let data = self.open_data()?;
+        if let Some(offset) = rest {
+            self.send(&Command::Rest(offset))?;
+            self.expect(&[ReplyCode::PendingFurtherInfo])?;
+        }
         self.send(&cmd)?;
         let started = self.expect_preliminary()?;
         let data = self.data_stream(data)?;
