@@ -638,16 +638,7 @@ impl Client {
         }
         let mut bytes = 0;
         if from < meta.len() {
-            let data = self.start_resumed_upload(remote, from)?;
-            let data = self.data_stream(data)?;
-            let data = self.secure_data(data)?;
-            let mut offset = from;
-            let total = Some(meta.len() - from);
-            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
-                pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
-            })?;
-            let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
-            bytes = self.finish_transfer(copied, local)?;
+            bytes = self.send_file(&file, meta.len(), local, remote, from, &mut progress)?;
         }
         let verified = self.verify_resumed(remote, local, |client| {
             if client.delete(remote).is_ok() {
@@ -715,18 +706,34 @@ impl Client {
     ) -> Result<Transferred> {
         self.check_usable()?;
         let (file, meta) = open_upload(local)?;
-        let total = Some(meta.len());
-        let (data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
-        let mut offset = 0u64;
-        let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
-            pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
+        let bytes = self.send_file(&file, meta.len(), local, remote, 0, &mut progress)?;
+        let verified = self.verify_against_server(remote, local)?;
+        Ok(Transferred { bytes, verified })
+    }
+
+    /// Uploads `file` (of `len` bytes, opened from `local`) from byte `from` on to
+    /// `remote`, as [`Client::start_resumed_upload`] starts it (`STOR` from 0).
+    /// Returns the bytes sent.
+    fn send_file(
+        &mut self,
+        file: &File,
+        len: u64,
+        local: &Path,
+        remote: &str,
+        from: u64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let data = self.start_resumed_upload(remote, from)?;
+        let data = self.data_stream(data)?;
+        let data = self.secure_data(data)?;
+        let mut offset = from;
+        let (data, copied) = self.copy(data, Some(len - from), progress, |pump, data| {
+            pump.file_to_stream(file, &mut offset, data, PROGRESS_STEP)
         })?;
         // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4);
         // in TLS a close_notify comes first, so the end cannot be faked by a cut.
         let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
-        let bytes = self.finish_transfer(copied, local)?;
-        let verified = self.verify_against_server(remote, local)?;
-        Ok(Transferred { bytes, verified })
+        self.finish_transfer(copied, local)
     }
 
     /// A transfer's copy loop: `step` moves the next bytes (0 at the end), progress is
