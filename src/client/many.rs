@@ -97,40 +97,18 @@ impl Client {
         &mut self,
         patterns: &[String],
         dir: &Path,
-        mut event: impl FnMut(BatchEvent<'_>),
+        event: impl FnMut(BatchEvent<'_>),
     ) -> Result<Batch> {
-        let (names, unmatched) = self.remote_matches(patterns)?;
-        let mut batch = Batch {
-            unmatched,
-            ..Batch::default()
-        };
-        let count = names.len();
-        for (index, name) in names.into_iter().enumerate() {
-            if batch.ended(self) {
-                batch.skipped.push(name);
-                continue;
-            }
-            let result = if stays_inside(&name) {
-                self.get(&name, &dir.join(&name), |progress| {
-                    event(BatchEvent::Progress {
-                        name: &name,
-                        index,
-                        count,
-                        progress,
-                    })
-                })
+        let matches = self.remote_matches(patterns)?;
+        Ok(self.each_file(matches, event, |client, name, progress| {
+            if stays_inside(name) {
+                client.get(name, &dir.join(name), progress)
             } else {
                 Err(ClientError::InvalidArgument(format!(
                     "refusing {name:?} from the server: the name would leave the local directory"
                 )))
-            };
-            event(BatchEvent::Done {
-                name: &name,
-                result: &result,
-            });
-            batch.files.push((name, result));
-        }
-        Ok(batch)
+            }
+        }))
     }
 
     /// Uploads every regular file of the local directory `dir` that matches one of
@@ -143,9 +121,22 @@ impl Client {
         &mut self,
         patterns: &[String],
         dir: &Path,
-        mut event: impl FnMut(BatchEvent<'_>),
+        event: impl FnMut(BatchEvent<'_>),
     ) -> Result<Batch> {
-        let (names, unmatched) = local_matches(dir, patterns)?;
+        let matches = local_matches(dir, patterns)?;
+        Ok(self.each_file(matches, event, |client, name, progress| {
+            client.put(&dir.join(name), name, progress)
+        }))
+    }
+
+    /// Runs `transfer` on each of `names` in turn, telling `event` how each goes,
+    /// until the batch [ends](Batch::ended); the names after that are skipped.
+    fn each_file(
+        &mut self,
+        (names, unmatched): (Vec<String>, Vec<String>),
+        mut event: impl FnMut(BatchEvent<'_>),
+        mut transfer: impl FnMut(&mut Client, &str, &mut dyn FnMut(Progress)) -> Result<Transferred>,
+    ) -> Batch {
         let mut batch = Batch {
             unmatched,
             ..Batch::default()
@@ -156,7 +147,7 @@ impl Client {
                 batch.skipped.push(name);
                 continue;
             }
-            let result = self.put(&dir.join(&name), &name, |progress| {
+            let result = transfer(self, &name, &mut |progress| {
                 event(BatchEvent::Progress {
                     name: &name,
                     index,
@@ -170,7 +161,7 @@ impl Client {
             });
             batch.files.push((name, result));
         }
-        Ok(batch)
+        batch
     }
 }
 

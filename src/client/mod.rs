@@ -558,21 +558,14 @@ impl Client {
             path: local.to_owned(),
             source,
         };
-        let file = match std::fs::OpenOptions::new().write(true).open(local) {
-            Ok(file) => file,
+        let (file, meta) = match open_regular(local, std::fs::OpenOptions::new().write(true)) {
+            Ok(opened) => opened,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let done = self.get(remote, local, progress)?;
                 return Ok(Resumed { from: 0, done });
             }
             Err(e) => return Err(local_err(e)),
         };
-        let meta = file.metadata().map_err(local_err)?;
-        if !meta.is_file() {
-            return Err(local_err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file",
-            )));
-        }
         let from = meta.len();
         // SIZE, where the server has it, catches a local file longer than the remote
         // one, and saves a transfer when nothing is missing.
@@ -594,7 +587,8 @@ impl Client {
         let mut bytes = 0;
         if size != Some(from) {
             (&file).seek(io::SeekFrom::Start(from)).map_err(local_err)?;
-            let (data, _) = self.start_transfer_at(Command::Retr(remote.to_owned()), from)?;
+            let (data, _) =
+                self.start_transfer_from(Command::Retr(remote.to_owned()), Some(from))?;
             let total = size.map(|s| s - from);
             let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
                 pump.stream_to_file(data, &file, PROGRESS_STEP)
@@ -603,21 +597,10 @@ impl Client {
             bytes = self.finish_transfer(copied, local)?;
         }
         drop(file);
-        let verified = match self.verify_against_server(remote, local) {
-            Err(ClientError::Mismatch {
-                path,
-                local: ours,
-                remote: theirs,
-            }) => {
-                let _ = std::fs::remove_file(local);
-                return Err(ClientError::Mismatch {
-                    path: format!("{path} (the local file was removed: GET it again)"),
-                    local: ours,
-                    remote: theirs,
-                });
-            }
-            other => other?,
-        };
+        let verified = self.verify_resumed(remote, local, |_| {
+            let _ = std::fs::remove_file(local);
+            "the local file was removed: GET it again"
+        })?;
         Ok(Resumed {
             from,
             done: Transferred { bytes, verified },
@@ -655,37 +638,15 @@ impl Client {
         }
         let mut bytes = 0;
         if from < meta.len() {
-            let data = self.start_resumed_upload(remote, from)?;
-            let data = self.data_stream(data)?;
-            let data = self.secure_data(data)?;
-            let mut offset = from;
-            let total = Some(meta.len() - from);
-            let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
-                pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
-            })?;
-            let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
-            bytes = self.finish_transfer(copied, local)?;
+            bytes = self.send_file(&file, meta.len(), local, remote, from, &mut progress)?;
         }
-        let verified = match self.verify_against_server(remote, local) {
-            Err(ClientError::Mismatch {
-                path,
-                local: ours,
-                remote: theirs,
-            }) => {
-                let gone = self.delete(remote).is_ok();
-                let note = if gone {
-                    "the remote file was deleted: PUT it again"
-                } else {
-                    "the remote file could not be deleted"
-                };
-                return Err(ClientError::Mismatch {
-                    path: format!("{path} ({note})"),
-                    local: ours,
-                    remote: theirs,
-                });
+        let verified = self.verify_resumed(remote, local, |client| {
+            if client.delete(remote).is_ok() {
+                "the remote file was deleted: PUT it again"
+            } else {
+                "the remote file could not be deleted"
             }
-            other => other?,
-        };
+        })?;
         Ok(Resumed {
             from,
             done: Transferred { bytes, verified },
@@ -745,18 +706,34 @@ impl Client {
     ) -> Result<Transferred> {
         self.check_usable()?;
         let (file, meta) = open_upload(local)?;
-        let total = Some(meta.len());
-        let (data, _) = self.start_transfer(Command::Stor(remote.to_owned()))?;
-        let mut offset = 0u64;
-        let (data, copied) = self.copy(data, total, &mut progress, |pump, data| {
-            pump.file_to_stream(&file, &mut offset, data, PROGRESS_STEP)
+        let bytes = self.send_file(&file, meta.len(), local, remote, 0, &mut progress)?;
+        let verified = self.verify_against_server(remote, local)?;
+        Ok(Transferred { bytes, verified })
+    }
+
+    /// Uploads `file` (of `len` bytes, opened from `local`) from byte `from` on to
+    /// `remote`, as [`Client::start_resumed_upload`] starts it (`STOR` from 0).
+    /// Returns the bytes sent.
+    fn send_file(
+        &mut self,
+        file: &File,
+        len: u64,
+        local: &Path,
+        remote: &str,
+        from: u64,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64> {
+        let data = self.start_resumed_upload(remote, from)?;
+        let data = self.data_stream(data)?;
+        let data = self.secure_data(data)?;
+        let mut offset = from;
+        let (data, copied) = self.copy(data, Some(len - from), progress, |pump, data| {
+            pump.file_to_stream(file, &mut offset, data, PROGRESS_STEP)
         })?;
         // Closing our end is the end-of-file mark the server waits for (RFC 959 §3.4);
         // in TLS a close_notify comes first, so the end cannot be faked by a cut.
         let copied = copied.and_then(|n| data.finish().map(|()| n).map_err(CopyError::Net));
-        let bytes = self.finish_transfer(copied, local)?;
-        let verified = self.verify_against_server(remote, local)?;
-        Ok(Transferred { bytes, verified })
+        self.finish_transfer(copied, local)
     }
 
     /// A transfer's copy loop: `step` moves the next bytes (0 at the end), progress is
@@ -893,6 +870,32 @@ impl Client {
                 source,
             })
         })
+    }
+
+    /// As [`Client::verify_against_server`], after a resumed transfer: on a mismatch
+    /// `discard` removes the file that is not whole (the part kept before was not the
+    /// other side's either) and says what came of it, and the error tells that.
+    fn verify_resumed(
+        &mut self,
+        remote: &str,
+        local: &Path,
+        discard: impl FnOnce(&mut Self) -> &'static str,
+    ) -> Result<bool> {
+        match self.verify_against_server(remote, local) {
+            Err(ClientError::Mismatch {
+                path,
+                local,
+                remote,
+            }) => {
+                let note = discard(self);
+                Err(ClientError::Mismatch {
+                    path: format!("{path} ({note})"),
+                    local,
+                    remote,
+                })
+            }
+            other => other,
+        }
     }
 
     /// Compares `ours()`, the SHA-256 of what was moved (computed only when needed),
@@ -1169,26 +1172,25 @@ impl Client {
         }
     }
 
-    /// As [`Client::start_transfer`], with `REST offset` between the data connection
-    /// and `cmd`, so the REST is the last command before the transfer (RFC 3659 §5.3).
-    fn start_transfer_at(
-        &mut self,
-        cmd: Command,
-        offset: u64,
-    ) -> Result<(ClientStream, ReceivedReply)> {
-        let data = self.open_data()?;
-        self.send(&Command::Rest(offset))?;
-        self.expect(&[ReplyCode::PendingFurtherInfo])?;
-        self.send(&cmd)?;
-        let started = self.expect_preliminary()?;
-        let data = self.data_stream(data)?;
-        Ok((self.secure_data(data)?, started))
-    }
-
     /// Opens a data connection, sends `cmd` (RETR, STOR, LIST...), expects the `1xx`
     /// that starts the transfer (returned), and secures the connection when in TLS.
     fn start_transfer(&mut self, cmd: Command) -> Result<(ClientStream, ReceivedReply)> {
+        self.start_transfer_from(cmd, None)
+    }
+
+    /// As [`Client::start_transfer`], with `REST offset` (when given) between the data
+    /// connection and `cmd`, so the REST is the last command before the transfer
+    /// (RFC 3659 §5.3).
+    fn start_transfer_from(
+        &mut self,
+        cmd: Command,
+        rest: Option<u64>,
+    ) -> Result<(ClientStream, ReceivedReply)> {
         let data = self.open_data()?;
+        if let Some(offset) = rest {
+            self.send(&Command::Rest(offset))?;
+            self.expect(&[ReplyCode::PendingFurtherInfo])?;
+        }
         self.send(&cmd)?;
         let started = self.expect_preliminary()?;
         let data = self.data_stream(data)?;
@@ -1518,17 +1520,26 @@ fn without_path(e: io::Error) -> io::Error {
 /// Opens the local file an upload sends, refusing anything but a regular file, before
 /// anything is asked of the server.
 fn open_upload(local: &Path) -> Result<(File, std::fs::Metadata)> {
-    let local_err = |source| ClientError::LocalFile {
-        path: local.to_owned(),
-        source,
-    };
-    let file = File::open(local).map_err(local_err)?;
-    let meta = file.metadata().map_err(local_err)?;
+    open_regular(local, std::fs::OpenOptions::new().read(true)).map_err(|source| {
+        ClientError::LocalFile {
+            path: local.to_owned(),
+            source,
+        }
+    })
+}
+
+/// Opens `local` with `options`, refusing anything but a regular file.
+fn open_regular(
+    local: &Path,
+    options: &std::fs::OpenOptions,
+) -> io::Result<(File, std::fs::Metadata)> {
+    let file = options.open(local)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err(local_err(io::Error::new(
+        return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             "not a regular file",
-        )));
+        ));
     }
     Ok((file, meta))
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::many::BatchEvent;
-use super::{Client, ClientError, Interrupt, Progress};
+use super::{Client, ClientError, Interrupt, Progress, Resumed};
 
 /// Host that `OPEN <port>` connects to.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -1064,10 +1064,10 @@ impl Repl {
             Input::Empty => {}
             Input::Help => HELP.lines().for_each(|l| ui.result(l)),
             Input::Open { host, port, tls } => self.open(&host, port, tls, ui)?,
-            Input::Get(name) => self.transfer(Direction::Get, &name, ui)?,
-            Input::Put(name) => self.transfer(Direction::Put, &name, ui)?,
-            Input::Reget(name) => self.resume(Direction::Get, &name, ui)?,
-            Input::Reput(name) => self.resume(Direction::Put, &name, ui)?,
+            Input::Get(name) => self.transfer(Direction::Get, &name, false, ui)?,
+            Input::Put(name) => self.transfer(Direction::Put, &name, false, ui)?,
+            Input::Reget(name) => self.transfer(Direction::Get, &name, true, ui)?,
+            Input::Reput(name) => self.transfer(Direction::Put, &name, true, ui)?,
             Input::Mget(patterns) => self.batch(Direction::Get, &patterns, ui)?,
             Input::Mput(patterns) => self.batch(Direction::Put, &patterns, ui)?,
             Input::Ls(path) => {
@@ -1303,54 +1303,40 @@ impl Repl {
         Ok(target)
     }
 
+    /// GET/PUT, or REGET/REPUT when `resume`: the transfer line, with where it
+    /// resumed.
     fn transfer(
         &mut self,
         direction: Direction,
         name: &FileName,
+        resume: bool,
         ui: &mut dyn Ui,
     ) -> Result<(), CommandError> {
         let local = name.local_path(&self.dir);
-        let verb = direction.verb();
+        let verb = if resume {
+            format!("RE{}", direction.verb())
+        } else {
+            direction.verb().to_owned()
+        };
         let start = Instant::now();
+        let remote = name.as_str();
         let result = self.with_client(&format!("{verb} {name}"), |client| {
-            let progress = |p| ui.progress(name.as_str(), p);
-            match direction {
-                Direction::Get => client.get(name.as_str(), &local, progress),
-                Direction::Put => client.put(&local, name.as_str(), progress),
+            let progress = |p| ui.progress(remote, p);
+            let resumed = |r: Resumed| (Some(r.from), r.done);
+            match (direction, resume) {
+                (Direction::Get, false) => client.get(remote, &local, progress).map(|d| (None, d)),
+                (Direction::Put, false) => client.put(&local, remote, progress).map(|d| (None, d)),
+                (Direction::Get, true) => client.reget(remote, &local, progress).map(resumed),
+                (Direction::Put, true) => client.reput(&local, remote, progress).map(resumed),
             }
         });
         ui.progress_end();
-        let done = result?;
-        let mut line = transfer_line(verb, name.as_str(), done.bytes, start.elapsed());
-        if done.verified {
-            line.push_str(", SHA-256 verified");
+        let (from, done) = result?;
+        let mut line = transfer_line(&verb, remote, done.bytes, start.elapsed());
+        if let Some(from) = from {
+            line.push_str(&format!(", resumed at {from} bytes"));
         }
-        ui.result(&line);
-        Ok(())
-    }
-
-    /// REGET/REPUT: the transfer line, with where it resumed.
-    fn resume(
-        &mut self,
-        direction: Direction,
-        name: &FileName,
-        ui: &mut dyn Ui,
-    ) -> Result<(), CommandError> {
-        let local = name.local_path(&self.dir);
-        let verb = format!("RE{}", direction.verb());
-        let start = Instant::now();
-        let result = self.with_client(&format!("{verb} {name}"), |client| {
-            let progress = |p| ui.progress(name.as_str(), p);
-            match direction {
-                Direction::Get => client.reget(name.as_str(), &local, progress),
-                Direction::Put => client.reput(&local, name.as_str(), progress),
-            }
-        });
-        ui.progress_end();
-        let resumed = result?;
-        let mut line = transfer_line(&verb, name.as_str(), resumed.done.bytes, start.elapsed());
-        line.push_str(&format!(", resumed at {} bytes", resumed.from));
-        if resumed.done.verified {
+        if done.verified {
             line.push_str(", SHA-256 verified");
         }
         ui.result(&line);
@@ -1653,6 +1639,11 @@ mod tests {
         assert_eq!(parse_input("PUT   "), Err(InputError::Usage("PUT <file>")));
     }
 
+    /// Whether `line` is refused for a name that cannot be used.
+    fn is_bad_name(line: &str) -> bool {
+        matches!(parse_input(line), Err(InputError::BadName(_, _)))
+    }
+
     #[test]
     fn names_that_leave_the_local_directory_are_refused() {
         for bad in ["../x", "/etc/x", "a/../../x", "..", "a/.."] {
@@ -1672,18 +1663,9 @@ mod tests {
             message.contains("would leave the local directory"),
             "{message}"
         );
-        assert!(matches!(
-            parse_input("GET ."),
-            Err(InputError::BadName(_, _))
-        ));
-        assert!(matches!(
-            parse_input("GET dir/"),
-            Err(InputError::BadName(_, _))
-        ));
-        assert!(matches!(
-            parse_input("GET a\0b"),
-            Err(InputError::BadName(_, _))
-        ));
+        assert!(is_bad_name("GET ."));
+        assert!(is_bad_name("GET dir/"));
+        assert!(is_bad_name("GET a\0b"));
     }
 
     #[test]
@@ -1738,10 +1720,7 @@ mod tests {
             parse_input("DELETE"),
             Err(InputError::Usage("DELETE <file>"))
         );
-        assert!(matches!(
-            parse_input("DELETE a\0b"),
-            Err(InputError::BadName(_, _))
-        ));
+        assert!(is_bad_name("DELETE a\0b"));
         let rename = |from: &str, to: &str| {
             Ok(Input::Rename {
                 from: from.into(),
@@ -1785,14 +1764,8 @@ mod tests {
             parse_input("MPUT \"\""),
             Err(InputError::Usage("MPUT <pattern>..."))
         );
-        assert!(matches!(
-            parse_input("MGET sub/*.txt"),
-            Err(InputError::BadName(_, _))
-        ));
-        assert!(matches!(
-            parse_input("MPUT ../*"),
-            Err(InputError::BadName(_, _))
-        ));
+        assert!(is_bad_name("MGET sub/*.txt"));
+        assert!(is_bad_name("MPUT ../*"));
     }
 
     #[test]
