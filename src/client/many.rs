@@ -1,16 +1,22 @@
 //! Many files at once: `MGET`/`MPUT` patterns with `*`, `?` and `[...]`.
 //!
-//! Remote names come from `NLST` of the server's current directory and are matched
+//! Remote names come from a listing of the server's current directory and are matched
 //! here, not by the server: servers differ on wildcards in `NLST` (ours expands them,
 //! others take them literally), and a name the server sends is checked before it
-//! becomes a local path. Each file then goes through [`Client::get`] or
+//! becomes a local path. Only plain files are fetched: where the server offers MLSD
+//! (RFC 3659 §7), its `type` facts say which names are files; elsewhere the names
+//! come from `NLST`, which cannot tell, and each matching name is asked its `SIZE`
+//! first, which servers refuse with `550` for a directory. Names that are not files
+//! are left out, and counted, rather than failing their GETs. Each file then goes through [`Client::get`] or
 //! [`Client::put`], so it is verified as those are, and a failed download leaves
 //! nothing behind. A lost connection or an [`super::Interrupt`] (Ctrl-C) ends the
 //! batch; any other failure is counted and the next file follows.
 
+use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use super::{Client, ClientError, Progress, Result, Transferred};
+use crate::protocol::{Command, ReplyCode};
 
 /// What a batch transfer tells its callback as it goes.
 #[derive(Debug)]
@@ -35,13 +41,37 @@ pub enum BatchEvent<'a> {
     },
 }
 
+/// The names a batch's patterns chose.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Matches {
+    /// The files to move, in the listing's order, each once.
+    pub names: Vec<String>,
+    /// The patterns that matched no file.
+    pub unmatched: Vec<String>,
+    /// Names that matched but are not plain files (directories, mostly): left out.
+    pub left_out: Vec<String>,
+}
+
+/// What a listing says one of its names is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A plain file.
+    File,
+    /// A directory, or anything else that is not a plain file.
+    NotFile,
+    /// The listing does not say (NLST, or a type MLSD leaves open such as a link).
+    Unknown,
+}
+
 /// What a batch transfer did.
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Every file tried, in order, with what came of it.
     pub files: Vec<(String, Result<Transferred>)>,
-    /// The patterns that matched no name.
+    /// The patterns that matched no file.
     pub unmatched: Vec<String>,
+    /// Names that matched but are not plain files, left out (not failures).
+    pub left_out: Vec<String>,
     /// Names that matched but were not tried: the connection was lost, or the batch
     /// was interrupted, before them.
     pub skipped: Vec<String>,
@@ -76,20 +106,92 @@ impl Batch {
 }
 
 impl Client {
-    /// The names in the server's current directory (`NLST`) that match any of
-    /// `patterns`, in the server's order, each once; and the patterns that matched
-    /// nothing.
+    /// The plain files in the server's current directory that match any of
+    /// `patterns`, in the server's order, each once; the patterns that matched no
+    /// file; and the matching names that are not files.
+    ///
+    /// The listing is MLSD where the server offers it (its `type` facts tell files
+    /// from directories), else NLST, and then each matching name is asked its SIZE:
+    /// a `550` means it is not a plain file. A name that would leave the local
+    /// directory is not asked (its GET refuses it).
     ///
     /// # Errors
-    /// As [`Client::nlst`].
-    pub fn remote_matches(&mut self, patterns: &[String]) -> Result<(Vec<String>, Vec<String>)> {
-        let names = self.nlst(None)?;
-        Ok(select(&names, patterns))
+    /// As [`Client::nlst`]; connection errors during the SIZE questions.
+    pub fn remote_matches(&mut self, patterns: &[String]) -> Result<Matches> {
+        let entries = self.remote_entries()?;
+        let names: Vec<String> = entries.iter().map(|(n, _)| n.clone()).collect();
+        let kinds: HashMap<&str, Kind> = entries.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+        let (chosen, _) = select(&names, patterns);
+        let mut files = Vec::new();
+        let mut left_out = Vec::new();
+        for name in chosen {
+            let kind = match kinds.get(name.as_str()) {
+                Some(Kind::Unknown) | None if stays_inside(&name) => self.kind_by_size(&name)?,
+                Some(kind) => *kind,
+                None => Kind::Unknown,
+            };
+            if kind == Kind::NotFile {
+                left_out.push(name);
+            } else {
+                files.push(name);
+            }
+        }
+        // A pattern that matched only directories matched no file.
+        let (names, unmatched) = select(&files, patterns);
+        Ok(Matches {
+            names,
+            unmatched,
+            left_out,
+        })
+    }
+
+    /// The names in the current directory with what the listing says they are:
+    /// MLSD where the server offers it (and does not refuse it), else NLST.
+    fn remote_entries(&mut self) -> Result<Vec<(String, Kind)>> {
+        if self.offers_mlsd()? {
+            match self.fetch_listing(Command::Mlsd(None)) {
+                Ok(bytes) => return Ok(parse_mlsd(&String::from_utf8_lossy(&bytes))),
+                // A server that names MLST in FEAT but refuses MLSD here: NLST.
+                Err(ClientError::UnexpectedReply { .. }) if self.is_usable() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(self
+            .nlst(None)?
+            .into_iter()
+            // Some servers (pure-ftpd) list `.` and `..`; neither is a file.
+            .filter(|n| n != "." && n != "..")
+            .map(|n| (n, Kind::Unknown))
+            .collect())
+    }
+
+    /// Whether `name` is a plain file, as its SIZE (RFC 3659 §4) says: a size, a
+    /// file; `550`, not one; any other refusal (a server without SIZE), unknown, so
+    /// its GET decides. RFC 3659 §4.2 lets a server refuse SIZE with `550` for a file
+    /// it cannot size in the current TYPE; in TYPE I, which the client uses, the
+    /// servers tested (ours, pyftpdlib, vsftpd, pure-ftpd) answer for every file and
+    /// refuse directories.
+    fn kind_by_size(&mut self, name: &str) -> Result<Kind> {
+        match self.size(name) {
+            Ok(_) => Ok(Kind::File),
+            Err(ClientError::UnexpectedReply { code, .. })
+                if code == ReplyCode::FileUnavailable.number() =>
+            {
+                Ok(Kind::NotFile)
+            }
+            Err(ClientError::UnexpectedReply { .. } | ClientError::Protocol(_))
+                if self.is_usable() =>
+            {
+                Ok(Kind::Unknown)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Downloads every remote file of the current directory that matches one of
-    /// `patterns` into the local directory `dir` (MGET). A name that would leave
-    /// `dir` (absolute, or with `..`) is refused as that file's failure.
+    /// `patterns` into the local directory `dir` (MGET). Matching names that are not
+    /// plain files (see [`Client::remote_matches`]) are left out; a name that would
+    /// leave `dir` (absolute, or with `..`) is refused as that file's failure.
     ///
     /// # Errors
     /// Only when the listing itself fails; each file's outcome is in the [`Batch`].
@@ -113,6 +215,7 @@ impl Client {
 
     /// Uploads every regular file of the local directory `dir` that matches one of
     /// `patterns` to the server's current directory under the same name (MPUT).
+    /// Matching names that are not regular files (directories) are left out.
     ///
     /// # Errors
     /// [`ClientError::LocalFile`] when `dir` cannot be read; each file's outcome is
@@ -133,12 +236,18 @@ impl Client {
     /// until the batch [ends](Batch::ended); the names after that are skipped.
     fn each_file(
         &mut self,
-        (names, unmatched): (Vec<String>, Vec<String>),
+        matches: Matches,
         mut event: impl FnMut(BatchEvent<'_>),
         mut transfer: impl FnMut(&mut Client, &str, &mut dyn FnMut(Progress)) -> Result<Transferred>,
     ) -> Batch {
+        let Matches {
+            names,
+            unmatched,
+            left_out,
+        } = matches;
         let mut batch = Batch {
             unmatched,
+            left_out,
             ..Batch::default()
         };
         let count = names.len();
@@ -165,28 +274,64 @@ impl Client {
     }
 }
 
-/// The regular files in `dir` that match any of `patterns`, sorted; and the patterns
-/// that matched nothing.
+/// The regular files in `dir` that match any of `patterns`, sorted; the patterns
+/// that matched no file; and the matching names that are not regular files.
 ///
 /// # Errors
 /// [`ClientError::LocalFile`] when `dir` cannot be read.
-pub fn local_matches(dir: &Path, patterns: &[String]) -> Result<(Vec<String>, Vec<String>)> {
+pub fn local_matches(dir: &Path, patterns: &[String]) -> Result<Matches> {
     let dir_err = |source| ClientError::LocalFile {
         path: dir.to_owned(),
         source,
     };
-    let mut names = Vec::new();
+    let mut files = Vec::new();
+    let mut others = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(dir_err)? {
         let entry = entry.map_err(dir_err)?;
-        // Symbolic links are followed, as PUT follows them; directories are left out.
-        let is_file = std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file());
-        // A name that is not UTF-8 cannot be sent as typed; it is left out too.
-        if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
-            names.push(name.to_owned());
+        // A name that is not UTF-8 cannot be sent as typed; it is left out.
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        // Symbolic links are followed, as PUT follows them.
+        if std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file()) {
+            files.push(name);
+        } else {
+            others.push(name);
         }
     }
-    names.sort();
-    Ok(select(&names, patterns))
+    files.sort();
+    others.sort();
+    let (names, unmatched) = select(&files, patterns);
+    let (left_out, _) = select(&others, patterns);
+    Ok(Matches {
+        names,
+        unmatched,
+        left_out,
+    })
+}
+
+/// The entries of an MLSD listing (RFC 3659 §7.2): one `fact=value;...; name` per
+/// line, the facts ending at the first space. The `type` fact says what each is;
+/// the entries for the directory itself and its parent (`cdir`, `pdir`) are dropped.
+fn parse_mlsd(text: &str) -> Vec<(String, Kind)> {
+    text.lines()
+        .filter_map(|line| {
+            let (facts, name) = line.trim_end_matches('\r').split_once(' ')?;
+            let kind = facts
+                .split(';')
+                .filter_map(|fact| fact.split_once('='))
+                .find(|(fact, _)| fact.eq_ignore_ascii_case("type"))
+                .map(|(_, value)| value.to_ascii_lowercase());
+            let kind = match kind.as_deref() {
+                Some("cdir" | "pdir") => return None,
+                Some("file") => Kind::File,
+                Some("dir") => Kind::NotFile,
+                // No type, or one such as `OS.unix=slink`: its SIZE will tell.
+                _ => Kind::Unknown,
+            };
+            (!name.is_empty()).then(|| (name.to_owned(), kind))
+        })
+        .collect()
 }
 
 /// The `names` matching any pattern, each once and in order, and the unmatched patterns.
@@ -353,6 +498,41 @@ mod tests {
         let (chosen, unmatched) = select(&names, &patterns);
         assert_eq!(chosen, ["a.txt", "c.txt"]);
         assert_eq!(unmatched, ["*.zip"]);
+    }
+
+    #[test]
+    fn mlsd_lines_parse_into_names_and_what_they_are() {
+        let text = "type=cdir;perm=el; /pub\r\ntype=pdir; ..\r\n\
+                    Type=File;Size=3; a b.txt\r\ntype=dir;modify=20260101000000; sub\r\n\
+                    type=OS.unix=slink:/x; link\r\nsize=4; untyped\r\n no facts\r\n\r\n";
+        let got = parse_mlsd(text);
+        let want = [
+            ("a b.txt", Kind::File),
+            ("sub", Kind::NotFile),
+            ("link", Kind::Unknown),
+            ("untyped", Kind::Unknown),
+            ("no facts", Kind::Unknown),
+        ]
+        .map(|(n, k)| (n.to_owned(), k));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn local_directories_that_match_are_left_out_not_unmatched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.log"), b"a").expect("write");
+        std::fs::create_dir(dir.path().join("b.log")).expect("mkdir");
+        std::fs::create_dir(dir.path().join("only-dir")).expect("mkdir");
+        let patterns = ["*.log", "only*"].map(String::from);
+        let got = local_matches(dir.path(), &patterns).expect("matches");
+        assert_eq!(
+            got,
+            Matches {
+                names: vec!["a.log".into()],
+                unmatched: vec!["only*".into()],
+                left_out: vec!["b.log".into(), "only-dir".into()],
+            }
+        );
     }
 
     #[test]

@@ -246,6 +246,8 @@ pub struct Client {
     verify: bool,
     /// Whether the server computes SHA-256 with HASH; found out on first use.
     server_sha256: Option<bool>,
+    /// The server's FEAT lines, trimmed; asked on first use (empty without FEAT).
+    features: Option<Vec<String>>,
     pump: Pump,
     interrupt: Arc<Interrupt>,
 }
@@ -298,6 +300,7 @@ impl Client {
             usable: true,
             verify: true,
             server_sha256: None,
+            features: None,
             pump: Pump::new(),
             interrupt: Interrupt::new(),
         };
@@ -828,24 +831,61 @@ impl Client {
         }
     }
 
+    /// The features the server's FEAT reply names (RFC 2389 §3.2), one per line,
+    /// trimmed: asked once per connection; empty when the server refuses FEAT.
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub fn features(&mut self) -> Result<&[String]> {
+        self.check_usable()?;
+        if self.features.is_none() {
+            self.send(&Command::Feat)?;
+            let reply = self.read_reply()?;
+            let lines = if reply.code == ReplyCode::SystemStatus.number() {
+                // The first line ("211-Features:") and the last ("211 End") say
+                // nothing; each line between names one feature.
+                let n = reply.lines.len();
+                reply
+                    .lines
+                    .iter()
+                    .take(n.saturating_sub(1))
+                    .skip(1)
+                    .map(|l| l.trim().to_owned())
+                    .filter(|l| !l.is_empty())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.features = Some(lines);
+        }
+        Ok(self.features.as_deref().unwrap_or_default())
+    }
+
+    /// Whether the server offers MLSD: its FEAT names `MLST`, which covers both
+    /// commands (RFC 3659 §7.8).
+    ///
+    /// # Errors
+    /// Connection errors.
+    pub fn offers_mlsd(&mut self) -> Result<bool> {
+        Ok(self.features()?.iter().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|word| word.eq_ignore_ascii_case("MLST"))
+        }))
+    }
+
     /// Asks FEAT once whether HASH offers SHA-256, and selects it if it is not the
     /// server's default.
     fn server_offers_sha256(&mut self) -> Result<bool> {
         if let Some(known) = self.server_sha256 {
             return Ok(known);
         }
-        self.send(&Command::Feat)?;
-        let reply = self.read_reply()?;
-        let algos: Vec<String> = if reply.code == ReplyCode::SystemStatus.number() {
-            reply
-                .lines
-                .iter()
-                .filter_map(|l| l.trim().strip_prefix("HASH "))
-                .flat_map(|list| list.split(';').map(|a| a.trim().to_owned()))
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let algos: Vec<String> = self
+            .features()?
+            .iter()
+            .filter_map(|l| l.strip_prefix("HASH "))
+            .flat_map(|list| list.split(';').map(|a| a.trim().to_owned()))
+            .collect();
         let offered = if algos.iter().any(|a| a.eq_ignore_ascii_case("SHA-256*")) {
             true
         } else if algos.iter().any(|a| a.eq_ignore_ascii_case("SHA-256")) {

@@ -1408,6 +1408,13 @@ impl Repl {
             human_bytes(batch.bytes()),
             plural(failures, "failure", "failures"),
         );
+        if !batch.left_out.is_empty() {
+            let n = batch.left_out.len();
+            line.push_str(&format!(
+                ", {n} {} left out",
+                plural(n, "directory", "directories")
+            ));
+        }
         if !batch.skipped.is_empty() {
             line.push_str(&format!(
                 " ({} not tried: interrupted or disconnected)",

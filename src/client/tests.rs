@@ -31,6 +31,11 @@ struct Behavior {
     /// Take REST (350), then refuse the STOR after it with 550, as a server that
     /// resumes downloads only.
     rest_for_retr_only: bool,
+    /// Offer `MLST` in FEAT and answer MLSD with `type` facts.
+    mlsd: bool,
+    /// Directories of the current directory: listed by NLST and MLSD, refused by
+    /// SIZE and RETR with 550.
+    dirs: &'static [&'static str],
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -142,8 +147,15 @@ fn serve(
                 }
                 None => "501 bad address".to_owned(),
             },
-            "FEAT" if behavior.hash.is_some() => {
-                "211-Features:\r\n HASH SHA-256*\r\n211 End".to_owned()
+            "FEAT" if behavior.hash.is_some() || behavior.mlsd => {
+                let mut lines = "211-Features:\r\n".to_owned();
+                if behavior.hash.is_some() {
+                    lines.push_str(" HASH SHA-256*\r\n");
+                }
+                if behavior.mlsd {
+                    lines.push_str(" MLST type*;size*;\r\n");
+                }
+                lines + "211 End"
             }
             "HASH" if behavior.hash.is_some() => match files.lock().expect("lock").get(arg) {
                 Some(bytes) => {
@@ -155,6 +167,7 @@ fn serve(
                 }
                 None => "550 no such file".to_owned(),
             },
+            "SIZE" if behavior.dirs.contains(&arg) => "550 not a plain file".to_owned(),
             "SIZE" => match files.lock().expect("lock").get(arg) {
                 Some(bytes) => format!("213 {}", bytes.len()),
                 None => "550 no such file".to_owned(),
@@ -214,17 +227,35 @@ fn serve(
                     .extend_from_slice(&bytes);
                 "226 appended".to_owned()
             }
-            "NLST" | "LIST" => {
+            "NLST" | "LIST" | "MLSD" if verb != "MLSD" || behavior.mlsd => {
                 let Some(l) = passive.take() else {
                     writeln!(out, "425 no data connection\r")?;
                     continue;
                 };
                 writeln!(out, "150 listing\r")?;
                 let mut data = l.open()?;
-                let mut names: Vec<String> = files.lock().expect("lock").keys().cloned().collect();
-                names.sort();
-                for n in names {
-                    write!(data, "{n}\r\n")?;
+                let mut entries: Vec<(String, String)> = files
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .map(|(n, b)| (n.clone(), format!("type=file;size={};", b.len())))
+                    .chain(
+                        behavior
+                            .dirs
+                            .iter()
+                            .map(|d| (d.to_string(), "type=dir;".into())),
+                    )
+                    .collect();
+                entries.sort();
+                if verb == "MLSD" {
+                    write!(data, "type=cdir; {cwd}\r\ntype=pdir; ..\r\n")?;
+                }
+                for (name, facts) in entries {
+                    if verb == "MLSD" {
+                        write!(data, "{facts} {name}\r\n")?;
+                    } else {
+                        write!(data, "{name}\r\n")?;
+                    }
                 }
                 drop(data);
                 "226 listed".to_owned()
@@ -1158,7 +1189,7 @@ fn repl_mput_sends_matching_local_files_and_sums_up() {
     assert!(ui.errors.is_empty(), "{:?}", ui.errors);
     assert_eq!(
         ui.results.last().map(String::as_str),
-        Some("MPUT: 2 files, 3 B, 0 failures")
+        Some("MPUT: 2 files, 3 B, 0 failures, 1 directory left out")
     );
     assert_eq!(server.file("one.log"), Some(b"1".to_vec()));
     assert_eq!(server.file("two.log"), Some(b"22".to_vec()));
@@ -1396,4 +1427,120 @@ fn reput_appends_where_the_server_refuses_stor_after_rest() {
         .collect();
     assert_eq!(sent, ["REST 1000", "STOR up.bin", "APPE up.bin"]);
     client.quit().expect("quit");
+}
+
+/// Issue 15: `MGET *` over a directory with subdirectories fetches the files and
+/// leaves the directories out. Where FEAT names MLST, MLSD's `type` facts say which
+/// names are directories, and no name is asked its SIZE.
+#[test]
+fn mget_leaves_out_the_directories_mlsd_names() {
+    let server = FakeServer::start(Behavior {
+        mlsd: true,
+        dirs: &["sub", "sub.txt", "zdir"],
+        ..Behavior::default()
+    })
+    .with_file("a.txt", b"alpha")
+    .with_file("b.bin", &all_bytes());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let batch = client
+        .get_matching(&["*".into(), "z*".into()], dir.path(), |_| {})
+        .expect("listing");
+    let tried: Vec<&str> = batch.files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(tried, ["a.txt", "b.bin"]);
+    assert_eq!((batch.succeeded(), batch.failures()), (2, 1));
+    assert_eq!(batch.left_out, ["sub", "sub.txt", "zdir"]);
+    // `z*` matched only a directory: it matched no file.
+    assert_eq!(batch.unmatched, ["z*"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("a.txt")).expect("a"),
+        b"alpha"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("b.bin")).expect("b"),
+        all_bytes()
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 2);
+    let commands = server.commands();
+    assert!(commands.iter().any(|c| c == "MLSD"), "{commands:?}");
+    assert!(
+        !commands
+            .iter()
+            .any(|c| c == "NLST" || c.starts_with("SIZE") || c == "RETR sub"),
+        "{commands:?}"
+    );
+    client.quit().expect("quit");
+}
+
+/// Without MLSD, NLST cannot tell a directory from a file: each matching name is asked
+/// its SIZE, and the ones refused with 550 are left out instead of failing a GET.
+#[test]
+fn mget_without_mlsd_asks_size_and_leaves_out_what_it_refuses() {
+    let server = FakeServer::start(Behavior {
+        dirs: &["sub", "sub.txt"],
+        ..Behavior::default()
+    })
+    .with_file("a.txt", b"alpha")
+    .with_file("c.bin", b"not matched");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut client = server.connect();
+    let batch = client
+        .get_matching(&["*.txt".into(), "s*".into()], dir.path(), |_| {})
+        .expect("listing");
+    let tried: Vec<&str> = batch.files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(tried, ["a.txt"]);
+    assert_eq!(batch.left_out, ["sub", "sub.txt"]);
+    assert_eq!(batch.unmatched, ["s*"]);
+    assert_eq!(
+        std::fs::read(dir.path().join("a.txt")).expect("a"),
+        b"alpha"
+    );
+    let commands = server.commands();
+    let asked: Vec<&str> = commands
+        .iter()
+        .filter(|c| c.starts_with("SIZE") || c.starts_with("RETR") || *c == "NLST")
+        .map(String::as_str)
+        .collect();
+    // Only the matching names are asked, and only the file is fetched.
+    assert_eq!(
+        asked,
+        [
+            "NLST",
+            "SIZE a.txt",
+            "SIZE sub",
+            "SIZE sub.txt",
+            "RETR a.txt"
+        ]
+    );
+    client.quit().expect("quit");
+}
+
+#[test]
+fn repl_mget_counts_the_directories_it_left_out() {
+    let server = FakeServer::start(Behavior {
+        mlsd: true,
+        dirs: &["sub"],
+        ..Behavior::default()
+    })
+    .with_file("a.txt", b"alpha");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut repl = Repl::anonymous(dir.path().to_owned(), TIMEOUT);
+    let mut ui = Recorder::default();
+    repl.run_line(&format!("OPEN {}", server.port), &mut ui);
+    repl.run_line("MGET *", &mut ui);
+    assert!(ui.errors.is_empty(), "{:?}", ui.errors);
+    assert_eq!(repl.failures(), 0);
+    assert_eq!(
+        ui.results.last().map(String::as_str),
+        Some("MGET: 1 file, 5 B, 0 failures, 1 directory left out")
+    );
+    repl.run_line("MGET su*", &mut ui);
+    assert_eq!(repl.failures(), 1);
+    assert_eq!(
+        ui.errors,
+        [
+            "MGET su*: no file matches".to_owned(),
+            "MGET: 0 files, 0 B, 1 failure, 1 directory left out".to_owned()
+        ]
+    );
 }

@@ -1,13 +1,18 @@
 //! Our `ftp-client` binary's everyday commands (issue 15) against our server, piped and
 //! byte-exact: moving around (CD, CDUP, PWD, LCD, LPWD, LS of the current directory),
 //! changing the server's files (MKDIR, RMDIR, DELETE, RENAME, SIZE), each refusal
-//! reported with its reply while the session goes on.
+//! reported with its reply while the session goes on; MGET and MPUT, also over a
+//! directory that holds subdirectories (with MLSD and without); REGET and REPUT,
+//! and what a resumed file that differs from the other side's leaves behind.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
 
 use crate::common::{
-    hidden_names_in, names_in, pattern, run_client_script, PyftpdlibServer, TestServer,
+    have, hidden_names_in, names_in, pattern, require, run_client_script, sha256, Ftp,
+    PyftpdlibServer, TestServer,
 };
 
 #[test]
@@ -273,37 +278,238 @@ fn resume_session(port: u16, server_root: &Path, client: &Path, has_hash: bool) 
         .filter(|l| l.ends_with("SHA-256 verified"))
         .count();
     assert_eq!(verified, if has_hash { 4 } else { 0 }, "{out}");
-    if !has_hash {
-        return;
-    }
-    // A partial file that is not the start of the server's: the whole-file check
-    // catches it, and neither side keeps the wrong file.
+}
+
+/// Issue 15 item 4: a partial file whose first part is not the other side's. After
+/// the rest has moved, the whole-file HASH check differs; the error says so, with
+/// both digests, and neither side keeps the wrong file: REGET removes the local
+/// file, REPUT deletes the remote one. GET and PUT then bring both back whole.
+#[test]
+fn a_resumed_file_that_differs_is_said_and_not_kept_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    let client = client.path();
+    let port = server.addr.port();
+    let down = pattern((3 << 20) + 7, 33);
+    let up = pattern((2 << 20) + 3, 34);
+    fs::write(server.root().join("down.bin"), &down).expect("write");
+    fs::write(client.join("up.bin"), &up).expect("write");
+    fs::write(client.join("other.txt"), "untouched\n").expect("write");
     let mut wrong = down[..1 << 20].to_vec();
     wrong[10] ^= 0xff;
     fs::write(client.join("down.bin"), &wrong).expect("write");
     let mut wrong_up = up[..1 << 20].to_vec();
     wrong_up[10] ^= 0xff;
-    fs::write(server_root.join("up.bin"), &wrong_up).expect("write");
+    fs::write(server.root().join("up.bin"), &wrong_up).expect("write");
+    // What each side held after the rest moved: the wrong first part, then the rest.
+    let resumed_down = [&wrong[..], &down[1 << 20..]].concat();
+    let resumed_up = [&wrong_up[..], &up[1 << 20..]].concat();
+
     let run = run_client_script(
         client,
-        &format!("OPEN {port}\nREGET down.bin\nREPUT up.bin\n"),
+        &format!("OPEN {port}\nREGET down.bin\nREPUT up.bin\nQUIT\n"),
     );
     assert_eq!(run.code(), 1, "{run:?}");
     let errors: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(errors.len(), 2, "{}", run.stderr);
-    assert!(
-        errors[0].contains("SHA-256 differs") && errors[0].contains("removed"),
+    assert_eq!(
+        errors,
+        [
+            format!(
+                "error: REGET down.bin: down.bin (the local file was removed: GET it again): \
+                 SHA-256 differs after the transfer (local {}, server {})",
+                sha256(&resumed_down),
+                sha256(&down)
+            ),
+            format!(
+                "error: REPUT up.bin: up.bin (the remote file was deleted: PUT it again): \
+                 SHA-256 differs after the transfer (local {}, server {})",
+                sha256(&up),
+                sha256(&resumed_up)
+            ),
+        ],
         "{}",
-        errors[0]
+        run.stderr
     );
-    assert!(
-        errors[1].contains("SHA-256 differs") && errors[1].contains("deleted"),
-        "{}",
-        errors[1]
-    );
+    // Nothing wrong is kept, on either side, and nothing else is touched.
     assert!(!client.join("down.bin").exists());
-    assert!(!server_root.join("up.bin").exists());
+    assert!(!server.root().join("up.bin").exists());
+    assert_eq!(fs::read(client.join("up.bin")).expect("up"), up);
+    assert_eq!(
+        fs::read(server.root().join("down.bin")).expect("down"),
+        down
+    );
+    assert_eq!(
+        fs::read(client.join("other.txt")).expect("other"),
+        b"untouched\n"
+    );
     assert!(hidden_names_in(client).is_empty());
+    assert!(hidden_names_in(server.root()).is_empty());
+
+    // As the messages say: GET and PUT again, and both files are whole and verified.
+    let run = run_client_script(
+        client,
+        &format!("OPEN {port}\nGET down.bin\nPUT up.bin\nQUIT\n"),
+    );
+    assert_eq!(run.code(), 0, "{run:?}");
+    let verified = run
+        .stdout
+        .lines()
+        .filter(|l| l.ends_with("SHA-256 verified"))
+        .count();
+    assert_eq!(verified, 2, "{}", run.stdout);
+    assert_eq!(fs::read(client.join("down.bin")).expect("down"), down);
+    assert_eq!(fs::read(server.root().join("up.bin")).expect("up"), up);
+}
+
+#[test]
+fn mget_leaves_out_subdirectories_on_our_server() {
+    let server = TestServer::start(&[]);
+    let client = tempfile::tempdir().expect("tempdir");
+    subdirectories_session(server.addr.port(), server.root(), client.path());
+    // Our server offers MLSD: its types told the directories, no SIZE was asked, and
+    // no directory was sent a RETR.
+    let log = server.log();
+    assert!(log.contains(": MLSD"), "{log}");
+    assert!(!log.contains(": NLST") && !log.contains(": SIZE "), "{log}");
+    assert!(!log.contains(": RETR sub"), "{log}");
+}
+
+#[test]
+fn mget_leaves_out_subdirectories_on_pyftpdlib() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(server) = PyftpdlibServer::start_or_skip(root.path()) else {
+        return;
+    };
+    let client = tempfile::tempdir().expect("tempdir");
+    subdirectories_session(server.port, root.path(), client.path());
+}
+
+/// Without MLSD (pyftpdlib with MLSD and MLST taken away, as vsftpd has neither),
+/// NLST cannot tell directories from files; SIZE tells them apart instead.
+#[test]
+fn mget_leaves_out_subdirectories_on_a_server_without_mlsd() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let Some(server) = PyftpdlibWithoutMlsd::start_or_skip(root.path()) else {
+        return;
+    };
+    // The premise: FEAT names no MLST, and MLSD is refused.
+    let mut ftp = Ftp::connect(std::net::SocketAddr::from(([127, 0, 0, 1], server.port)));
+    ftp.login();
+    let feat = ftp.expect("FEAT", 211);
+    assert!(
+        feat.text.contains("SIZE") && !feat.text.contains("MLST"),
+        "{feat:?}"
+    );
+    ftp.expect("MLSD", 500);
+    ftp.expect("QUIT", 221);
+    let client = tempfile::tempdir().expect("tempdir");
+    subdirectories_session(server.port, root.path(), client.path());
+}
+
+/// `MGET *` over a directory that holds subdirectories (one with a name that looks
+/// like a file's) fetches the files only, byte-exact, and counts the directories it
+/// left out; a pattern that matches only directories matches no file.
+fn subdirectories_session(port: u16, server_root: &Path, client: &Path) {
+    let a = pattern(100, 81);
+    let b = pattern((1 << 20) + 1, 82);
+    fs::write(server_root.join("a.txt"), &a).expect("write");
+    fs::write(server_root.join("b.bin"), &b).expect("write");
+    for dir in ["sub", "sub.txt"] {
+        fs::create_dir(server_root.join(dir)).expect("mkdir");
+        fs::write(server_root.join(dir).join("inner.txt"), "inner\n").expect("write");
+    }
+    let script = format!("OPEN {port}\nMGET *\nMGET *.txt\nMGET su*\nQUIT\n");
+    let run = run_client_script(client, &script);
+
+    assert_eq!(run.code(), 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        errors,
+        [
+            "error: MGET su*: no file matches",
+            "error: MGET: 0 files, 0 B, 1 failure, 2 directories left out",
+        ],
+        "{}",
+        run.stderr
+    );
+    let out = &run.stdout;
+    for line in [
+        "MGET: 2 files, 1.0 MiB, 0 failures, 2 directories left out",
+        "MGET: 1 file, 100 B, 0 failures, 1 directory left out",
+    ] {
+        assert!(out.lines().any(|l| l == line), "no {line:?} in\n{out}");
+    }
+    assert!(!out.contains("GET sub"), "{out}");
+    assert_eq!(fs::read(client.join("a.txt")).expect("a"), a);
+    assert_eq!(fs::read(client.join("b.bin")).expect("b"), b);
+    assert_eq!(
+        names_in(client),
+        ["a.txt", "b.bin"],
+        "nothing else, no debris"
+    );
+}
+
+/// The few lines of Python that run pyftpdlib without MLSD and MLST (so FEAT does
+/// not offer them, and both get 500), anonymous with write permission, on a free
+/// loopback port, printing the port once it listens.
+const PYFTPDLIB_WITHOUT_MLSD: &str = r#"
+import logging, sys
+from pyftpdlib.authorizers import DummyAuthorizer
+from pyftpdlib.handlers import FTPHandler
+from pyftpdlib.servers import FTPServer
+logging.basicConfig(level=logging.WARNING)
+class WithoutMlsd(FTPHandler):
+    proto_cmds = {k: v for k, v in FTPHandler.proto_cmds.items() if k not in ("MLSD", "MLST")}
+authorizer = DummyAuthorizer()
+authorizer.add_anonymous(sys.argv[1], perm="elradfmwMT")
+WithoutMlsd.authorizer = authorizer
+server = FTPServer(("127.0.0.1", 0), WithoutMlsd)
+print(server.address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A pyftpdlib server without MLSD, stopped (by its PID) when dropped.
+struct PyftpdlibWithoutMlsd {
+    child: Child,
+    port: u16,
+}
+
+impl PyftpdlibWithoutMlsd {
+    fn start_or_skip(root: &Path) -> Option<PyftpdlibWithoutMlsd> {
+        let available = have("python3", &["-c", "import pyftpdlib"]);
+        if !require(available, "pyftpdlib (pip install pyftpdlib)") {
+            return None;
+        }
+        let mut child = Command::new("python3")
+            .arg("-c")
+            .arg(PYFTPDLIB_WITHOUT_MLSD)
+            .arg(root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let stdout = child.stdout.take().expect("pyftpdlib stdout");
+        // The guard owns the child from here, so a failure below still stops it.
+        let mut server = PyftpdlibWithoutMlsd { child, port: 0 };
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read pyftpdlib's port");
+        server.port = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("pyftpdlib printed {line:?} instead of a port"));
+        Some(server)
+    }
+}
+
+impl Drop for PyftpdlibWithoutMlsd {
+    fn drop(&mut self) {
+        // Child::kill signals this child's own PID; nothing else is touched.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod ncftp;
 mod new_names;
 mod parking;
 mod peers;
+mod pureftpd;
 mod rclone;
 mod server;
 mod stress;
