@@ -18,7 +18,6 @@
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
 
 pub mod accounts;
-mod data;
 mod listing;
 mod park;
 mod pool;
