@@ -19,6 +19,16 @@ pub(super) enum Answer {
     /// AUTH TLS succeeded: its `234` went out before the handshake, and the
     /// connection is in TLS now.
     InTls,
+    /// A transfer is under way; its reply comes when it ends.
+    Transfer,
+}
+
+/// What handling a command came to.
+pub(super) enum Step {
+    /// Its reply.
+    Reply(Reply),
+    /// A transfer is under way (its `150` went out); its reply comes when it ends.
+    Transfer,
 }
 
 /// The digest HASH computes (draft-bryan-ftpext-hash), chosen with `OPTS HASH`.
@@ -61,17 +71,27 @@ impl Session<'_> {
         let quit = cmd == Command::Quit;
         let verb = cmd.verb();
         let reply = match self.handle(cmd) {
-            Ok(reply) => reply,
-            Err(Failure::Control(_)) => return Err(End::Lost),
-            Err(failure) => {
-                failure.log(self.peer, verb);
-                failure.reply()
-            }
+            Ok(Step::Reply(reply)) => reply,
+            Ok(Step::Transfer) => return Ok(Answer::Transfer),
+            Err(failure) => match self.refusal(verb, failure) {
+                Some(reply) => reply,
+                None => return Err(End::Lost),
+            },
         };
         Ok(match quit {
             true => Answer::Quit(reply),
             false => Answer::Reply(reply),
         })
+    }
+
+    /// The reply to a failed command (and its log line); `None` when the control
+    /// connection failed and the session must end.
+    pub(super) fn refusal(&self, verb: &str, failure: Failure) -> Option<Reply> {
+        if let Failure::Control(_) = failure {
+            return None;
+        }
+        failure.log(self.peer, verb);
+        Some(failure.reply())
     }
 
     fn log_command(&self, cmd: &Command) {
@@ -129,7 +149,7 @@ impl Session<'_> {
         }
     }
 
-    fn handle(&mut self, cmd: Command) -> Result<Reply, Failure> {
+    fn handle(&mut self, cmd: Command) -> Result<Step, Failure> {
         use ReplyCode::*;
         if let Err(refused) = self.allowed(&cmd) {
             // A refused transfer uses up its data connection too.
@@ -140,7 +160,7 @@ impl Session<'_> {
         }
         // RNTO must come right after RNFR (RFC 959 §4.1.3).
         let rename_from = self.rename_from.take();
-        Ok(match cmd {
+        Ok(Step::Reply(match cmd {
             // Who the session is (the login room).
             Command::User(name) => self.user(name)?,
             Command::Pass(password) => self.pass(&password)?,
@@ -176,21 +196,21 @@ impl Session<'_> {
                     format!("Restarting at {offset}; send RETR or STOR"),
                 )
             }
-            Command::Retr(name) => self.retr(&name)?,
+            Command::Retr(name) => return self.retr(&name),
             Command::Stor(name) => {
                 let how = match std::mem::take(&mut self.rest) {
                     0 => Store::Replace,
                     n => Store::At(n),
                 };
-                self.store(&name, how)?
+                return self.store(&name, how);
             }
             Command::Appe(name) => {
                 self.rest = 0;
-                self.store(&name, Store::Append)?
+                return self.store(&name, Store::Append);
             }
             Command::Stou(base) => {
                 self.rest = 0;
-                self.stou(base.as_deref())?
+                return self.stou(base.as_deref());
             }
             Command::Hash(name) => self.hash(&name)?,
             Command::Dele(name) => self.dele(&name)?,
@@ -202,9 +222,9 @@ impl Session<'_> {
                 self.rnto(from, &name)?
             }
             // Listings (the listings room).
-            Command::List(arg) => self.list(arg.as_deref(), Listing::Long)?,
-            Command::Nlst(arg) => self.list(arg.as_deref(), Listing::Names)?,
-            Command::Mlsd(arg) => self.list(arg.as_deref(), Listing::Facts)?,
+            Command::List(arg) => return self.list(arg.as_deref(), Listing::Long),
+            Command::Nlst(arg) => return self.list(arg.as_deref(), Listing::Names),
+            Command::Mlsd(arg) => return self.list(arg.as_deref(), Listing::Facts),
             Command::Mlst(arg) => self.mlst(arg.as_deref())?,
             Command::Stat(None) => self.status(),
             Command::Stat(Some(arg)) => self.stat(&arg)?,
@@ -230,7 +250,7 @@ impl Session<'_> {
             }
             Command::Quit => Reply::new(ClosingControl, "Goodbye"),
             Command::Abor => Reply::new(NoTransfer, "No transfer to abort"),
-        })
+        }))
     }
 
     /// STAT without a path: the session's state.

@@ -167,6 +167,11 @@ impl Control {
         std::mem::take(&mut self.abort_seen)
     }
 
+    /// Counts the idle time from now: a transfer just ended.
+    pub(super) fn touch(&mut self) {
+        self.last_command = Instant::now();
+    }
+
     /// Whether so many over-long lines came in a row that the connection is to close.
     pub(super) fn too_many_long_lines(&self) -> bool {
         self.long_lines >= MAX_LONG_LINES

@@ -258,16 +258,20 @@ impl<'s> DataChannel<'s> {
         !self.private && !self.shared.config.require_tls
     }
 
-    /// Says `mark` (the transfer's `150`) and opens the data connection `plan` makes,
-    /// registered with `token` (so a forced shutdown can cut it) and in TLS under
-    /// PROT P.
+    /// Says `mark` (the transfer's `150`) and starts opening the data connection
+    /// `plan` makes: a connection the client already made, or an active connect, is
+    /// [`Opening::Open`] at once (registered with `token`, so a forced shutdown can
+    /// cut it, and in TLS under PROT P); a passive connection still to come is
+    /// [`Opening::Awaiting`], which [`DataChannel::await_open`] waits for a step at a
+    /// time, so a worker is not held for the whole data timeout by a client that
+    /// never connects.
     pub(super) fn open(
         &mut self,
         plan: Option<DataPlan>,
         control: &mut Control,
         mark: &Reply,
         token: &ConnToken<'_>,
-    ) -> Result<ServerStream, Failure> {
+    ) -> Result<Opening, Failure> {
         let expired = std::mem::take(&mut self.expired);
         let plan = plan.ok_or_else(|| match expired {
             true => Failure::NoData(NoData::Expired(self.shared.config.data_timeout.as_secs())),
@@ -277,10 +281,64 @@ impl<'s> DataChannel<'s> {
             return Err(Refusal::ProtectionRequired.into());
         }
         announce(control, mark)?;
-        let (tcp, listener) = connect(plan, self.peer.ip(), self.shared)
-            .map_err(|e| Failure::NoData(NoData::Connect(e)))?;
-        self.keep_listener(listener);
-        self.start(tcp, token)
+        let timeout = self.shared.config.data_timeout;
+        match plan {
+            DataPlan::Passive(mut passive) => {
+                let waiting = passive
+                    .take_waiting(self.peer.ip(), false)
+                    .map_err(|e| Failure::NoData(NoData::Connect(e)))?;
+                match waiting {
+                    Some(tcp) => {
+                        self.keep_listener(Some(passive));
+                        self.start(tcp, token).map(Opening::Open)
+                    }
+                    None => Ok(Opening::Awaiting(Awaiting {
+                        passive: Slot(Some(passive)),
+                        until: Instant::now() + timeout,
+                    })),
+                }
+            }
+            DataPlan::Active(addr) => {
+                let tcp = TcpStream::connect_timeout(&addr, timeout)
+                    .map_err(|e| Failure::NoData(NoData::Connect(e)))?;
+                self.start(tcp, token).map(Opening::Open)
+            }
+        }
+    }
+
+    /// Waits at most `step` for the passive connection `awaiting` is for: `Ok(None)`
+    /// when it has not come yet and there is time left; the connection, started as
+    /// [`DataChannel::open`] starts it, when it came; `425` when the data timeout
+    /// passed (or a forced shutdown came) without it.
+    pub(super) fn await_open(
+        &mut self,
+        awaiting: &mut Awaiting,
+        step: Duration,
+        token: &ConnToken<'_>,
+    ) -> Result<Option<ServerStream>, Failure> {
+        let gone = |e| Failure::NoData(NoData::Connect(e));
+        let now = Instant::now();
+        let waited_out = now >= awaiting.until || self.shared.forced.load(Ordering::SeqCst);
+        if !waited_out {
+            let wait = (awaiting.until - now).min(step);
+            awaiting.passive.wait_for_connection(wait).map_err(gone)?;
+        }
+        match awaiting
+            .passive
+            .take_waiting(self.peer.ip(), false)
+            .map_err(gone)?
+        {
+            Some(tcp) => {
+                let passive = awaiting.passive.take();
+                self.keep_listener(passive);
+                self.start(tcp, token).map(Some)
+            }
+            None if waited_out => Err(gone(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "no data connection arrived in time",
+            ))),
+            None => Ok(None),
+        }
     }
 
     /// For a transfer on a clear data connection: when the client has already made
@@ -379,6 +437,48 @@ impl<'s> DataChannel<'s> {
         };
         if tcp.set_read_timeout(Some(CLOSE_WAIT)).is_ok() {
             tls::drain(&tcp, 64);
+        }
+    }
+}
+
+/// How opening a data connection stands.
+pub(super) enum Opening {
+    /// The connection is there.
+    Open(ServerStream),
+    /// The client has yet to make its passive connection.
+    Awaiting(Awaiting),
+}
+
+/// A passive data connection the client has yet to make, and until when it may.
+pub(super) struct Awaiting {
+    passive: Slot,
+    until: Instant,
+}
+
+/// The listener an [`Awaiting`] waits on; taken (to be kept for the next transfer)
+/// once its connection came.
+struct Slot(Option<Passive>);
+
+impl Slot {
+    fn take(&mut self) -> Option<Passive> {
+        self.0.take()
+    }
+
+    fn wait_for_connection(&self, wait: Duration) -> io::Result<bool> {
+        match &self.0 {
+            Some(p) => p.wait_for_connection(wait),
+            None => Ok(true),
+        }
+    }
+
+    fn take_waiting(
+        &mut self,
+        peer_ip: IpAddr,
+        nonblocking: bool,
+    ) -> io::Result<Option<TcpStream>> {
+        match &mut self.0 {
+            Some(p) => p.take_waiting(peer_ip, nonblocking),
+            None => Ok(None),
         }
     }
 }
@@ -484,32 +584,6 @@ impl Passive {
         }
     }
 
-    /// Accepts the first connection from `peer_ip`, blocking, waiting at most
-    /// `timeout`. A client normally connects before it sends RETR/STOR, so the first
-    /// look usually finds the connection waiting; otherwise `poll` waits for it, a
-    /// tick at a time so that a forced shutdown is noticed.
-    fn accept(
-        &mut self,
-        peer_ip: IpAddr,
-        timeout: Duration,
-        shared: &Shared,
-    ) -> io::Result<TcpStream> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(stream) = self.take_waiting(peer_ip, false)? {
-                return Ok(stream);
-            }
-            let now = Instant::now();
-            if now >= deadline || shared.forced.load(Ordering::SeqCst) {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no data connection arrived in time",
-                ));
-            }
-            self.wait_for_connection((deadline - now).min(ACCEPT_TICK))?;
-        }
-    }
-
     /// Waits at most `wait` for a connection to be waiting; returns whether one is.
     ///
     /// Asking with `poll` first matters: an `accept` that finds nothing still
@@ -600,24 +674,6 @@ fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<P
     })
 }
 
-/// Opens the data connection for `plan` to the client at `peer_ip`, within the
-/// configured data timeout. The caller sets the timeouts its transfer needs. A
-/// passive listener comes back with the connection: it may serve the next transfer.
-fn connect(
-    plan: DataPlan,
-    peer_ip: IpAddr,
-    shared: &Shared,
-) -> io::Result<(TcpStream, Option<Passive>)> {
-    let timeout = shared.config.data_timeout;
-    match plan {
-        DataPlan::Passive(mut passive) => {
-            let stream = passive.accept(peer_ip, timeout, shared)?;
-            Ok((stream, Some(passive)))
-        }
-        DataPlan::Active(addr) => Ok((TcpStream::connect_timeout(&addr, timeout)?, None)),
-    }
-}
-
 /// How long a plain download waits for the client to close the data connection
 /// before the `226` goes out (see [`await_close`]).
 pub(super) const CLOSE_WAIT: Duration = Duration::from_millis(250);
@@ -654,7 +710,3 @@ fn wait_for(fd: impl AsFd, events: PollFlags, wait: Duration) -> io::Result<bool
         Err(e) => Err(e.into()),
     }
 }
-
-/// How long one wait for a data connection lasts before the shutdown flag and the
-/// deadline are looked at again.
-const ACCEPT_TICK: Duration = Duration::from_millis(200);

@@ -9,27 +9,18 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use super::commands::{quote, HashAlgo};
-use super::data::{self, DataPlan};
+use super::commands::{quote, HashAlgo, Step};
+use super::data::{self, DataPlan, Opening};
 use super::failure::{Failure, Refusal};
+use super::transfer::{transfer_complete, Job, CHUNK};
 use super::Session;
 use crate::digest::digest_between;
 use crate::locks::FileGuard;
-use crate::path::{is_fit_for_new_name, EntryKey, PathError, Resolved, VirtualPath};
+use crate::path::{is_fit_for_new_name, EntryKey, PartFile, PathError, Resolved, VirtualPath};
 use crate::protocol::{Reply, ReplyCode};
-use crate::tls::ServerStream;
-use crate::transfer::{is_timeout, CopyError};
-
-/// Bytes moved between two looks at the control connection during a transfer.
-pub(super) const CHUNK: usize = 8 << 20;
-
-/// How long one read or write on a data connection may block before the session
-/// looks at the control connection again. A client that sends ABOR often stops
-/// reading (or sending) data until ABOR is answered, so a transfer cannot wait for the
-/// data connection alone. Stalls still end the transfer after the data timeout.
-const TICK: Duration = Duration::from_millis(200);
+use crate::transfer::CopyError;
 
 /// Files up to this size are sent at once when the data connection is already there.
 const QUICK_MAX: u64 = 64 << 10;
@@ -54,47 +45,6 @@ enum Quick {
     Started(TcpStream),
     /// Not for this transfer: the ordinary way from the start.
     No,
-}
-
-/// How long a transfer has gone without moving a byte, against the data timeout,
-/// and how many bytes it moved since the control connection was last looked at.
-struct Stall {
-    since: Instant,
-    limit: Duration,
-    unlooked: usize,
-}
-
-impl Stall {
-    fn new(limit: Duration) -> Stall {
-        Stall {
-            since: Instant::now(),
-            limit,
-            unlooked: 0,
-        }
-    }
-
-    /// Records `n` bytes moved; returns whether [`CHUNK`] bytes have moved since the
-    /// last time it said so, which is when the control connection is looked at.
-    fn progress(&mut self, n: usize) -> bool {
-        self.since = Instant::now();
-        self.unlooked += n;
-        if self.unlooked < CHUNK {
-            return false;
-        }
-        self.unlooked = 0;
-        true
-    }
-
-    /// After a tick without progress: an error once the data timeout has passed.
-    fn check(&self) -> Result<(), Failure> {
-        if self.since.elapsed() >= self.limit {
-            return Err(Failure::Transfer(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the transfer stalled",
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl<'s> Session<'s> {
@@ -171,42 +121,37 @@ impl<'s> Session<'s> {
         ))
     }
 
-    pub(super) fn retr(&mut self, name: &str) -> Result<Reply, Failure> {
+    pub(super) fn retr(&mut self, name: &str) -> Result<Step, Failure> {
         let mut plan = self.data.take_plan();
         let mut offset = std::mem::take(&mut self.rest);
-        let (path, file, meta, _guard) = self.open_plain(name)?;
-        if offset > meta.len() {
-            let len = Some(meta.len());
-            return Err(Refusal::RestPastEnd { offset, len }.into());
+        let (path, file, meta, guard) = self.open_plain(name)?;
+        let end = meta.len();
+        if offset > end {
+            return Err(Refusal::RestPastEnd {
+                offset,
+                len: Some(end),
+            }
+            .into());
         }
-        let shown = &path;
         let what = match offset {
-            0 => format!("{shown} ({} bytes)", meta.len()),
-            _ => format!("{shown} ({} bytes from {offset})", meta.len() - offset),
+            0 => format!("{path} ({end} bytes)"),
+            _ => format!("{path} ({} bytes from {offset})", end - offset),
         };
         let started = Instant::now();
         let start = offset;
         let mark = mark(&what);
-        let mut stream = match self.quick_send(&mut plan, &file, &mut offset, meta.len(), &mark)? {
+        let opening = match self.quick_send(&mut plan, &file, &mut offset, end, &mark)? {
             Quick::Done => {
-                self.log_transfer("RETR", shown, offset - start, started);
-                return Ok(transfer_complete(offset - start));
+                self.log_transfer("RETR", &path, offset - start, started);
+                return Ok(Step::Reply(transfer_complete(offset - start)));
             }
-            Quick::Started(tcp) => self.data.start(tcp, &self.token)?,
+            Quick::Started(tcp) => Opening::Open(self.data.start(tcp, &self.token)?),
             Quick::No => self
                 .data
                 .open(plan, &mut self.control, &mark, &self.token)?,
         };
-        let result = self.send_file(&file, &mut offset, meta.len(), &mut stream);
-        if let (Ok(()), Some(tcp)) = (&result, stream.as_plain()) {
-            // As on the quick path: the 226 comes after the client's close, or a
-            // short wait.
-            let _ = data::await_close(tcp, data::CLOSE_WAIT);
-        }
-        let closed = self.close_data(stream);
-        result.and(closed)?;
-        self.log_transfer("RETR", shown, offset - start, started);
-        Ok(transfer_complete(offset - start))
+        let job = Job::send(file, start, offset, end);
+        self.begin(opening, job, path, Some(guard))
     }
 
     /// Sends a small file at once when the client has already made its plain, passive
@@ -249,47 +194,14 @@ impl<'s> Session<'s> {
         Ok(Quick::Done)
     }
 
-    /// Sends `file` from `*offset` up to `end` (its size when the transfer began: no
-    /// extra call just to find the end of the file).
-    fn send_file(
-        &mut self,
-        file: &File,
-        offset: &mut u64,
-        end: u64,
-        stream: &mut ServerStream,
-    ) -> Result<(), Failure> {
-        stream
-            .tcp()
-            .and_then(|tcp| tcp.set_write_timeout(Some(TICK)))
-            .map_err(Failure::Transfer)?;
-        let mut stall = Stall::new(self.shared.config.data_timeout);
-        while *offset < end {
-            let max = usize::try_from(end - *offset).map_or(CHUNK, |left| left.min(CHUNK));
-            match self.pump.file_to_stream(file, offset, stream, max) {
-                Ok(0) => return Ok(()), // the file shrank meanwhile
-                Ok(n) => {
-                    if !stall.progress(n) {
-                        continue;
-                    }
-                }
-                Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
-                Err(e) => return Err(e.into()),
-            }
-            if *offset < end {
-                self.check_abort()?;
-            }
-        }
-        Ok(())
-    }
-
     /// STOR, APPE and REST+STOR: the new version is built in a hidden temporary file
     /// beside the target (starting from part of the current file when resuming or
     /// appending) and renamed over the target only when the upload is complete.
     /// Readers see the old version or the new one, never a mix.
-    pub(super) fn store(&mut self, name: &str, how: Store) -> Result<Reply, Failure> {
+    pub(super) fn store(&mut self, name: &str, how: Store) -> Result<Step, Failure> {
         let path = self.resolve_new(name)?;
         let shown = path.virtual_path().to_string();
-        self.store_at(&path, how, &mark(&shown))
+        self.store_at(path, how, &mark(&shown), false)
     }
 
     /// STOU (RFC 959; RFC 1123 §4.1.2.9): stores under a name the server picks, free
@@ -298,7 +210,7 @@ impl<'s> Session<'s> {
     /// name is free (`O_CREAT | O_EXCL`), then the complete upload replaces it; a failed
     /// upload removes it. The `150 FILE: name` reply is the form vsftpd and ProFTPD
     /// send, which clients parse for the name.
-    pub(super) fn stou(&mut self, base: Option<&str>) -> Result<Reply, Failure> {
+    pub(super) fn stou(&mut self, base: Option<&str>) -> Result<Step, Failure> {
         const TRIES: u32 = 100;
         let mut reserved = None;
         for n in 0..TRIES {
@@ -321,16 +233,43 @@ impl<'s> Session<'s> {
             return Err(Refusal::NoUniqueName.into());
         };
         let reply = Reply::new(ReplyCode::FileStatusOk, format!("FILE: {name}"));
-        self.store_at(&path, Store::Replace, &reply)
-            .inspect_err(|_| {
-                let _ = path.remove_file();
-            })
+        self.store_at(path, Store::Replace, &reply, true)
     }
 
-    /// Receives an upload into `path` (see [`Session::store`]); `mark` is the `150`.
-    fn store_at(&mut self, path: &Resolved, how: Store, mark: &Reply) -> Result<Reply, Failure> {
+    /// Starts receiving an upload into `path` (see [`Session::store`]); `mark` is the
+    /// `150`. `reserved`: STOU made `path` to hold the name, and a failure removes it.
+    fn store_at(
+        &mut self,
+        path: Resolved,
+        how: Store,
+        mark: &Reply,
+        reserved: bool,
+    ) -> Result<Step, Failure> {
+        let started = self.start_store(&path, how, mark);
+        if started.is_err() && reserved {
+            let _ = path.remove_file();
+        }
+        let (opening, part, guard) = started?;
+        let verb = match how {
+            Store::Append => "APPE",
+            _ => "STOR",
+        };
+        let shown = path.virtual_path().clone();
+        let job = Job::receive(part, path, verb, reserved);
+        self.begin(opening, job, shown, Some(guard))
+    }
+
+    /// Takes the write lock on `path`, makes the new version's temporary file (with
+    /// the part of the current file that APPE or REST keeps), says `mark` and starts
+    /// opening the data connection.
+    fn start_store(
+        &mut self,
+        path: &Resolved,
+        how: Store,
+        mark: &Reply,
+    ) -> Result<(Opening, PartFile, FileGuard<'s>), Failure> {
         let plan = self.data.take_plan();
-        let _guard = self.write_lock(path.lock_key())?;
+        let guard = self.write_lock(path.lock_key())?;
         // Under the write lock: the size an APPE or REST keeps cannot change now.
         let current = match path.metadata() {
             Ok(meta) if meta.is_dir() => return Err(Refusal::IsADirectory.into()),
@@ -353,61 +292,8 @@ impl<'s> Session<'s> {
             let current = path.open_read()?;
             io::copy(&mut current.take(keep), part.file_mut()).map_err(Failure::Fs)?;
         }
-        let shown = path.virtual_path();
-        let mut stream = self.data.open(plan, &mut self.control, mark, &self.token)?;
-        let started = Instant::now();
-        let result = self.receive_file(&mut stream, part.file());
-        // The upload's fate does not depend on our close_notify reaching the client.
-        let _ = self.close_data(stream);
-        let n = result?;
-        // After the grace period the server shuts our data connection down, and the
-        // read sees an end of file: that upload is cut short, not complete.
-        if self.shared.forced.load(Ordering::SeqCst) {
-            log::warn!(
-                "{}: STOR {shown}: cut off by shutdown, upload discarded",
-                self.peer
-            );
-            return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
-        }
-        // A client that went away (or sent ABOR) right as the data ended did not finish
-        // its upload: the end of the data connection was not the end of the file.
-        // Best effort: it looks without waiting.
-        self.check_abort().inspect_err(|_| {
-            log::warn!(
-                "{}: STOR {shown}: client gone or aborted, upload discarded",
-                self.peer
-            );
-        })?;
-        part.persist(path).map_err(Failure::Fs)?;
-        let verb = match how {
-            Store::Append => "APPE",
-            _ => "STOR",
-        };
-        self.log_transfer(verb, shown, n, started);
-        Ok(transfer_complete(n))
-    }
-
-    fn receive_file(&mut self, stream: &mut ServerStream, file: &File) -> Result<u64, Failure> {
-        stream
-            .tcp()
-            .and_then(|tcp| tcp.set_read_timeout(Some(TICK)))
-            .map_err(Failure::Transfer)?;
-        let mut stall = Stall::new(self.shared.config.data_timeout);
-        let mut total = 0u64;
-        loop {
-            match self.pump.stream_to_file(stream, file, CHUNK) {
-                Ok(0) => return Ok(total),
-                Ok(n) => {
-                    total += n as u64;
-                    if !stall.progress(n) {
-                        continue;
-                    }
-                }
-                Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
-                Err(e) => return Err(e.into()),
-            }
-            self.check_abort()?;
-        }
+        let opening = self.data.open(plan, &mut self.control, mark, &self.token)?;
+        Ok((opening, part, guard))
     }
 
     /// HASH: the file's digest. Hashing costs CPU in proportion to the file (seconds
@@ -507,11 +393,6 @@ impl<'s> Session<'s> {
         );
         Ok(Reply::new(ReplyCode::FileActionOk, "Rename successful"))
     }
-
-    fn log_transfer(&self, verb: &str, path: &VirtualPath, bytes: u64, started: Instant) {
-        let secs = started.elapsed().as_secs_f64();
-        log::info!("{}: {verb} {path} {bytes} bytes in {secs:.3} s", self.peer);
-    }
 }
 
 /// The `150` that starts a transfer; `what` names the file (and its size).
@@ -519,12 +400,5 @@ pub(super) fn mark(what: &str) -> Reply {
     Reply::new(
         ReplyCode::FileStatusOk,
         format!("Opening data connection for {what}"),
-    )
-}
-
-fn transfer_complete(bytes: u64) -> Reply {
-    Reply::new(
-        ReplyCode::TransferComplete,
-        format!("Transfer complete, {bytes} bytes"),
     )
 }

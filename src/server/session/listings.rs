@@ -4,63 +4,121 @@
 //! of an entry is the listing module's ([`crate::server::listing`]).
 
 use std::fs::Metadata;
-use std::io::Write;
+use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use super::commands::Step;
 use super::failure::{Failure, Refusal};
 use super::files::mark;
+use super::transfer::Job;
 use super::Session;
 use crate::path::{PathError, Resolved, TEMP_PREFIX};
 use crate::protocol::{Reply, ReplyCode};
+use crate::server::accounts::Perms;
 use crate::server::listing::{
     entry_line, has_wildcards, listable, Pattern, LISTING_CHUNK, SORTED_MAX,
 };
 pub(super) use crate::server::listing::{Facts, Listing};
-use crate::tls::ServerStream;
 
 /// What a listing command lists, found before its first reply.
 struct Target {
-    what: Selection,
+    /// The entries of a directory (all, or those a pattern matched), opened before
+    /// the first reply so that a directory that cannot be read is refused before it;
+    /// or the one entry that is not a directory, under the name to show.
+    entries: Entries,
     /// What NLST puts before each name of a directory listed by a path (`sub/`);
     /// empty for bare names.
     prefix: String,
 }
 
-enum Selection {
-    /// The entries of a directory (all, or those a pattern matched), opened before
-    /// the first reply so that a directory that cannot be read is refused before it.
-    Entries(Box<dyn Iterator<Item = (String, Metadata)>>),
-    /// One entry that is not a directory, under the name to show.
-    One(String, Metadata),
+type Entries = Box<dyn Iterator<Item = (String, Metadata)> + Send>;
+
+/// The lines of a listing, made a chunk at a time, so the memory a listing takes does
+/// not grow with the directory. A directory of up to [`SORTED_MAX`] entries is listed
+/// sorted by name, a larger one in its own order (see the listing module). Entries
+/// whose name (or the NLST prefix) has a control character are left out.
+pub(super) struct Lines {
+    entries: Entries,
+    kind: Listing,
+    prefix: String,
+    /// What goes before each line (a space inside a STAT reply).
+    indent: &'static str,
+    facts: Facts,
+    perms: Perms,
+    now: SystemTime,
+    peer: SocketAddr,
 }
 
-/// Where a listing goes: the data connection, or the control connection (STAT).
-enum Sink<'a> {
-    Data(&'a mut ServerStream),
-    Control,
+impl Lines {
+    fn new(session: &Session<'_>, target: Target, kind: Listing, indent: &'static str) -> Lines {
+        let Target {
+            mut entries,
+            prefix,
+        } = target;
+        let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
+        if first.len() <= SORTED_MAX {
+            first.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Lines {
+            entries: Box::new(first.into_iter().chain(entries)),
+            kind,
+            prefix,
+            indent,
+            facts: session.facts,
+            perms: session.perms,
+            now: SystemTime::now(),
+            peer: session.peer,
+        }
+    }
+
+    /// The command that lists, for the log.
+    pub(super) fn verb(&self) -> &'static str {
+        match self.kind {
+            Listing::Long => "LIST",
+            Listing::Names => "NLST",
+            Listing::Facts => "MLSD",
+        }
+    }
+
+    /// Adds lines to `chunk` until it holds about [`LISTING_CHUNK`] bytes; returns
+    /// whether entries are left.
+    pub(super) fn fill(&mut self, chunk: &mut String) -> bool {
+        while chunk.len() < LISTING_CHUNK {
+            let Some((name, meta)) = self.entries.next() else {
+                return false;
+            };
+            if !listable(&self.prefix) || !listable(&name) {
+                log::debug!(
+                    "{}: not listed, a control character in {:?}",
+                    self.peer,
+                    format!("{}{name}", self.prefix)
+                );
+                continue;
+            }
+            chunk.push_str(self.indent);
+            let (kind, facts, perms, now) = (self.kind, self.facts, self.perms, self.now);
+            entry_line(chunk, kind, &self.prefix, &name, &meta, facts, perms, now);
+        }
+        true
+    }
 }
 
 impl Session<'_> {
-    pub(super) fn list(&mut self, arg: Option<&str>, kind: Listing) -> Result<Reply, Failure> {
+    /// LIST, NLST and MLSD: the listing goes out on the data connection as a transfer
+    /// does (see [`super::transfer`]).
+    pub(super) fn list(&mut self, arg: Option<&str>, kind: Listing) -> Result<Step, Failure> {
         let plan = self.data.take_plan();
         // A restart offset is for the next RETR or STOR only (RFC 3659 §5.3).
         self.rest = 0;
         // Everything that can be refused is found before the 150.
         let target = self.listing_target(arg, kind)?;
+        let lines = Lines::new(self, target, kind, "");
         let mark = mark("directory listing");
-        let mut stream = self
+        let opening = self
             .data
             .open(plan, &mut self.control, &mark, &self.token)?;
-        // In TLS the handshake set the data timeout already.
-        let timeout = Some(self.shared.config.data_timeout);
-        let result = stream
-            .as_plain()
-            .map_or(Ok(()), |tcp| tcp.set_write_timeout(timeout))
-            .map_err(Failure::Transfer)
-            .and_then(|()| self.listing(target, kind, "", &mut Sink::Data(&mut stream)));
-        let closed = self.close_data(stream);
-        result.and(closed)?;
-        Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
+        let path = self.cwd.clone();
+        self.begin(opening, Job::list(lines), path, None)
     }
 
     /// What `arg` asks a listing command to list (see [`Target`]). A path that exists
@@ -100,7 +158,7 @@ impl Session<'_> {
                     _ => String::new(),
                 };
                 return Ok(Target {
-                    what: Selection::Entries(Box::new(entries)),
+                    entries: Box::new(entries),
                     prefix,
                 });
             }
@@ -117,7 +175,7 @@ impl Session<'_> {
             };
             let entries = read_entries(&path, None)?;
             return Ok(Target {
-                what: Selection::Entries(Box::new(entries)),
+                entries: Box::new(entries),
                 prefix,
             });
         }
@@ -134,75 +192,9 @@ impl Session<'_> {
                 .to_owned(),
         };
         Ok(Target {
-            what: Selection::One(name, meta),
+            entries: Box::new(std::iter::once((name, meta))),
             prefix: String::new(),
         })
-    }
-
-    /// Sends the listing of `target` as `kind` asks, each line after `indent`, to
-    /// `sink` in chunks of about [`LISTING_CHUNK`] bytes, looking for ABOR between
-    /// chunks: the memory it takes does not grow with the directory. A directory of
-    /// up to [`SORTED_MAX`] entries is listed sorted by name, a larger one in its own
-    /// order (see the listing module). Entries whose name (or the NLST prefix) has a
-    /// control character are left out.
-    fn listing(
-        &mut self,
-        target: Target,
-        kind: Listing,
-        indent: &str,
-        sink: &mut Sink<'_>,
-    ) -> Result<(), Failure> {
-        let (facts, perms, peer, now) = (self.facts, self.perms, self.peer, SystemTime::now());
-        let Target { what, prefix } = target;
-        let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
-        let add = |chunk: &mut String, name: &str, meta: &Metadata| {
-            if !listable(&prefix) || !listable(name) {
-                log::debug!(
-                    "{peer}: not listed, a control character in {:?}",
-                    format!("{prefix}{name}")
-                );
-                return;
-            }
-            chunk.push_str(indent);
-            entry_line(chunk, kind, &prefix, name, meta, facts, perms, now);
-        };
-        let mut entries = match what {
-            Selection::One(name, meta) => {
-                add(&mut chunk, &name, &meta);
-                return self.emit(sink, &chunk);
-            }
-            Selection::Entries(entries) => entries,
-        };
-        let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
-        if first.len() <= SORTED_MAX {
-            first.sort_by(|a, b| a.0.cmp(&b.0));
-        }
-        for (name, meta) in first.into_iter().chain(entries) {
-            add(&mut chunk, &name, &meta);
-            if chunk.len() >= LISTING_CHUNK {
-                self.emit(sink, &chunk)?;
-                chunk.clear();
-                // Not inside a STAT reply: nothing may come between its lines.
-                if matches!(sink, Sink::Data(_)) {
-                    self.check_abort()?;
-                }
-            }
-        }
-        if chunk.is_empty() {
-            Ok(())
-        } else {
-            self.emit(sink, &chunk)
-        }
-    }
-
-    /// Sends one chunk of a listing.
-    fn emit(&mut self, sink: &mut Sink<'_>, chunk: &str) -> Result<(), Failure> {
-        match sink {
-            Sink::Data(stream) => stream
-                .write_all(chunk.as_bytes())
-                .map_err(Failure::Transfer),
-            Sink::Control => self.control.write(chunk).map_err(Failure::Control),
-        }
     }
 
     pub(super) fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
@@ -241,7 +233,18 @@ impl Session<'_> {
         self.control
             .write(&format!("{code}-Status of {shown}:\r\n"))
             .map_err(Failure::Control)?;
-        self.listing(target, Listing::Long, " ", &mut Sink::Control)?;
+        let mut lines = Lines::new(self, target, Listing::Long, " ");
+        let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
+        loop {
+            let more = lines.fill(&mut chunk);
+            if !chunk.is_empty() {
+                self.control.write(&chunk).map_err(Failure::Control)?;
+            }
+            chunk.clear();
+            if !more {
+                break;
+            }
+        }
         Ok(Reply::new(ReplyCode::FileStatus, "End of status"))
     }
 }

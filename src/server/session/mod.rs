@@ -11,6 +11,8 @@
 //! - [`login`]: USER, PASS, AUTH TLS and REIN: who the session is;
 //! - [`files`]: the commands that read or change files (RETR, STOR, DELE, ...);
 //! - [`listings`]: LIST, NLST, MLSD, MLST and STAT;
+//! - [`transfer`]: a transfer under way, moved a slice at a time, so that a worker
+//!   can put it down when other sessions wait;
 //! - [`commands`]: every command in one `match`, and the small ones;
 //! - [`failure`]: what can go wrong, and the one map from a failure to its reply.
 //!
@@ -24,6 +26,7 @@ mod failure;
 mod files;
 mod listings;
 mod login;
+mod transfer;
 
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -35,8 +38,9 @@ use self::control::{Control, Earlier, Next};
 use self::data::DataChannel;
 use self::listings::Facts;
 use self::login::Login;
+use self::transfer::Ran;
 use super::accounts::Perms;
-use super::park::Parker;
+use super::pool::Turn;
 use super::{ConnToken, NotRegistered, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TransferType};
@@ -84,12 +88,17 @@ pub(super) struct Session<'s> {
     /// The digest HASH computes (OPTS HASH).
     hash: HashAlgo,
     pump: Pump,
+    /// The transfer under way, between two of its slices.
+    transfer: Option<transfer::Transfer<'s>>,
 }
 
 /// What serving a session came to.
 enum Outcome {
     /// No command is there: the session waits parked.
     Park,
+    /// A transfer is under way and other sessions wait for a worker: the session goes
+    /// to the back of the queue.
+    Yield,
     /// The session is over.
     End(End),
 }
@@ -126,7 +135,7 @@ impl std::fmt::Display for End {
 
 /// Starts a session on a connection the acceptor admitted for `ip`: registers it,
 /// greets, and serves it as [`resume`] does.
-pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, parker: &Parker<'s>) {
+pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn: &Turn<'_, 's>) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         shared.release(ip);
         return; // the peer is already gone
@@ -180,6 +189,7 @@ pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, parke
         facts: Facts::default(),
         hash: HashAlgo::Sha256,
         pump: Pump::new(),
+        transfer: None,
     });
     log::info!("{peer}: session start");
     let greeting = Reply::new(ReplyCode::ServiceReady, "simple-ftp ready");
@@ -187,19 +197,31 @@ pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, parke
         session.finish(End::Lost);
         return;
     }
-    resume(session, parker);
+    resume(session, turn);
 }
 
 /// Serves a session on this worker until it goes quiet, when it is parked (see
-/// [`super::park`]), or ends.
-pub(super) fn resume<'s>(mut session: Box<Session<'s>>, parker: &Parker<'s>) {
-    match session.serve() {
-        Outcome::Park => {
-            if let Err(session) = parker.park(session) {
-                session.shut_down();
+/// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
+/// when it goes to the back of the queue, or until it ends.
+pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
+    loop {
+        match session.serve(turn) {
+            Outcome::Park => {
+                if let Err(session) = turn.parker.park(session) {
+                    session.shut_down();
+                }
             }
+            Outcome::Yield => match turn.parker.requeue(session) {
+                Ok(()) => {}
+                // The parker has ended (shutdown): the transfer goes on here.
+                Err(back) => {
+                    session = back;
+                    continue;
+                }
+            },
+            Outcome::End(end) => session.finish(end),
         }
-        Outcome::End(end) => session.finish(end),
+        return;
     }
 }
 
@@ -208,9 +230,24 @@ impl<'s> Session<'s> {
     /// what the connection brings within [`LINGER`] ([`LINGER_QUIET`] before the
     /// first). Returns [`Outcome::Park`] when none is there, with nothing buffered
     /// that would be left waiting.
-    fn serve(&mut self) -> Outcome {
+    fn serve(&mut self, turn: &Turn<'_, 's>) -> Outcome {
         let mut linger = LINGER_QUIET;
         loop {
+            if self.transferring() {
+                let reply = match self.run_transfer(turn) {
+                    Ran::Yielded => return Outcome::Yield,
+                    Ran::Ended(_, Ok(reply)) => reply,
+                    Ran::Ended(verb, Err(failure)) => match self.refusal(verb, failure) {
+                        Some(reply) => reply,
+                        None => return Outcome::End(End::Lost),
+                    },
+                };
+                if self.finish_reply(&reply).is_err() {
+                    return Outcome::End(End::Lost);
+                }
+                linger = LINGER;
+                continue;
+            }
             let line = match self.control.earlier() {
                 Some(Earlier::Line(line)) => Some(line),
                 Some(Earlier::TooLong) => None,
@@ -237,17 +274,12 @@ impl<'s> Session<'s> {
                     Ok(Answer::Reply(reply)) => (reply, false),
                     Ok(Answer::Quit(reply)) => (reply, true),
                     Ok(Answer::InTls) => continue, // its 234 went out before the handshake
+                    Ok(Answer::Transfer) => continue, // the loop runs it
                     Err(end) => return Outcome::End(end),
                 },
             };
-            if self.say(&reply).is_err() {
+            if self.finish_reply(&reply).is_err() {
                 return Outcome::End(End::Lost);
-            }
-            if self.control.take_abort() {
-                let reply = Reply::new(ReplyCode::TransferComplete, "ABOR successful");
-                if self.say(&reply).is_err() {
-                    return Outcome::End(End::Lost);
-                }
             }
             if quit {
                 return Outcome::End(End::Quit);
@@ -264,7 +296,17 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Sends a command's final reply, then lets the data connection it ended go.
+    /// Sends a command's final reply, lets the data connection it ended go, and after
+    /// the `426` of a transfer that ABOR stopped, answers the ABOR itself.
+    fn finish_reply(&mut self, reply: &Reply) -> io::Result<()> {
+        self.say(reply)?;
+        if self.control.take_abort() {
+            self.say(&Reply::new(ReplyCode::TransferComplete, "ABOR successful"))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a reply, then lets the data connection a transfer ended go.
     fn say(&mut self, reply: &Reply) -> io::Result<()> {
         self.control.send(reply)?;
         self.data.drain_ended();
