@@ -18,7 +18,6 @@
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
 
 pub mod accounts;
-mod data;
 mod listing;
 mod park;
 mod pool;
@@ -443,9 +442,10 @@ impl Server {
             let pool = pool::Pool::start(scope, config.workers, &rx, shared, &parker)?;
             drop(rx);
             let to_pool = tx.clone();
+            let parker = &parker;
             thread::Builder::new()
                 .name("parker".into())
-                .spawn_scoped(scope, move || park::run(shared, &parked, &to_pool))
+                .spawn_scoped(scope, move || park::run(shared, parker, &parked, &to_pool))
                 .map_err(Error::Thread)?;
             log::info!(
                 "serving {} on {} with {} workers, at most {} sessions",

@@ -24,6 +24,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
+use parking_lot::Mutex;
 use rustix::event::epoll;
 
 use super::pool::Work;
@@ -39,22 +40,64 @@ const EVENTS: usize = 256;
 
 /// How workers hand sessions to the parker.
 pub(super) struct Parker<'s> {
-    tx: Sender<Box<Session<'s>>>,
+    tx: Sender<Handover<'s>>,
+    /// Whether the parker still takes sessions; it says no, under this lock, before it
+    /// empties its channel for the last time, so nothing sent is left behind.
+    open: Mutex<bool>,
     shared: &'s Shared,
+}
+
+/// A session handed to the parker.
+pub(super) enum Handover<'s> {
+    /// To wait for its next command.
+    Park(Box<Session<'s>>),
+    /// To go to the back of the pool's queue (its transfer gives way to others).
+    Requeue(Box<Session<'s>>),
 }
 
 impl<'s> Parker<'s> {
     /// The parker's side of the channel, for [`run`].
-    pub(super) fn new(shared: &'s Shared) -> (Parker<'s>, Receiver<Box<Session<'s>>>) {
+    pub(super) fn new(shared: &'s Shared) -> (Parker<'s>, Receiver<Handover<'s>>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        (Parker { tx, shared }, rx)
+        let open = Mutex::new(true);
+        (Parker { tx, open, shared }, rx)
     }
 
     /// Parks `session`; gives it back when the parker has ended (shutdown).
     pub(super) fn park(&self, session: Box<Session<'s>>) -> Result<(), Box<Session<'s>>> {
-        self.tx.send(session).map_err(|e| e.into_inner())?;
+        self.hand_over(Handover::Park(session))
+    }
+
+    /// Puts `session` at the back of the pool's queue; gives it back when the parker
+    /// has ended (then the worker goes on with it).
+    pub(super) fn requeue(&self, session: Box<Session<'s>>) -> Result<(), Box<Session<'s>>> {
+        self.hand_over(Handover::Requeue(session))
+    }
+
+    /// Whether the parker still takes sessions.
+    pub(super) fn is_open(&self) -> bool {
+        *self.open.lock()
+    }
+
+    fn hand_over(&self, handover: Handover<'s>) -> Result<(), Box<Session<'s>>> {
+        let open = self.open.lock();
+        let refused = |h: Handover<'s>| match h {
+            Handover::Park(s) | Handover::Requeue(s) => s,
+        };
+        if !*open {
+            return Err(refused(handover));
+        }
+        self.tx
+            .send(handover)
+            .map_err(|e| refused(e.into_inner()))?;
+        drop(open);
         self.shared.wake_parker();
         Ok(())
+    }
+
+    /// Says no to every later hand-over (the parker is ending).
+    fn close(&self) {
+        *self.open.lock() = false;
     }
 }
 
@@ -68,13 +111,38 @@ struct Parked<'s> {
 /// on `work` when they have something to do.
 pub(super) fn run<'s>(
     shared: &'s Shared,
-    rx: &Receiver<Box<Session<'s>>>,
+    parker: &Parker<'s>,
+    rx: &Receiver<Handover<'s>>,
     work: &Sender<Work<'s>>,
 ) {
+    serve(shared, rx, work);
+    // Shutdown (or a broken epoll set): nothing more comes in, and what came is
+    // settled: parked sessions were told (see `serve`), queued ones go on.
+    parker.close();
+    while let Ok(handover) = rx.try_recv() {
+        match handover {
+            Handover::Park(session) => session.shut_down(),
+            Handover::Requeue(session) => requeue(session, work),
+        }
+    }
+}
+
+/// Puts a session whose transfer gave way at the back of the pool's queue.
+fn requeue<'s>(session: Box<Session<'s>>, work: &Sender<Work<'s>>) {
+    if let Err(e) = work.send(Work::Resume(session)) {
+        // The pool is gone: only at shutdown.
+        if let Work::Resume(session) = e.into_inner() {
+            session.shut_down();
+        }
+    }
+}
+
+/// The parker's loop, until shutdown; every parked session is told `421` at its end.
+fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work<'s>>) {
     let epoll = match epoll::create(epoll::CreateFlags::CLOEXEC) {
         Ok(fd) => fd,
         Err(e) => {
-            log::error!("cannot create the parker's epoll set: {e}; sessions stay on workers");
+            log::error!("cannot create the parker's epoll set: {e}; quiet sessions end");
             return;
         }
     };
@@ -97,7 +165,14 @@ pub(super) fn run<'s>(
             break;
         }
         // Sessions handed over since the last round.
-        while let Ok(session) = rx.try_recv() {
+        while let Ok(handover) = rx.try_recv() {
+            let session = match handover {
+                Handover::Park(session) => session,
+                Handover::Requeue(session) => {
+                    requeue(session, work);
+                    continue;
+                }
+            };
             next_parking += 1;
             admit(
                 &epoll,
@@ -153,9 +228,6 @@ pub(super) fn run<'s>(
     // Shutdown (or a broken epoll set): every parked session is told and closed.
     for (_, p) in parked.drain() {
         p.session.shut_down();
-    }
-    while let Ok(session) = rx.try_recv() {
-        session.shut_down();
     }
 }
 

@@ -2,7 +2,9 @@
 //! connections) and by the parker (sessions with something to do).
 //!
 //! A worker takes one piece of [`Work`] at a time and serves that session until it
-//! goes quiet (then it is parked, see [`super::park`]) or ends. The receivers are
+//! goes quiet (then it is parked, see [`super::park`]) or ends, or until its transfer
+//! gives way to work waiting in the queue (then it goes to the back of the queue,
+//! through the parker; see the session's transfer module). The receivers are
 //! clones of one another (no mutex around a receiver), and when the acceptor and the
 //! parker have dropped their senders, `rx.iter()` ends after the queued work is done:
 //! that is the whole shutdown protocol of the pool. The workers are scoped threads, so
@@ -25,8 +27,22 @@ pub(super) enum Work<'s> {
     /// A connection just accepted, and its client's address (already admitted).
     New(TcpStream, IpAddr),
     /// A parked session whose connection has something to read, or whose deadline
-    /// passed.
+    /// passed; or a session whose transfer gave way to others.
     Resume(Box<Session<'s>>),
+}
+
+/// What a worker lends the session it serves: the parker, and a look at the queue.
+pub(super) struct Turn<'a, 's> {
+    pub(super) parker: &'a Parker<'s>,
+    queue: &'a Receiver<Work<'s>>,
+}
+
+impl Turn<'_, '_> {
+    /// Whether other work waits for a worker (and a session that yields to it can go
+    /// to the back of the queue: not once the parker has ended).
+    pub(super) fn others_waiting(&self) -> bool {
+        !self.queue.is_empty() && self.parker.is_open()
+    }
 }
 
 /// Worker stacks: sessions use little stack (no recursion, buffers on the heap), and
@@ -54,11 +70,12 @@ impl<'scope> Pool<'scope> {
                 .name(format!("worker-{i}"))
                 .stack_size(WORKER_STACK)
                 .spawn_scoped(scope, move || {
+                    let turn = Turn { parker, queue: &rx };
                     for work in rx.iter() {
                         // A bug in a session must not shrink the pool: contain it.
                         let run = AssertUnwindSafe(|| match work {
-                            Work::New(stream, ip) => session::start(stream, ip, shared, parker),
-                            Work::Resume(session) => session::resume(session, parker),
+                            Work::New(stream, ip) => session::start(stream, ip, shared, &turn),
+                            Work::Resume(session) => session::resume(session, &turn),
                         });
                         if panic::catch_unwind(run).is_err() {
                             log::error!("a session panicked; the worker goes on");

@@ -12,6 +12,7 @@ mod commands;
 mod common;
 mod data_path;
 mod escape_race;
+mod fairness;
 mod faults;
 mod ftplib;
 mod ftps;

@@ -1,0 +1,277 @@
+//! LIST, NLST, MLSD, MLST and STAT of a path: what a listing lists (found before its
+//! first reply, so a refusal comes before the `150`), and the listing streamed in
+//! chunks to the data connection, or to the control connection for STAT. The format
+//! of an entry is the listing module's ([`crate::server::listing`]).
+
+use std::fs::Metadata;
+use std::net::SocketAddr;
+use std::time::SystemTime;
+
+use super::commands::Step;
+use super::failure::{Failure, Refusal};
+use super::files::mark;
+use super::transfer::Job;
+use super::Session;
+use crate::path::{PathError, Resolved, TEMP_PREFIX};
+use crate::protocol::{Reply, ReplyCode};
+use crate::server::accounts::Perms;
+use crate::server::listing::{
+    entry_line, has_wildcards, listable, Pattern, LISTING_CHUNK, SORTED_MAX,
+};
+pub(super) use crate::server::listing::{Facts, Listing};
+
+/// What a listing command lists, found before its first reply.
+struct Target {
+    /// The entries of a directory (all, or those a pattern matched), opened before
+    /// the first reply so that a directory that cannot be read is refused before it;
+    /// or the one entry that is not a directory, under the name to show.
+    entries: Entries,
+    /// What NLST puts before each name of a directory listed by a path (`sub/`);
+    /// empty for bare names.
+    prefix: String,
+}
+
+type Entries = Box<dyn Iterator<Item = (String, Metadata)> + Send>;
+
+/// The lines of a listing, made a chunk at a time, so the memory a listing takes does
+/// not grow with the directory. A directory of up to [`SORTED_MAX`] entries is listed
+/// sorted by name, a larger one in its own order (see the listing module). Entries
+/// whose name (or the NLST prefix) has a control character are left out.
+pub(super) struct Lines {
+    entries: Entries,
+    kind: Listing,
+    prefix: String,
+    /// What goes before each line (a space inside a STAT reply).
+    indent: &'static str,
+    facts: Facts,
+    perms: Perms,
+    now: SystemTime,
+    peer: SocketAddr,
+}
+
+impl Lines {
+    fn new(session: &Session<'_>, target: Target, kind: Listing, indent: &'static str) -> Lines {
+        let Target {
+            mut entries,
+            prefix,
+        } = target;
+        let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
+        if first.len() <= SORTED_MAX {
+            first.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        Lines {
+            entries: Box::new(first.into_iter().chain(entries)),
+            kind,
+            prefix,
+            indent,
+            facts: session.facts,
+            perms: session.perms,
+            now: SystemTime::now(),
+            peer: session.peer,
+        }
+    }
+
+    /// The command that lists, for the log.
+    pub(super) fn verb(&self) -> &'static str {
+        match self.kind {
+            Listing::Long => "LIST",
+            Listing::Names => "NLST",
+            Listing::Facts => "MLSD",
+        }
+    }
+
+    /// Adds lines to `chunk` until it holds about [`LISTING_CHUNK`] bytes; returns
+    /// whether entries are left.
+    pub(super) fn fill(&mut self, chunk: &mut String) -> bool {
+        while chunk.len() < LISTING_CHUNK {
+            let Some((name, meta)) = self.entries.next() else {
+                return false;
+            };
+            if !listable(&self.prefix) || !listable(&name) {
+                log::debug!(
+                    "{}: not listed, a control character in {:?}",
+                    self.peer,
+                    format!("{}{name}", self.prefix)
+                );
+                continue;
+            }
+            chunk.push_str(self.indent);
+            let (kind, facts, perms, now) = (self.kind, self.facts, self.perms, self.now);
+            entry_line(chunk, kind, &self.prefix, &name, &meta, facts, perms, now);
+        }
+        true
+    }
+}
+
+impl Session<'_> {
+    /// LIST, NLST and MLSD: the listing goes out on the data connection as a transfer
+    /// does (see [`super::transfer`]).
+    pub(super) fn list(&mut self, arg: Option<&str>, kind: Listing) -> Result<Step, Failure> {
+        let plan = self.data.take_plan();
+        // A restart offset is for the next RETR or STOR only (RFC 3659 §5.3).
+        self.rest = 0;
+        // Everything that can be refused is found before the 150.
+        let target = self.listing_target(arg, kind)?;
+        let lines = Lines::new(self, target, kind, "");
+        let mark = mark("directory listing");
+        let opening = self
+            .data
+            .open(plan, &mut self.control, &mark, &self.token)?;
+        let path = self.cwd.clone();
+        self.begin(opening, Job::list(lines), path, None)
+    }
+
+    /// What `arg` asks a listing command to list (see [`Target`]). A path that exists
+    /// is taken literally, even when it has wildcard characters; otherwise wildcards
+    /// in its last component select entries of the directory before it, except for
+    /// MLSD, which takes no patterns (RFC 3659 §7.1). A pattern that matches nothing
+    /// is `450` (RFC 959 lists it for LIST and NLST; ProFTPD answers so).
+    fn listing_target(&self, arg: Option<&str>, kind: Listing) -> Result<Target, Failure> {
+        let given = arg.unwrap_or("");
+        let literal = self
+            .resolve(if given.is_empty() { "." } else { given })
+            .and_then(|path| match path.metadata() {
+                Ok(meta) => Ok((path, meta)),
+                Err(e) => Err(Failure::Path(e)),
+            });
+        let (dir_text, last) = match given.rsplit_once('/') {
+            Some(("", last)) => ("/", last),
+            Some((dir, last)) => (dir, last),
+            None => (".", given),
+        };
+        let (path, meta) = match literal {
+            Ok(found) => found,
+            Err(e) if kind == Listing::Facts || !has_wildcards(last) => return Err(e),
+            Err(e) => {
+                let Ok(dir) = self.resolve(dir_text) else {
+                    return Err(e);
+                };
+                let pattern = Pattern::new(last);
+                let mut entries = read_entries(&dir, Some(&pattern))?.peekable();
+                if entries.peek().is_none() {
+                    return Err(Refusal::NoMatch.into());
+                }
+                // NLST names what matched by the path as given (`sub/a.txt` for
+                // `sub/*.txt`), so that a client fetching those names fetches these files.
+                let prefix = match given.rsplit_once('/') {
+                    Some((dir, _)) if kind == Listing::Names => format!("{dir}/"),
+                    _ => String::new(),
+                };
+                return Ok(Target {
+                    entries: Box::new(entries),
+                    prefix,
+                });
+            }
+        };
+        if meta.is_dir() {
+            // NLST of a directory names its entries `dir/name`, as vsftpd and ProFTPD
+            // do (tnftp's `mget sub/a.txt` fetched the root's `a.txt` from a bare name); with
+            // no path, or `.`, the names are bare.
+            let base = given.trim_end_matches('/');
+            let prefix = match base {
+                _ if kind != Listing::Names || given.is_empty() || base == "." => String::new(),
+                "" => "/".to_owned(),
+                base => format!("{base}/"),
+            };
+            let entries = read_entries(&path, None)?;
+            return Ok(Target {
+                entries: Box::new(entries),
+                prefix,
+            });
+        }
+        if kind == Listing::Facts {
+            return Err(Refusal::MlsdNeedsDirectory.into());
+        }
+        let name = match kind {
+            Listing::Names => given.to_owned(),
+            _ => path
+                .virtual_path()
+                .components()
+                .last()
+                .unwrap_or("/")
+                .to_owned(),
+        };
+        Ok(Target {
+            entries: Box::new(std::iter::once((name, meta))),
+            prefix: String::new(),
+        })
+    }
+
+    pub(super) fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
+        let path = self.resolve(arg.unwrap_or("."))?;
+        let meta = path.metadata()?;
+        let shown = path.virtual_path().as_str();
+        if !listable(shown) {
+            log::debug!(
+                "{}: MLST of {shown:?} refused: a control character",
+                self.peer
+            );
+            return Err(Refusal::NameHidden.into());
+        }
+        let facts = self.facts.line(shown, &meta, self.perms);
+        Ok(Reply::multi(
+            ReplyCode::FileActionOk,
+            &format!("Listing {shown}"),
+            &[facts],
+            "End",
+        ))
+    }
+
+    /// STAT of a path: its listing, in the lines of a `213` reply.
+    pub(super) fn stat(&mut self, arg: &str) -> Result<Reply, Failure> {
+        let target = self.listing_target(Some(arg), Listing::Long)?;
+        let shown: String = self
+            .cwd
+            .join(arg)?
+            .as_str()
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        // The lines go out as they are made, between the first line of the reply and
+        // its last (returned as usual), so a large directory is not held whole.
+        let code = ReplyCode::FileStatus.number();
+        self.control
+            .write(&format!("{code}-Status of {shown}:\r\n"))
+            .map_err(Failure::Control)?;
+        let mut lines = Lines::new(self, target, Listing::Long, " ");
+        let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
+        loop {
+            let more = lines.fill(&mut chunk);
+            if !chunk.is_empty() {
+                self.control.write(&chunk).map_err(Failure::Control)?;
+            }
+            chunk.clear();
+            if !more {
+                break;
+            }
+        }
+        Ok(Reply::new(ReplyCode::FileStatus, "End of status"))
+    }
+}
+
+/// The entries of `dir`, in the directory's own order, as they are read: without our
+/// temporary files, without names `wanted` does not match, and without symlinks that
+/// lead outside the root (or nowhere); a symlink shows what it points to. Entries
+/// that cannot be read are left out. This is the one place a listing reads a
+/// directory.
+///
+/// # Errors
+/// When the directory cannot be opened.
+fn read_entries(
+    dir: &Resolved,
+    wanted: Option<&Pattern>,
+) -> Result<impl Iterator<Item = (String, Metadata)>, PathError> {
+    let dir = dir.open_dir()?;
+    let names = dir.names()?;
+    let wanted = wanted.cloned();
+    Ok(names.filter_map(move |entry| {
+        let entry = entry.ok()?;
+        let name = entry.to_string_lossy().into_owned();
+        if name.starts_with(TEMP_PREFIX) || wanted.as_ref().is_some_and(|p| !p.matches(&name)) {
+            return None;
+        }
+        // A symlink shows what it points to, when that stays inside the root.
+        let meta = dir.metadata_of(&entry).ok()?;
+        Some((name, meta))
+    }))
+}

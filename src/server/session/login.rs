@@ -1,0 +1,180 @@
+//! Who the session is: USER and PASS, AUTH TLS, and REIN.
+
+use std::sync::Arc;
+
+use super::failure::{Failure, Refusal};
+use super::{End, Session};
+use crate::path::{PathError, Root, VirtualPath};
+use crate::protocol::{Reply, ReplyCode, TransferType};
+use crate::server::accounts::Perms;
+use crate::tls;
+
+use super::commands::HashAlgo;
+use super::listings::Facts;
+
+/// How far the login has come.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Login {
+    None,
+    /// USER was given; `anonymous` says whether PASS will let them in.
+    User {
+        name: String,
+        anonymous: bool,
+    },
+    In(String),
+}
+
+impl Session<'_> {
+    /// USER: the name PASS will check.
+    pub(super) fn user(&mut self, name: String) -> Result<Reply, Failure> {
+        if self.shared.config.require_tls && !self.control.in_tls() {
+            return Err(Refusal::TlsFirst.into());
+        }
+        let anonymous = ["anonymous", "ftp"]
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(&name));
+        self.login = Login::User { name, anonymous };
+        Ok(Reply::new(
+            ReplyCode::NeedPassword,
+            "Please specify the password",
+        ))
+    }
+
+    /// PASS: checks the password of the name USER gave (anonymous logins take any).
+    pub(super) fn pass(&mut self, password: &str) -> Result<Reply, Failure> {
+        let (name, anonymous) = match std::mem::replace(&mut self.login, Login::None) {
+            Login::User { name, anonymous } => (name, anonymous),
+            Login::None => return Err(Refusal::PassBeforeUser.into()),
+            Login::In(name) => {
+                self.login = Login::In(name);
+                return Ok(Reply::new(ReplyCode::LoggedIn, "Already logged in"));
+            }
+        };
+        let config = &self.shared.config;
+        let granted = if anonymous {
+            config.anonymous.perms().map(|p| (VirtualPath::root(), p))
+        } else {
+            config
+                .users
+                .check(&name, password)
+                .map(|u| (u.home.clone(), u.perms))
+        };
+        let Some((home, perms)) = granted else {
+            // The same reply for every failure, so it does not tell which names exist
+            // (RFC 2577 §5); the pause slows guessing down.
+            self.failures += 1;
+            log::warn!("{}: failed login as {name:?}", self.peer);
+            std::thread::sleep(config.failed_login_delay);
+            if self.failures >= config.max_login_failures {
+                self.close_after_reply = true;
+            }
+            return Err(Refusal::LoginIncorrect.into());
+        };
+        self.root = self.home_root(&home).map_err(|e| {
+            log::error!("{}: home {home} of {name:?} is unusable: {e}", self.peer);
+            Failure::from(Refusal::HomeUnavailable)
+        })?;
+        self.perms = perms;
+        self.cwd = VirtualPath::root();
+        self.failures = 0;
+        log::info!("{}: logged in as {name}", self.peer);
+        self.login = Login::In(name);
+        Ok(Reply::new(ReplyCode::LoggedIn, "Login successful"))
+    }
+
+    /// The root of a session whose user lives in `home` (inside the server root, made
+    /// there if missing).
+    fn home_root(&self, home: &VirtualPath) -> Result<Root, PathError> {
+        let server = &self.shared.root;
+        if home.is_root() {
+            return Ok(server.clone());
+        }
+        server.below(home)
+    }
+
+    /// AUTH TLS (RFC 4217 §4): `234`, then the handshake on the control connection.
+    /// `Ok(None)` when the connection is in TLS now; `Ok(Some(reply))` to refuse;
+    /// `Err` when the session must end.
+    pub(super) fn auth(&mut self, mechanism: &str) -> Result<Option<Reply>, End> {
+        let Some(base) = &self.shared.config.tls else {
+            return Ok(Some(Refusal::TlsUnconfigured.reply()));
+        };
+        if !["TLS", "TLS-C", "SSL"]
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case(mechanism))
+        {
+            return Ok(Some(Refusal::AuthMechanism(mechanism.to_owned()).reply()));
+        }
+        if self.control.in_tls() {
+            return Ok(Some(Refusal::AlreadyInTls.reply()));
+        }
+        let (config, data_config) = match tls::per_session(base) {
+            Ok(configs) => configs,
+            Err(e) => {
+                log::error!("{}: cannot set up TLS: {e}", self.peer);
+                return Ok(Some(Refusal::TlsUnavailable.reply()));
+            }
+        };
+        let reply = Reply::new(
+            ReplyCode::SecurityExchange,
+            "AUTH TLS successful; start the handshake",
+        );
+        if self.control.send(&reply).is_err() {
+            return Err(End::Lost);
+        }
+        // Anything already read past AUTH TLS was sent in the clear before the
+        // handshake; treating it as commands after it would let an attacker inject
+        // them (the STARTTLS injection flaw). Such a client is not to be trusted.
+        if self.control.has_read_ahead() {
+            log::warn!(
+                "{}: commands sent before the TLS handshake: closing",
+                self.peer
+            );
+            return Err(End::Lost);
+        }
+        let conn = match rustls::ServerConnection::new(Arc::clone(&config)) {
+            Ok(conn) => conn,
+            Err(e) => {
+                log::error!("{}: cannot start TLS: {e}", self.peer);
+                return Err(End::Lost);
+            }
+        };
+        // The handshake gets the data timeout, not the (long) idle timeout.
+        let timeout = self.shared.config.data_timeout;
+        if let Err(e) = self.control.upgrade(conn, timeout) {
+            log::warn!("{}: TLS handshake failed: {e}", self.peer);
+            return Err(End::Lost);
+        }
+        log::info!("{}: control connection in TLS", self.peer);
+        // A login made in the clear does not carry over (RFC 4217 §4).
+        self.login = Login::None;
+        self.data.start_tls(data_config);
+        Ok(None)
+    }
+
+    /// REIN (RFC 959 §4.1.1): the session as it was just after the connection was
+    /// made: no login, the root, the default type, no restart offset, no pending
+    /// rename and no data connection, options back to their defaults. On a control
+    /// connection in TLS it is refused with `502`: going back to the state after
+    /// connecting would mean leaving TLS, which RFC 4217 §11 leaves to the server and
+    /// which this server does not do (CCC is refused for the same reason).
+    pub(super) fn rein(&mut self) -> Result<Reply, Failure> {
+        if self.control.in_tls() {
+            return Err(Refusal::ReinInTls.into());
+        }
+        self.login = Login::None;
+        self.root = self.shared.root.clone();
+        self.perms = Perms::default();
+        self.cwd = VirtualPath::root();
+        self.transfer_type = TransferType::Ascii;
+        self.rest = 0;
+        self.rename_from = None;
+        self.data.reset();
+        self.facts = Facts::default();
+        self.hash = HashAlgo::Sha256;
+        Ok(Reply::new(
+            ReplyCode::ServiceReady,
+            "Session reset; log in again",
+        ))
+    }
+}

@@ -1,0 +1,391 @@
+//! One client's session: its story from the greeting to the last reply.
+//!
+//! A session is a value that moves: a worker serves it while commands keep coming
+//! ([`resume`]), the parker holds it while it waits for the next one
+//! ([`super::park`]), and any worker may take it up again. What it holds lives in
+//! rooms of its own:
+//! - [`control`]: the control connection, the line being read, deadlines, the lines
+//!   sent during a transfer, ABOR, and the one place replies go out;
+//! - [`data`]: the data channel: the PASV/PORT plan, the kept listener, PROT/TLS,
+//!   opening and closing data connections, and the one place a `150` goes out;
+//! - [`login`]: USER, PASS, AUTH TLS and REIN: who the session is;
+//! - [`files`]: the commands that read or change files (RETR, STOR, DELE, ...);
+//! - [`listings`]: LIST, NLST, MLSD, MLST and STAT;
+//! - [`transfer`]: a transfer under way, moved a slice at a time, so that a worker
+//!   can put it down when other sessions wait;
+//! - [`commands`]: every command in one `match`, and the small ones;
+//! - [`failure`]: what can go wrong, and the one map from a failure to its reply.
+//!
+//! Handlers return `Result<Reply, Failure>`; transfers send their `150` through the
+//! data channel, then the final reply comes back the same way as any other.
+
+mod commands;
+mod control;
+mod data;
+mod failure;
+mod files;
+mod listings;
+mod login;
+mod transfer;
+
+use std::io::{self, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::BorrowedFd;
+use std::time::{Duration, Instant};
+
+use self::commands::{Answer, HashAlgo};
+use self::control::{Control, Earlier, Next};
+use self::data::DataChannel;
+use self::listings::Facts;
+use self::login::Login;
+use self::transfer::Ran;
+use super::accounts::Perms;
+use super::pool::Turn;
+use super::{ConnToken, NotRegistered, Shared};
+use crate::path::{Resolved, Root, VirtualPath};
+use crate::protocol::{Reply, ReplyCode, TransferType};
+use crate::tls::ServerStream;
+use crate::transfer::Pump;
+
+/// How long a worker waits for a session's next command before it parks the
+/// session, right after serving one: clients that send commands one after another (a
+/// reply, then the next command) keep their worker, even when the machine is so busy
+/// that they take a while to answer (parking and waking again costs two thread
+/// hand-overs and the epoll calls, about a third more CPU per small transfer when it
+/// happens after every command, measured with ftp-bench retr-small).
+const LINGER: Duration = Duration::from_millis(100);
+
+/// How long a worker waits before parking a session it has served nothing for yet
+/// (just greeted, or woken by bytes that made no command): short, so connections that
+/// say nothing hold the pool for little time.
+const LINGER_QUIET: Duration = Duration::from_millis(10);
+
+/// A client's session.
+pub(super) struct Session<'s> {
+    shared: &'s Shared,
+    /// The session's place in the registry; dropping it frees its admission.
+    token: ConnToken<'s>,
+    peer: SocketAddr,
+    control: Control,
+    data: DataChannel<'s>,
+    login: Login,
+    /// What the session sees as `/`: the server root, or the user's home inside it.
+    root: Root,
+    perms: Perms,
+    /// Failed PASS commands so far.
+    failures: u32,
+    /// Close the connection once the current reply is sent.
+    close_after_reply: bool,
+    cwd: VirtualPath,
+    /// Recorded for STAT; bytes are never rewritten in either type.
+    transfer_type: TransferType,
+    /// The offset given by REST, used by the next RETR or STOR.
+    rest: u64,
+    /// The path given by RNFR, used by the next RNTO.
+    rename_from: Option<Resolved>,
+    /// The facts MLSD and MLST show (OPTS MLST).
+    facts: Facts,
+    /// The digest HASH computes (OPTS HASH).
+    hash: HashAlgo,
+    pump: Pump,
+    /// The transfer under way, between two of its slices.
+    transfer: Option<transfer::Transfer<'s>>,
+}
+
+/// What serving a session came to.
+enum Outcome {
+    /// No command is there: the session waits parked.
+    Park,
+    /// A transfer is under way and other sessions wait for a worker: the session goes
+    /// to the back of the queue.
+    Yield,
+    /// The session is over.
+    End(End),
+}
+
+/// Why a session ended, for the log.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    Quit,
+    ClientClosed,
+    Idle,
+    LoginTimeout,
+    SlowLine,
+    LongLines,
+    Shutdown,
+    Lost,
+    LoginFailures,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            End::Quit => "quit",
+            End::ClientClosed => "client closed the connection",
+            End::Idle => "idle timeout",
+            End::LoginTimeout => "no login in time",
+            End::SlowLine => "a command line not finished in time",
+            End::LongLines => "too many over-long command lines",
+            End::Shutdown => "server shutdown",
+            End::Lost => "connection lost",
+            End::LoginFailures => "too many failed logins",
+        })
+    }
+}
+
+/// Starts a session on a connection the acceptor admitted for `ip`: registers it,
+/// greets, and serves it as [`resume`] does.
+pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn: &Turn<'_, 's>) {
+    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        shared.release(ip);
+        return; // the peer is already gone
+    };
+    let token = match shared.register(&stream, ip) {
+        Ok(token) => token,
+        Err(why) => {
+            let text = match why {
+                NotRegistered::Stopping => "Server shutting down",
+                NotRegistered::Io(e) => {
+                    log::warn!("{peer}: refused: cannot serve another session: {e}");
+                    "Server out of resources, try again later"
+                }
+            };
+            let mut stream = stream;
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
+            let _ = stream.write_all(reply.to_wire().as_bytes());
+            shared.release(ip);
+            return;
+        }
+    };
+    // Clients send ABOR (or Telnet Synch) as TCP urgent data: Python's ftplib sends
+    // `ABOR\r\n` with MSG_OOB, which makes the `\n` urgent. Keep urgent bytes in the
+    // stream, or that line never ends (RFC 959 §4.1.3; vsftpd does the same).
+    let timeout = shared.config.idle_timeout;
+    let setup = rustix::net::sockopt::set_socket_oobinline(&stream, true)
+        .map_err(io::Error::from)
+        .and_then(|()| stream.set_nodelay(true))
+        .and_then(|()| stream.set_read_timeout(Some(timeout)))
+        .and_then(|()| stream.set_write_timeout(Some(timeout)));
+    if let Err(e) = setup {
+        log::warn!("{peer}: cannot set up the session: {e}");
+        return;
+    }
+    let mut session = Box::new(Session {
+        shared,
+        token,
+        peer,
+        control: Control::new(stream, timeout),
+        data: DataChannel::new(shared, peer, local),
+        login: Login::None,
+        root: shared.root.clone(),
+        perms: Perms::default(),
+        failures: 0,
+        close_after_reply: false,
+        cwd: VirtualPath::root(),
+        transfer_type: TransferType::Ascii,
+        rest: 0,
+        rename_from: None,
+        facts: Facts::default(),
+        hash: HashAlgo::Sha256,
+        pump: Pump::new(),
+        transfer: None,
+    });
+    log::info!("{peer}: session start");
+    let greeting = Reply::new(ReplyCode::ServiceReady, "simple-ftp ready");
+    if session.control.send(&greeting).is_err() {
+        session.finish(End::Lost);
+        return;
+    }
+    resume(session, turn);
+}
+
+/// Serves a session on this worker until it goes quiet, when it is parked (see
+/// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
+/// when it goes to the back of the queue, or until it ends.
+pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
+    loop {
+        match session.serve(turn) {
+            Outcome::Park => {
+                if let Err(session) = turn.parker.park(session) {
+                    session.shut_down();
+                }
+            }
+            Outcome::Yield => match turn.parker.requeue(session) {
+                Ok(()) => {}
+                // The parker has ended (shutdown): the transfer goes on here.
+                Err(back) => {
+                    session = back;
+                    continue;
+                }
+            },
+            Outcome::End(end) => session.finish(end),
+        }
+        return;
+    }
+}
+
+impl<'s> Session<'s> {
+    /// Serves commands while they come: lines queued during a transfer first, then
+    /// what the connection brings within [`LINGER`] ([`LINGER_QUIET`] before the
+    /// first). Returns [`Outcome::Park`] when none is there, with nothing buffered
+    /// that would be left waiting.
+    fn serve(&mut self, turn: &Turn<'_, 's>) -> Outcome {
+        let mut linger = LINGER_QUIET;
+        loop {
+            if self.transferring() {
+                let reply = match self.run_transfer(turn) {
+                    Ran::Yielded => return Outcome::Yield,
+                    Ran::Ended(_, Ok(reply)) => reply,
+                    Ran::Ended(verb, Err(failure)) => match self.refusal(verb, failure) {
+                        Some(reply) => reply,
+                        None => return Outcome::End(End::Lost),
+                    },
+                };
+                if self.finish_reply(&reply).is_err() {
+                    return Outcome::End(End::Lost);
+                }
+                linger = LINGER;
+                continue;
+            }
+            let line = match self.control.earlier() {
+                Some(Earlier::Line(line)) => Some(line),
+                Some(Earlier::TooLong) => None,
+                Some(Earlier::Dropped) => {
+                    let text = "Too many commands sent during a transfer";
+                    if self.say(&Reply::new(ReplyCode::SyntaxError, text)).is_err() {
+                        return Outcome::End(End::Lost);
+                    }
+                    continue;
+                }
+                None => match self.next_line(linger) {
+                    Next::Line => Some(self.control.line().to_vec()),
+                    Next::TooLong => None,
+                    Next::Quiet => return Outcome::Park,
+                    Next::End(end) => return Outcome::End(end),
+                },
+            };
+            let (reply, quit) = match line {
+                None => (
+                    Reply::new(ReplyCode::SyntaxError, "Command line too long"),
+                    false,
+                ),
+                Some(line) => match self.answer(&line) {
+                    Ok(Answer::Reply(reply)) => (reply, false),
+                    Ok(Answer::Quit(reply)) => (reply, true),
+                    Ok(Answer::InTls) => continue, // its 234 went out before the handshake
+                    Ok(Answer::Transfer) => continue, // the loop runs it
+                    Err(end) => return Outcome::End(end),
+                },
+            };
+            if self.finish_reply(&reply).is_err() {
+                return Outcome::End(End::Lost);
+            }
+            if quit {
+                return Outcome::End(End::Quit);
+            }
+            if self.close_after_reply {
+                return Outcome::End(End::LoginFailures);
+            }
+            if self.control.too_many_long_lines() {
+                self.control
+                    .say_closing("Too many over-long command lines, closing");
+                return Outcome::End(End::LongLines);
+            }
+            linger = LINGER;
+        }
+    }
+
+    /// Sends a command's final reply, lets the data connection it ended go, and after
+    /// the `426` of a transfer that ABOR stopped, answers the ABOR itself.
+    fn finish_reply(&mut self, reply: &Reply) -> io::Result<()> {
+        self.say(reply)?;
+        if self.control.take_abort() {
+            self.say(&Reply::new(ReplyCode::TransferComplete, "ABOR successful"))?;
+        }
+        Ok(())
+    }
+
+    /// Sends a reply, then lets the data connection a transfer ended go.
+    fn say(&mut self, reply: &Reply) -> io::Result<()> {
+        self.control.send(reply)?;
+        self.data.drain_ended();
+        Ok(())
+    }
+
+    /// Reads the next command line within `linger` (and never past a deadline),
+    /// closing the passive listeners whose time is up on the way.
+    fn next_line(&mut self, linger: Duration) -> Next {
+        self.data.close_expired();
+        let mut until = Instant::now() + linger;
+        if let Some(at) = self.data.deadline() {
+            until = until.min(at);
+        }
+        let shared = self.shared;
+        self.control
+            .next_line(until, self.logged_in(), &shared.config, || {
+                shared.stopping()
+            })
+    }
+
+    fn logged_in(&self) -> bool {
+        matches!(self.login, Login::In(_))
+    }
+
+    /// The session's next deadline, at which the parker hands it back: the first of
+    /// those that end it, or that of an open passive listener.
+    pub(super) fn deadline(&self) -> Instant {
+        let config = &self.shared.config;
+        let ending = self.control.ending_deadlines(self.logged_in(), config);
+        ending
+            .map(|(at, _, _)| at)
+            .chain(self.data.deadline())
+            .min()
+            .unwrap_or_else(|| Instant::now() + config.idle_timeout)
+    }
+
+    /// The registry's id of the session, its key in the parker.
+    pub(super) fn id(&self) -> u64 {
+        self.token.id()
+    }
+
+    /// The control connection's socket, which the parker watches.
+    pub(super) fn control_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.control.fd()
+    }
+
+    /// Ends a session at shutdown: `421`, then the end of the control connection.
+    pub(super) fn shut_down(mut self: Box<Self>) {
+        self.control.say_closing("Server shutting down");
+        self.finish(End::Shutdown);
+    }
+
+    /// Logs the session's end and closes its control connection (in TLS with a
+    /// close_notify, see [`Control::end`]).
+    fn finish(self: Box<Self>, end: End) {
+        log::info!(
+            "{}: session end ({end}) after {:.1} s",
+            self.peer,
+            self.control.connected().elapsed().as_secs_f64()
+        );
+        if !matches!(end, End::Lost) {
+            self.control.end(data::CLOSE_WAIT);
+        }
+    }
+
+    /// Whether the server is stopping (the shutdown sweep ends reads too).
+    fn stopping(&self) -> bool {
+        self.shared.stopping()
+    }
+
+    /// Between chunks of a transfer or a listing: stop on ABOR or a vanished client.
+    fn check_abort(&mut self) -> Result<(), failure::Failure> {
+        let stopping = self.stopping();
+        self.control.check_abort(stopping)
+    }
+
+    /// A transfer's data connection is over: closes it (see [`DataChannel::close`]).
+    fn close_data(&mut self, stream: ServerStream) -> Result<(), failure::Failure> {
+        self.data.close(stream, &self.token)
+    }
+}

@@ -1,0 +1,484 @@
+//! A transfer under way (RETR, STOR, APPE, STOU, LIST, NLST, MLSD): a value the
+//! session keeps between slices of it, so that a worker can put it down when other
+//! sessions wait for a worker, and any worker can take it up again.
+//!
+//! A slice moves data until [`CHUNK`] bytes have gone or [`SLICE`] has passed, or until
+//! a read or write on the data connection has blocked for a [`TICK`]; then the control
+//! connection is looked at (ABOR, a vanished client) and, when sessions wait in the
+//! pool's queue, the session goes to the back of it ([`Ran::Yielded`]). So when every
+//! worker is in a long transfer, a ready command waits about one slice, not one
+//! transfer. The data still moves with blocking, zero-copy calls: a slice is many of
+//! them. Waiting for the client's passive data connection is sliced the same way.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::commands::Step;
+use super::data::{self, Awaiting, Opening};
+use super::failure::Failure;
+use super::listings::Lines;
+use super::Session;
+use crate::locks::FileGuard;
+use crate::path::{PartFile, Resolved, VirtualPath};
+use crate::protocol::{Reply, ReplyCode};
+use crate::server::pool::Turn;
+use crate::tls::ServerStream;
+use crate::transfer::{is_timeout, CopyError};
+
+/// Bytes moved at most in one slice of a transfer.
+pub(super) const CHUNK: usize = 8 << 20;
+
+/// How long one slice of a transfer lasts at most, when its data keeps moving.
+const SLICE: Duration = Duration::from_millis(200);
+
+/// How long one read or write on a data connection may block before the slice ends.
+/// A client that sends ABOR often stops reading (or sending) data until ABOR is
+/// answered, so a transfer cannot wait for the data connection alone. Stalls still end
+/// the transfer after the data timeout.
+const TICK: Duration = Duration::from_millis(200);
+
+/// A transfer under way.
+pub(super) struct Transfer<'s> {
+    link: Link,
+    job: Job,
+    stall: Stall,
+    started: Instant,
+    /// The file (or directory) it is about, for the log.
+    path: VirtualPath,
+    /// The file's lock, held to the end (listings hold none).
+    _guard: Option<FileGuard<'s>>,
+}
+
+/// The transfer's data connection.
+enum Link {
+    /// The client has yet to make it.
+    Awaiting(Awaiting),
+    Open(ServerStream),
+}
+
+/// What a transfer moves.
+pub(super) enum Job {
+    /// RETR: `file` from `offset` up to `end` (its size when the transfer began);
+    /// `start` is where it began.
+    Send {
+        file: File,
+        offset: u64,
+        end: u64,
+        start: u64,
+    },
+    /// STOR, APPE, STOU: the upload goes into `part`, which replaces `target` only
+    /// when it is complete. `reserved`: STOU made `target` (empty) to hold its name,
+    /// and a failed upload removes it.
+    Receive {
+        part: PartFile,
+        target: Resolved,
+        verb: &'static str,
+        received: u64,
+        reserved: bool,
+    },
+    /// LIST, NLST, MLSD: `lines`, a chunk at a time; `sent` bytes of `chunk` went.
+    List {
+        lines: Lines,
+        chunk: String,
+        sent: usize,
+        more: bool,
+    },
+}
+
+impl Job {
+    /// RETR of `file` from `start`, of which the bytes up to `offset` went already.
+    pub(super) fn send(file: File, start: u64, offset: u64, end: u64) -> Job {
+        Job::Send {
+            file,
+            offset,
+            end,
+            start,
+        }
+    }
+
+    pub(super) fn receive(
+        part: PartFile,
+        target: Resolved,
+        verb: &'static str,
+        reserved: bool,
+    ) -> Job {
+        Job::Receive {
+            part,
+            target,
+            verb,
+            received: 0,
+            reserved,
+        }
+    }
+
+    /// The command the transfer answers, for the log.
+    fn verb(&self) -> &'static str {
+        match self {
+            Job::Send { .. } => "RETR",
+            Job::Receive { verb, .. } => verb,
+            Job::List { lines, .. } => lines.verb(),
+        }
+    }
+
+    pub(super) fn list(lines: Lines) -> Job {
+        Job::List {
+            lines,
+            chunk: String::new(),
+            sent: 0,
+            more: true,
+        }
+    }
+}
+
+/// How running a transfer went.
+pub(super) enum Ran {
+    /// Other sessions wait: this one goes to the back of the queue, the transfer with it.
+    Yielded,
+    /// The transfer of the command `verb` is over; its reply.
+    Ended(&'static str, Result<Reply, Failure>),
+}
+
+/// How long a transfer has gone without moving a byte, against the data timeout,
+/// and how much it moved since the control connection was last looked at.
+struct Stall {
+    since: Instant,
+    limit: Duration,
+    unlooked: usize,
+    looked: Instant,
+}
+
+impl Stall {
+    fn new(limit: Duration) -> Stall {
+        let now = Instant::now();
+        Stall {
+            since: now,
+            limit,
+            unlooked: 0,
+            looked: now,
+        }
+    }
+
+    /// Records `n` bytes moved; returns whether the slice is over: [`CHUNK`] bytes
+    /// moved or [`SLICE`] passed since the last time it said so.
+    fn progress(&mut self, n: usize) -> bool {
+        self.since = Instant::now();
+        self.unlooked += n;
+        if self.unlooked < CHUNK && self.since.duration_since(self.looked) < SLICE {
+            return false;
+        }
+        self.unlooked = 0;
+        self.looked = self.since;
+        true
+    }
+
+    /// After a tick without progress (which ends the slice): an error once the data
+    /// timeout has passed.
+    fn check(&mut self) -> Result<(), Failure> {
+        self.looked = Instant::now();
+        if self.since.elapsed() >= self.limit {
+            return Err(Failure::Transfer(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the transfer stalled",
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Gives the data connection the timeouts of a slice: reads for uploads, writes
+/// otherwise, block at most a [`TICK`].
+fn prepare(stream: &ServerStream, job: &Job) -> Result<(), Failure> {
+    let tcp = stream.tcp().map_err(Failure::Transfer)?;
+    match job {
+        Job::Receive { .. } => tcp.set_read_timeout(Some(TICK)),
+        Job::Send { .. } | Job::List { .. } => tcp.set_write_timeout(Some(TICK)),
+    }
+    .map_err(Failure::Transfer)
+}
+
+impl<'s> Session<'s> {
+    /// Starts the transfer `job` on the data connection `opening` (its `150` went out);
+    /// the serve loop runs it.
+    pub(super) fn begin(
+        &mut self,
+        opening: Opening,
+        job: Job,
+        path: VirtualPath,
+        guard: Option<FileGuard<'s>>,
+    ) -> Result<Step, Failure> {
+        let link = match opening {
+            Opening::Open(stream) => {
+                if let Err(failure) = prepare(&stream, &job) {
+                    let _ = self.close_data(stream);
+                    return Err(failure);
+                }
+                Link::Open(stream)
+            }
+            Opening::Awaiting(awaiting) => Link::Awaiting(awaiting),
+        };
+        self.transfer = Some(Transfer {
+            link,
+            job,
+            stall: Stall::new(self.shared.config.data_timeout),
+            started: Instant::now(),
+            path,
+            _guard: guard,
+        });
+        Ok(Step::Transfer)
+    }
+
+    /// Whether a transfer is under way.
+    pub(super) fn transferring(&self) -> bool {
+        self.transfer.is_some()
+    }
+
+    /// Runs the transfer under way, slice after slice, until it ends, or until other
+    /// sessions wait for a worker between two slices (then it stays with the session).
+    pub(super) fn run_transfer(&mut self, turn: &Turn<'_, 's>) -> Ran {
+        let Some(mut t) = self.transfer.take() else {
+            return Ran::Ended("transfer", Err(Failure::Aborted));
+        };
+        let verb = t.job.verb();
+        loop {
+            match self.slice(&mut t) {
+                Ok(false) if turn.others_waiting() => {
+                    self.transfer = Some(t);
+                    return Ran::Yielded;
+                }
+                Ok(false) => {}
+                Ok(true) => {
+                    let ended = self.complete(t);
+                    // Idle time counts from the end of the last transfer.
+                    self.control.touch();
+                    return Ran::Ended(verb, ended);
+                }
+                Err(failure) => {
+                    self.abandon(t);
+                    self.control.touch();
+                    return Ran::Ended(verb, Err(failure));
+                }
+            }
+        }
+    }
+
+    /// One slice of `t`; returns whether the data is all moved.
+    fn slice(&mut self, t: &mut Transfer<'s>) -> Result<bool, Failure> {
+        let Transfer {
+            link, job, stall, ..
+        } = t;
+        let stream = match link {
+            Link::Open(stream) => stream,
+            Link::Awaiting(awaiting) => {
+                match self.data.await_open(awaiting, TICK, &self.token)? {
+                    Some(stream) => {
+                        prepare(&stream, job)?;
+                        *link = Link::Open(stream);
+                        *stall = Stall::new(self.shared.config.data_timeout);
+                    }
+                    None => self.check_abort()?,
+                }
+                return Ok(false);
+            }
+        };
+        match job {
+            Job::Send {
+                file, offset, end, ..
+            } => {
+                while *offset < *end {
+                    let max = usize::try_from(*end - *offset).map_or(CHUNK, |l| l.min(CHUNK));
+                    match self.pump.file_to_stream(file, offset, stream, max) {
+                        Ok(0) => return Ok(true), // the file shrank meanwhile
+                        Ok(n) if !stall.progress(n) => continue,
+                        Ok(_) => {}
+                        Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
+                        Err(e) => return Err(e.into()),
+                    }
+                    if *offset < *end {
+                        self.check_abort()?;
+                    }
+                    return Ok(*offset >= *end);
+                }
+                Ok(true)
+            }
+            Job::Receive { part, received, .. } => {
+                loop {
+                    match self.pump.stream_to_file(stream, part.file(), CHUNK) {
+                        Ok(0) => return Ok(true),
+                        Ok(n) => {
+                            *received += n as u64;
+                            if !stall.progress(n) {
+                                continue;
+                            }
+                        }
+                        Err(CopyError::Net(e)) if is_timeout(&e) => stall.check()?,
+                        Err(e) => return Err(e.into()),
+                    }
+                    break;
+                }
+                self.check_abort()?;
+                Ok(false)
+            }
+            Job::List {
+                lines,
+                chunk,
+                sent,
+                more,
+            } => {
+                loop {
+                    if *sent == chunk.len() {
+                        chunk.clear();
+                        *sent = 0;
+                        if !*more {
+                            return Ok(true);
+                        }
+                        *more = lines.fill(chunk);
+                        continue;
+                    }
+                    match stream.write(&chunk.as_bytes()[*sent..]) {
+                        Ok(0) => return Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            *sent += n;
+                            if !stall.progress(n) {
+                                continue;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if is_timeout(&e) => stall.check()?,
+                        Err(e) => return Err(Failure::Transfer(e)),
+                    }
+                    break;
+                }
+                self.check_abort()?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// The end of a transfer whose data all moved: its data connection closed, an
+    /// upload put in place, and its reply.
+    fn complete(&mut self, t: Transfer<'s>) -> Result<Reply, Failure> {
+        let Transfer {
+            link,
+            job,
+            mut stall,
+            started,
+            path,
+            _guard,
+        } = t;
+        let Link::Open(mut stream) = link else {
+            return Err(Failure::Aborted); // a transfer completes only once open
+        };
+        match job {
+            Job::Send { offset, start, .. } => {
+                if let Some(tcp) = stream.as_plain() {
+                    // The 226 comes after the client's close, or a short wait (see
+                    // `data::await_close`).
+                    let _ = data::await_close(tcp, data::CLOSE_WAIT);
+                }
+                self.close_data(stream)?;
+                self.log_transfer("RETR", &path, offset - start, started);
+                Ok(transfer_complete(offset - start))
+            }
+            Job::List { .. } => {
+                // In TLS the last records may still wait to go out.
+                let flushed = loop {
+                    match stream.flush() {
+                        Ok(()) => break Ok(()),
+                        Err(e) if is_timeout(&e) => {
+                            if let Err(stalled) = stall.check() {
+                                break Err(stalled);
+                            }
+                        }
+                        Err(e) => break Err(Failure::Transfer(e)),
+                    }
+                };
+                let closed = self.close_data(stream);
+                flushed.and(closed)?;
+                Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
+            }
+            Job::Receive {
+                part,
+                target,
+                verb,
+                received,
+                reserved,
+            } => {
+                // The upload's fate does not depend on our close_notify reaching the client.
+                let _ = self.close_data(stream);
+                let kept = self.keep_upload(part, &target, verb);
+                if kept.is_err() && reserved {
+                    let _ = target.remove_file();
+                }
+                kept?;
+                self.log_transfer(verb, &path, received, started);
+                Ok(transfer_complete(received))
+            }
+        }
+    }
+
+    /// Puts a complete upload in place of `target`, unless the end of its data was
+    /// not the end of the file.
+    fn keep_upload(
+        &mut self,
+        part: PartFile,
+        target: &Resolved,
+        verb: &str,
+    ) -> Result<(), Failure> {
+        let shown = target.virtual_path();
+        // After the grace period the server shuts our data connection down, and the
+        // read sees an end of file: that upload is cut short, not complete.
+        if self.shared.forced.load(Ordering::SeqCst) {
+            log::warn!(
+                "{}: {verb} {shown}: cut off by shutdown, upload discarded",
+                self.peer
+            );
+            return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
+        }
+        // A client that went away (or sent ABOR) right as the data ended did not finish
+        // its upload: the end of the data connection was not the end of the file.
+        // Best effort: it looks without waiting.
+        self.check_abort().inspect_err(|_| {
+            log::warn!(
+                "{}: {verb} {shown}: client gone or aborted, upload discarded",
+                self.peer
+            );
+        })?;
+        part.persist(target).map_err(Failure::Fs)
+    }
+
+    /// The end of a failed transfer: its data connection closed, a partial upload
+    /// dropped (and a name STOU reserved for it removed).
+    fn abandon(&mut self, t: Transfer<'s>) {
+        if let Link::Open(stream) = t.link {
+            let _ = self.close_data(stream);
+        }
+        if let Job::Receive {
+            target,
+            reserved: true,
+            ..
+        } = &t.job
+        {
+            let _ = target.remove_file();
+        }
+    }
+
+    pub(super) fn log_transfer(
+        &self,
+        verb: &str,
+        path: &VirtualPath,
+        bytes: u64,
+        started: Instant,
+    ) {
+        let secs = started.elapsed().as_secs_f64();
+        log::info!("{}: {verb} {path} {bytes} bytes in {secs:.3} s", self.peer);
+    }
+}
+
+pub(super) fn transfer_complete(bytes: u64) -> Reply {
+    Reply::new(
+        ReplyCode::TransferComplete,
+        format!("Transfer complete, {bytes} bytes"),
+    )
+}
