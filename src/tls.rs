@@ -105,6 +105,69 @@ where
         Ok(())
     }
 
+    /// Starts TLS on a plain stream in place without waiting for the handshake, which
+    /// [`Stream::handshake_step`] then drives a read at a time: a server that must
+    /// not give a whole thread to a peer that stalls its handshake uses this.
+    ///
+    /// # Errors
+    /// When the stream is already in TLS.
+    pub fn begin_upgrade(&mut self, conn: C) -> io::Result<()> {
+        let tcp = match std::mem::replace(&mut self.inner, Inner::Broken) {
+            Inner::Plain(tcp) => tcp,
+            other => {
+                self.inner = other;
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "the connection is already in TLS",
+                ));
+            }
+        };
+        self.inner = Inner::Tls(Box::new(StreamOwned::new(conn, tcp)));
+        Ok(())
+    }
+
+    /// Whether a TLS handshake is under way (begun with [`Stream::begin_upgrade`]).
+    pub fn is_handshaking(&self) -> bool {
+        matches!(&self.inner, Inner::Tls(tls) if tls.conn.is_handshaking())
+    }
+
+    /// Moves a handshake begun with [`Stream::begin_upgrade`] on: sends what it has
+    /// queued, reads the socket at most once (a read that times out or would block
+    /// reads nothing), and sends its answer. Returns whether the handshake is over
+    /// (then what it left queued, a TLS 1.3 server's tickets, went out too).
+    ///
+    /// # Errors
+    /// When the peer closed, sent something that is not a handshake, or the socket
+    /// failed; the stream is unusable then.
+    pub fn handshake_step(&mut self) -> io::Result<bool> {
+        let Inner::Tls(tls) = &mut self.inner else {
+            return Ok(true);
+        };
+        let (conn, tcp) = (&mut tls.conn, &mut tls.sock);
+        send_queued(conn, tcp)?;
+        if conn.is_handshaking() && conn.wants_read() {
+            match conn.read_tls(tcp) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {
+                    let processed = conn.process_new_packets();
+                    // An alert about bad input goes out before the error is reported.
+                    let _ = send_queued(conn, tcp);
+                    processed.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        send_queued(conn, tcp)?;
+        Ok(!conn.is_handshaking())
+    }
+
     /// Makes every read in TLS read the socket at most once: when that brings no whole
     /// record, the read fails with `WouldBlock` (the bytes stay inside rustls for the
     /// next read). rustls's own reads go on reading until a record is complete, so a

@@ -365,6 +365,25 @@ for cmd in ["CCC", "PROT P", "PBSZ 0", "PROT S", "PROT E", "PROT C", "PROT P"]:
     );
 }
 
+/// A second client in the clear, served while the first waits: how long its login,
+/// NLST and RETR of `small.bin` took (seconds) and how many bytes it got.
+macro_rules! second_client {
+    () => {
+        r#"
+def second_client(port):
+    started = time.monotonic()
+    other = ftplib.FTP()
+    other.connect("127.0.0.1", port, timeout=60)
+    other.login()
+    names = other.nlst()
+    got = bytearray()
+    other.retrbinary("RETR small.bin", got.extend)
+    other.quit()
+    return "%d %d %.2f" % (len(names), len(got), time.monotonic() - started)
+"#
+    };
+}
+
 /// ftplib with data connections that resume the control connection's TLS session,
 /// driven by hand: `case` picks what the client does (issue 11, FTPS data path).
 const TLS_DATA_PATH: &str = concat!(
@@ -373,6 +392,7 @@ import ftplib, socket, ssl, sys, time
 port, ca, case = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 "#,
     reusing_ftp_tls!(),
+    second_client!(),
     r#"
 ftp = Reusing(context=ssl.create_default_context(cafile=ca))
 ftp.connect("127.0.0.1", port, timeout=60)
@@ -404,6 +424,21 @@ elif case == "abort":
             print(str(e)[:3])
     print("took", time.monotonic() - started)
     conn.close()
+elif case == "stall-data":
+    # The data connection is made but its TLS handshake waits while a second client,
+    # in the clear, is served by the server's only worker; then the handshake goes on.
+    host, dport = ftp.makepasv()
+    raw = socket.create_connection((host, dport), timeout=60)
+    ftp.putcmd("RETR small.bin")
+    print(ftp.getresp()[:3])
+    print("other", second_client(port))
+    conn = ftp.context.wrap_socket(raw, server_hostname=ftp.host, session=ftp.sock.session)
+    got = b""
+    while chunk := conn.recv(65536):
+        got += chunk
+    conn.close()
+    print(ftp.voidresp()[:3], len(got))
+    ftp.quit()
 elif case == "quit":
     # After 221 the server's close_notify must come: unwrap() waits for it.
     ftp.sock.settimeout(20)
@@ -533,4 +568,87 @@ fn curl_downloads_small_files_over_tls_without_waiting() {
     }
     // Three times the data timeout is what waiting for each close would take.
     assert!(took < std::time::Duration::from_secs(12), "took {took:?}");
+}
+
+/// The seconds a second client took, from a line `other NAMES BYTES SECONDS`, after
+/// checking what it got.
+fn second_client_took(lines: &[String], bytes: usize) -> f64 {
+    let line = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("other "))
+        .unwrap_or_else(|| panic!("no second client in {lines:?}"));
+    let fields: Vec<&str> = line.split(' ').collect();
+    assert_eq!(fields[..2], ["1", &bytes.to_string()], "{lines:?}");
+    fields[2].parse().expect("seconds")
+}
+
+/// A data connection under PROT P whose TLS handshake stalls holds no worker: with
+/// one worker, a second client is served meanwhile; then the handshake goes on and
+/// the download arrives whole (issue 12).
+#[test]
+fn a_stalled_data_handshake_holds_no_worker() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--workers", "1", "--data-timeout", "120"]);
+    fs::write(server.root().join("small.bin"), pattern(10_000, 63)).expect("write");
+    let lines = tls_data_path(&server, &ca, "stall-data");
+    assert_eq!(lines[0], "150", "{lines:?}");
+    assert_eq!(lines[2], "226 10000", "{lines:?}");
+    // Waiting for the stalled handshake to time out would take 120 s.
+    let took = second_client_took(&lines, 10_000);
+    assert!(took < 20.0, "{lines:?}");
+}
+
+/// A client that sends AUTH TLS and then stalls its handshake holds no worker: with
+/// one worker, a second client is served meanwhile; then the handshake goes on and the
+/// first client logs in over TLS. One that never finishes is closed after the data
+/// timeout (issue 12).
+#[test]
+fn a_stalled_control_handshake_holds_no_worker() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--workers", "1", "--data-timeout", "5"]);
+    fs::write(server.root().join("small.bin"), pattern(10_000, 64)).expect("write");
+    let script = concat!(
+        r#"
+import ftplib, socket, ssl, sys, time
+port, ca = int(sys.argv[1]), sys.argv[2]
+"#,
+        second_client!(),
+        r#"
+def auth(sock):
+    f = sock.makefile("rb")
+    print(f.readline()[:3].decode())
+    sock.sendall(b"AUTH TLS\r\n")
+    print(f.readline()[:3].decode())
+# Stalls its handshake, then finishes it and logs in.
+late = socket.create_connection(("127.0.0.1", port), timeout=60)
+auth(late)
+# Never finishes its handshake.
+never = socket.create_connection(("127.0.0.1", port), timeout=60)
+auth(never)
+print("other", second_client(port))
+tls = ssl.create_default_context(cafile=ca).wrap_socket(late, server_hostname="127.0.0.1")
+f = tls.makefile("rb")
+tls.sendall(b"USER anonymous\r\n")
+print(f.readline()[:3].decode())
+tls.sendall(b"PASS x\r\n")
+print(f.readline()[:3].decode())
+# The server closes the one that never finished, after the data timeout.
+started = time.monotonic()
+print("closed", never.recv(100) == b"", "%.1f" % (time.monotonic() - started))
+"#
+    );
+    let port = server.addr.port().to_string();
+    let run = python(script, &[port.as_ref(), ca.as_os_str()]);
+    let lines: Vec<String> = run.stdout.lines().map(str::to_owned).collect();
+    assert!(run.status.success(), "{}\n{}", run.stderr, server.log());
+    assert_eq!(lines[..4], ["220", "234", "220", "234"], "{lines:?}");
+    let took = second_client_took(&lines, 10_000);
+    assert!(took < 20.0, "{lines:?}");
+    assert_eq!(lines[5..7], ["331", "230"], "{lines:?}");
+    assert!(lines[7].starts_with("closed True"), "{lines:?}");
+    assert!(server.log().contains("TLS handshake not finished in time"));
 }

@@ -98,6 +98,8 @@ pub(super) struct Control {
     long_lines: u32,
     /// The read timeout set on the socket now (set only when it changes).
     timeout: Duration,
+    /// When the TLS handshake under way (after AUTH TLS) must be over.
+    handshake_until: Option<Instant>,
 }
 
 impl Control {
@@ -116,6 +118,7 @@ impl Control {
             line_started: None,
             long_lines: 0,
             timeout,
+            handshake_until: None,
         }
     }
 
@@ -144,7 +147,10 @@ impl Control {
     /// Says `421` with `text` (the session ends after it); a failure to say it changes
     /// nothing.
     pub(super) fn say_closing(&mut self, text: &str) {
-        let _ = self.send(&Reply::new(ReplyCode::ServiceNotAvailable, text));
+        // Nothing can be said inside a TLS handshake.
+        if self.handshake_until.is_none() {
+            let _ = self.send(&Reply::new(ReplyCode::ServiceNotAvailable, text));
+        }
     }
 
     /// The next line that came before any new one: lines queued during a transfer,
@@ -198,7 +204,10 @@ impl Control {
             End::Idle,
             "Idle timeout, closing",
         );
-        login.into_iter().chain(line).chain([idle])
+        let handshake = self
+            .handshake_until
+            .map(|at| (at, End::Handshake, "TLS handshake not finished in time"));
+        login.into_iter().chain(line).chain([idle]).chain(handshake)
     }
 
     /// Reads the next command line, waiting at most until `until` for it (and never
@@ -396,19 +405,38 @@ impl Control {
         self.stream.get_mut().holds_plaintext()
     }
 
-    /// Makes the connection TLS with `conn` (AUTH TLS), the handshake bounded by
-    /// `timeout`.
-    pub(super) fn upgrade(
+    /// Makes the connection TLS with `conn` (AUTH TLS); the handshake is moved on by
+    /// [`Control::handshake`] and must be over by `until`.
+    pub(super) fn begin_tls(
         &mut self,
         conn: rustls::ServerConnection,
-        timeout: Duration,
+        until: Instant,
     ) -> io::Result<()> {
-        self.set_read_timeout(timeout);
-        self.stream.get_mut().upgrade(conn)?;
+        self.stream.get_mut().begin_upgrade(conn)?;
         // A session waiting for its next command must not be held by a peer that
         // sends a record a byte at a time.
         self.stream.get_mut().set_single_reads(true);
+        self.handshake_until = Some(until);
         Ok(())
+    }
+
+    /// When the TLS handshake under way must be over, if one is.
+    pub(super) fn handshake_until(&self) -> Option<Instant> {
+        self.handshake_until
+    }
+
+    /// Moves the TLS handshake on, a read of at most `wait`; returns whether it is
+    /// over.
+    ///
+    /// # Errors
+    /// When it failed: the connection is unusable.
+    pub(super) fn handshake(&mut self, wait: Duration) -> io::Result<bool> {
+        self.set_read_timeout(wait);
+        let done = self.stream.get_mut().handshake_step()?;
+        if done {
+            self.handshake_until = None;
+        }
+        Ok(done)
     }
 
     /// The socket, which the parker watches.

@@ -261,7 +261,7 @@ impl<'s> DataChannel<'s> {
     /// Says `mark` (the transfer's `150`) and starts opening the data connection
     /// `plan` makes: a connection the client already made, or an active connect, is
     /// [`Opening::Open`] at once (registered with `token`, so a forced shutdown can
-    /// cut it, and in TLS under PROT P); a passive connection still to come is
+    /// cut it), or [`Opening::Securing`] under PROT P; a passive connection still to come is
     /// [`Opening::Awaiting`], which [`DataChannel::await_open`] waits for a step at a
     /// time, so a worker is not held for the whole data timeout by a client that
     /// never connects.
@@ -290,7 +290,7 @@ impl<'s> DataChannel<'s> {
                 match waiting {
                     Some(tcp) => {
                         self.keep_listener(Some(passive));
-                        self.start(tcp, token).map(Opening::Open)
+                        self.start(tcp, token)
                     }
                     None => Ok(Opening::Awaiting(Awaiting {
                         passive: Slot(Some(passive)),
@@ -301,7 +301,7 @@ impl<'s> DataChannel<'s> {
             DataPlan::Active(addr) => {
                 let tcp = TcpStream::connect_timeout(&addr, timeout)
                     .map_err(|e| Failure::NoData(NoData::Connect(e)))?;
-                self.start(tcp, token).map(Opening::Open)
+                self.start(tcp, token)
             }
         }
     }
@@ -315,7 +315,7 @@ impl<'s> DataChannel<'s> {
         awaiting: &mut Awaiting,
         step: Duration,
         token: &ConnToken<'_>,
-    ) -> Result<Option<ServerStream>, Failure> {
+    ) -> Result<Option<Opening>, Failure> {
         let gone = |e| Failure::NoData(NoData::Connect(e));
         let now = Instant::now();
         let waited_out = now >= awaiting.until || self.shared.forced.load(Ordering::SeqCst);
@@ -369,38 +369,58 @@ impl<'s> DataChannel<'s> {
         Ok(Some(tcp))
     }
 
-    /// Registers a data connection with `token` (so a forced shutdown can cut it) and
-    /// secures it under PROT P; a failure unregisters it.
-    pub(super) fn start(
-        &self,
-        tcp: TcpStream,
-        token: &ConnToken<'_>,
-    ) -> Result<ServerStream, Failure> {
-        token.set_data(Some(&tcp));
-        let stream = self.secure(tcp);
-        if stream.is_err() {
-            token.set_data(None);
-        }
-        stream
-    }
-
-    /// The data connection as the transfer uses it: plain, or in TLS under PROT P,
-    /// where it must resume the control connection's TLS session.
-    fn secure(&self, tcp: TcpStream) -> Result<ServerStream, Failure> {
+    /// Registers a data connection with `token` (so a forced shutdown can cut it): a
+    /// plain one is [`Opening::Open`]; under PROT P its TLS handshake begins, and
+    /// [`DataChannel::secure_step`] moves it on a read at a time
+    /// ([`Opening::Securing`]). A failure unregisters it.
+    pub(super) fn start(&self, tcp: TcpStream, token: &ConnToken<'_>) -> Result<Opening, Failure> {
         let tls = match (&self.tls, self.private) {
             (Some(config), true) => Arc::clone(config),
-            _ => return Ok(ServerStream::plain(tcp)),
+            _ => {
+                token.set_data(Some(&tcp));
+                return Ok(Opening::Open(ServerStream::plain(tcp)));
+            }
         };
-        let timeout = Some(self.shared.config.data_timeout);
-        tcp.set_read_timeout(timeout)
-            .and_then(|()| tcp.set_write_timeout(timeout))
+        let write_timeout = Some(self.shared.config.data_timeout);
+        tcp.set_write_timeout(write_timeout)
             .map_err(Failure::Transfer)?;
         let conn =
             rustls::ServerConnection::new(tls).map_err(|e| Failure::NoData(NoData::TlsStart(e)))?;
-        let stream =
-            ServerStream::tls(tcp, conn).map_err(|e| Failure::NoData(NoData::Handshake(e)))?;
-        // Only the client on this control connection holds this session's tickets.
-        let resumed = stream.tls_conn().is_some_and(tls::resumed);
+        token.set_data(Some(&tcp));
+        let mut stream = ServerStream::plain(tcp);
+        if let Err(e) = stream.begin_upgrade(conn) {
+            token.set_data(None);
+            return Err(Failure::NoData(NoData::Handshake(e)));
+        }
+        Ok(Opening::Securing(Securing {
+            stream,
+            until: Instant::now() + self.shared.config.data_timeout,
+        }))
+    }
+
+    /// Moves the TLS handshake of a data connection on, a read of at most `step`;
+    /// returns whether it is over. The connection must resume the control
+    /// connection's TLS session (only the client on it holds this session's tickets).
+    pub(super) fn secure_step(
+        &self,
+        securing: &mut Securing,
+        step: Duration,
+    ) -> Result<bool, Failure> {
+        let handshake = |e| Failure::NoData(NoData::Handshake(e));
+        let now = Instant::now();
+        if now >= securing.until {
+            return Err(handshake(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the TLS handshake was not finished in time",
+            )));
+        }
+        let wait = step.min(securing.until - now).max(Duration::from_millis(1));
+        let tcp = securing.stream.tcp().map_err(handshake)?;
+        tcp.set_read_timeout(Some(wait)).map_err(handshake)?;
+        if !securing.stream.handshake_step().map_err(handshake)? {
+            return Ok(false);
+        }
+        let resumed = securing.stream.tls_conn().is_some_and(tls::resumed);
         if !resumed && !self.shared.config.tls_without_resumption {
             log::warn!(
                 "{}: data connection did not resume the control TLS session: refused",
@@ -408,7 +428,7 @@ impl<'s> DataChannel<'s> {
             );
             return Err(Refusal::TlsNotResumed.into());
         }
-        Ok(stream)
+        Ok(true)
     }
 
     /// Ends a data connection: in TLS with a close_notify, so the client can tell
@@ -447,6 +467,14 @@ pub(super) enum Opening {
     Open(ServerStream),
     /// The client has yet to make its passive connection.
     Awaiting(Awaiting),
+    /// The connection is there, its TLS handshake under way.
+    Securing(Securing),
+}
+
+/// A data connection whose TLS handshake is under way, and until when it may be.
+pub(super) struct Securing {
+    pub(super) stream: ServerStream,
+    until: Instant,
 }
 
 /// A passive data connection the client has yet to make, and until when it may.

@@ -145,7 +145,7 @@ impl<'s> Session<'s> {
                 self.log_transfer("RETR", &path, offset - start, started);
                 return Ok(Step::Reply(transfer_complete(offset - start)));
             }
-            Quick::Started(tcp) => Opening::Open(self.data.start(tcp, &self.token)?),
+            Quick::Started(tcp) => self.data.start(tcp, &self.token)?,
             Quick::No => self
                 .data
                 .open(plan, &mut self.control, &mark, &self.token)?,

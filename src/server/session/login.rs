@@ -1,6 +1,7 @@
 //! Who the session is: USER and PASS, AUTH TLS, and REIN.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::failure::{Failure, Refusal};
 use super::{End, Session};
@@ -92,9 +93,9 @@ impl Session<'_> {
         server.below(home)
     }
 
-    /// AUTH TLS (RFC 4217 §4): `234`, then the handshake on the control connection.
-    /// `Ok(None)` when the connection is in TLS now; `Ok(Some(reply))` to refuse;
-    /// `Err` when the session must end.
+    /// AUTH TLS (RFC 4217 §4): `234`, then the handshake on the control connection
+    /// begins (the serve loop moves it on). `Ok(None)` when it began; `Ok(Some(reply))`
+    /// to refuse; `Err` when the session must end.
     pub(super) fn auth(&mut self, mechanism: &str) -> Result<Option<Reply>, End> {
         let Some(base) = &self.shared.config.tls else {
             return Ok(Some(Refusal::TlsUnconfigured.reply()));
@@ -139,13 +140,13 @@ impl Session<'_> {
                 return Err(End::Lost);
             }
         };
-        // The handshake gets the data timeout, not the (long) idle timeout.
-        let timeout = self.shared.config.data_timeout;
-        if let Err(e) = self.control.upgrade(conn, timeout) {
-            log::warn!("{}: TLS handshake failed: {e}", self.peer);
+        // The handshake has the data timeout, not the (long) idle timeout; the serve
+        // loop moves it on, and parks the session while the client is slow to answer.
+        let until = Instant::now() + self.shared.config.data_timeout;
+        if let Err(e) = self.control.begin_tls(conn, until) {
+            log::warn!("{}: cannot start TLS: {e}", self.peer);
             return Err(End::Lost);
         }
-        log::info!("{}: control connection in TLS", self.peer);
         // A login made in the clear does not carry over (RFC 4217 §4).
         self.login = Login::None;
         self.data.start_tls(data_config);

@@ -115,6 +115,7 @@ enum End {
     Shutdown,
     Lost,
     LoginFailures,
+    Handshake,
 }
 
 impl std::fmt::Display for End {
@@ -129,6 +130,7 @@ impl std::fmt::Display for End {
             End::Shutdown => "server shutdown",
             End::Lost => "connection lost",
             End::LoginFailures => "too many failed logins",
+            End::Handshake => "TLS handshake not finished in time",
         })
     }
 }
@@ -233,6 +235,13 @@ impl<'s> Session<'s> {
     fn serve(&mut self, turn: &Turn<'_, 's>) -> Outcome {
         let mut linger = LINGER_QUIET;
         loop {
+            if self.control.handshake_until().is_some() {
+                match self.handshake(linger) {
+                    Ok(true) => continue,
+                    Ok(false) => return Outcome::Park,
+                    Err(end) => return Outcome::End(end),
+                }
+            }
             if self.transferring() {
                 let reply = match self.run_transfer(turn) {
                     Ran::Yielded => return Outcome::Yield,
@@ -293,6 +302,40 @@ impl<'s> Session<'s> {
                 return Outcome::End(End::LongLines);
             }
             linger = LINGER;
+        }
+    }
+
+    /// Moves the control connection's TLS handshake on for at most `linger`: `true`
+    /// when it is over, `false` when the client is slow to answer (the session is
+    /// parked, and the parker hands it back when the client sends more or the
+    /// handshake's time is up). A stalled handshake holds no worker.
+    fn handshake(&mut self, linger: Duration) -> Result<bool, End> {
+        let Some(until) = self.control.handshake_until() else {
+            return Ok(true);
+        };
+        let linger_end = Instant::now() + linger;
+        loop {
+            if self.stopping() {
+                return Err(End::Shutdown);
+            }
+            let now = Instant::now();
+            if now >= until {
+                log::info!("{}: TLS handshake not finished in time", self.peer);
+                return Err(End::Handshake);
+            }
+            let wait = linger_end.min(until).saturating_duration_since(now);
+            match self.control.handshake(wait.max(Duration::from_millis(1))) {
+                Ok(true) => {
+                    log::info!("{}: control connection in TLS", self.peer);
+                    return Ok(true);
+                }
+                Ok(false) if Instant::now() >= linger_end => return Ok(false),
+                Ok(false) => {}
+                Err(e) => {
+                    log::warn!("{}: TLS handshake failed: {e}", self.peer);
+                    return Err(End::Lost);
+                }
+            }
         }
     }
 
@@ -368,7 +411,8 @@ impl<'s> Session<'s> {
             self.peer,
             self.control.connected().elapsed().as_secs_f64()
         );
-        if !matches!(end, End::Lost) {
+        let handshaking = self.control.handshake_until().is_some();
+        if !matches!(end, End::Lost | End::Handshake) && !handshaking {
             self.control.end(data::CLOSE_WAIT);
         }
     }

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::commands::Step;
-use super::data::{self, Awaiting, Opening};
+use super::data::{self, Awaiting, Opening, Securing};
 use super::failure::Failure;
 use super::listings::Lines;
 use super::Session;
@@ -55,7 +55,11 @@ pub(super) struct Transfer<'s> {
 enum Link {
     /// The client has yet to make it.
     Awaiting(Awaiting),
+    /// Its TLS handshake is under way.
+    Securing(Securing),
     Open(ServerStream),
+    /// Only while the link changes from one state to the next.
+    Changing,
 }
 
 /// What a transfer moves.
@@ -217,6 +221,7 @@ impl<'s> Session<'s> {
                 Link::Open(stream)
             }
             Opening::Awaiting(awaiting) => Link::Awaiting(awaiting),
+            Opening::Securing(securing) => Link::Securing(securing),
         };
         self.transfer = Some(Transfer {
             link,
@@ -263,6 +268,20 @@ impl<'s> Session<'s> {
         }
     }
 
+    /// The link a transfer has once its data connection came: open (ready for
+    /// slices of data, its stall counted from now) or securing.
+    fn linked(&mut self, opening: Opening, job: &Job, stall: &mut Stall) -> Result<Link, Failure> {
+        Ok(match opening {
+            Opening::Open(stream) => {
+                prepare(&stream, job)?;
+                *stall = Stall::new(self.shared.config.data_timeout);
+                Link::Open(stream)
+            }
+            Opening::Securing(securing) => Link::Securing(securing),
+            Opening::Awaiting(awaiting) => Link::Awaiting(awaiting),
+        })
+    }
+
     /// One slice of `t`; returns whether the data is all moved.
     fn slice(&mut self, t: &mut Transfer<'s>) -> Result<bool, Failure> {
         let Transfer {
@@ -270,14 +289,23 @@ impl<'s> Session<'s> {
         } = t;
         let stream = match link {
             Link::Open(stream) => stream,
+            Link::Changing => return Err(Failure::Aborted),
             Link::Awaiting(awaiting) => {
                 match self.data.await_open(awaiting, TICK, &self.token)? {
-                    Some(stream) => {
-                        prepare(&stream, job)?;
-                        *link = Link::Open(stream);
-                        *stall = Stall::new(self.shared.config.data_timeout);
-                    }
+                    Some(opening) => *link = self.linked(opening, job, stall)?,
                     None => self.check_abort()?,
+                }
+                return Ok(false);
+            }
+            Link::Securing(securing) => {
+                if self.data.secure_step(securing, TICK)? {
+                    if let Link::Securing(Securing { stream, .. }) =
+                        std::mem::replace(link, Link::Changing)
+                    {
+                        *link = self.linked(Opening::Open(stream), job, stall)?;
+                    }
+                } else {
+                    self.check_abort()?;
                 }
                 return Ok(false);
             }
@@ -451,8 +479,13 @@ impl<'s> Session<'s> {
     /// The end of a failed transfer: its data connection closed, a partial upload
     /// dropped (and a name STOU reserved for it removed).
     fn abandon(&mut self, t: Transfer<'s>) {
-        if let Link::Open(stream) = t.link {
-            let _ = self.close_data(stream);
+        match t.link {
+            Link::Open(stream) => {
+                let _ = self.close_data(stream);
+            }
+            // No TLS to end yet: the connection is only let go.
+            Link::Securing(_) => self.token.set_data(None),
+            Link::Awaiting(_) | Link::Changing => {}
         }
         if let Job::Receive {
             target,
