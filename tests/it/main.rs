@@ -10,6 +10,7 @@ mod client_pyftpdlib;
 mod client_server;
 mod commands;
 mod common;
+mod config; // --config FILE and check-config: precedence, errors at their line, the example
 mod data_path;
 mod escape_race;
 mod fairness;

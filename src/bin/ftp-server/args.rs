@@ -1,0 +1,181 @@
+//! The command line of `ftp-server`, which is also the shape of its config file.
+//!
+//! [`Args`] is read by clap from the command line and by serde from a config file.
+//! Both take a field's name in kebab case (`max_per_ip` is `--max-per-ip` and the key
+//! `max-per-ip`), so a flag cannot exist without its key, and the key has the flag's
+//! type. Fields that are not settings (the subcommand, the positional PORT, `--config`
+//! itself) are skipped by serde.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+use simple_ftp::server::Config;
+
+/// A small, fast, safe FTP server.
+#[derive(Debug, Clone, PartialEq, Parser, Serialize, Deserialize)]
+#[command(version, about)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Args {
+    #[command(subcommand)]
+    #[serde(skip)]
+    pub command: Option<Tool>,
+    /// Port to listen on (0 picks a free one).
+    #[arg(value_name = "PORT")]
+    #[serde(skip)]
+    pub port_arg: Option<u16>,
+    /// TOML file of settings: its keys are these long flags without `--`; a flag given
+    /// here overrides the file.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Port to listen on (0 picks a free one); overrides the positional PORT [default: 2121].
+    #[arg(long, short)]
+    pub port: Option<u16>,
+    /// Directory to serve as `/` (created if missing).
+    #[arg(long, short, default_value = "server")]
+    pub root: PathBuf,
+    /// Address to listen on.
+    #[arg(long, short, default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Worker threads: how many commands and transfers run at once (sessions waiting
+    /// for their next command hold none).
+    #[arg(long, short, default_value_t = Config::default().workers)]
+    pub workers: usize,
+    /// Open sessions past which a newcomer gets 421 (lowered, with a warning, to what
+    /// the open-files limit allows).
+    #[arg(long, default_value_t = Config::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a connection has to log in before it is closed with 421.
+    #[arg(long, default_value_t = Config::default().login_timeout.as_secs())]
+    pub login_timeout: u64,
+    /// Seconds without a command before a session is closed with 421.
+    #[arg(long, default_value_t = Config::default().idle_timeout.as_secs())]
+    pub idle_timeout: u64,
+    /// Seconds a data connection may take to arrive or a transfer may stall.
+    #[arg(long, default_value_t = Config::default().data_timeout.as_secs())]
+    pub data_timeout: u64,
+    /// Seconds a transfer waits for a file another transfer holds before 450.
+    #[arg(long, default_value_t = Config::default().lock_wait.as_secs())]
+    pub lock_wait: u64,
+    /// Seconds running transfers may take to finish on shutdown.
+    #[arg(long, default_value_t = Config::default().grace.as_secs())]
+    pub grace: u64,
+    /// Port range for passive data connections, e.g. 50000-50100.
+    #[arg(long, value_parser = parse_range)]
+    #[serde(with = "port_range")]
+    pub pasv_ports: Option<RangeInclusive<u16>>,
+    /// IPv4 address announced in PASV replies (behind NAT).
+    #[arg(long)]
+    pub pasv_address: Option<Ipv4Addr>,
+    /// TOML file of accounts (name, argon2 password hash, home, permissions).
+    #[arg(long, value_name = "FILE")]
+    pub users: Option<PathBuf>,
+    /// Anonymous access [default: write when bound to a loopback address, else read].
+    #[arg(long, value_enum)]
+    pub anonymous: Option<AnonymousArg>,
+    /// Sessions one client address may have at once, 0 for no limit [default: no limit
+    /// on a loopback address, else 16].
+    #[arg(long)]
+    pub max_per_ip: Option<usize>,
+    /// Seconds to pause after a failed password.
+    #[arg(long, default_value_t = Config::default().failed_login_delay.as_secs_f64())]
+    pub failed_login_delay: f64,
+    /// Failed passwords after which the connection is closed.
+    #[arg(long, default_value_t = Config::default().max_login_failures)]
+    pub max_login_failures: u32,
+    /// PEM certificate chain for AUTH TLS (explicit FTPS).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins on plain control connections and clear data connections.
+    #[arg(long, requires = "tls_cert")]
+    pub require_tls: bool,
+    /// Accept TLS data connections that do not resume the control connection's TLS
+    /// session (Python's ftplib never resumes); weaker against data-port hijacking.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_without_resumption: bool,
+    /// Log warnings and errors only.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log every command too (passwords are never logged).
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+impl Default for Args {
+    /// Every setting at its default: what an empty command line gives.
+    fn default() -> Args {
+        // An empty command line has nothing that can fail to parse; the unit tests run
+        // this, so a definition that broke it would not get past them.
+        Args::try_parse_from(["ftp-server"]).expect("an empty command line parses")
+    }
+}
+
+/// The port the server listens on when neither `--port`, PORT nor the file says.
+pub const DEFAULT_PORT: u16 = 2121;
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum Tool {
+    /// Prints an argon2 hash of a password for the users file (the password is read
+    /// from the terminal without echo, or from standard input).
+    HashPassword,
+    /// Checks a config file (with the other flags given) and prints the effective
+    /// settings as TOML, itself a valid config file; exits 1 on the first error.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+}
+
+/// `--anonymous` and the `anonymous` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnonymousArg {
+    Off,
+    Read,
+    Write,
+}
+
+/// Parses `MIN-MAX` (`--pasv-ports`, and the `pasv-ports` key through [`port_range`]).
+pub fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
+    let (lo, hi) = text
+        .split_once('-')
+        .ok_or_else(|| "expected MIN-MAX".to_owned())?;
+    let lo: u16 = lo.trim().parse().map_err(|e| format!("{lo}: {e}"))?;
+    let hi: u16 = hi.trim().parse().map_err(|e| format!("{hi}: {e}"))?;
+    if lo == 0 || lo > hi {
+        return Err("expected 1 <= MIN <= MAX".to_owned());
+    }
+    Ok(lo..=hi)
+}
+
+/// A port range in TOML: the string `"MIN-MAX"`, as on the command line.
+mod port_range {
+    use std::ops::RangeInclusive;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        range: &Option<RangeInclusive<u16>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match range {
+            Some(range) => serializer.serialize_str(&format!("{}-{}", range.start(), range.end())),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<RangeInclusive<u16>>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse_range(&text)
+            .map(Some)
+            .map_err(|e| de::Error::custom(format!("{text:?}: {e}")))
+    }
+}

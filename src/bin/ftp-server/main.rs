@@ -1,0 +1,226 @@
+//! `ftp-server`: serves a directory over FTP.
+//!
+//! This file only wires things: the command line and the config file ([`config`]) into
+//! a [`simple_ftp::server::Config`], a logger to stderr, Ctrl-C / SIGTERM into the
+//! server's shutdown handle, and errors into a message and an exit code.
+
+mod args;
+mod config;
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context};
+use simple_ftp::server::accounts::{hash_password, Anonymous};
+use simple_ftp::server::Server;
+use simple_ftp::time::Utc;
+
+use crate::args::Tool;
+use crate::config::{CommandLine, ConfigFile, Origin, Settings};
+
+/// Log lines on stderr: time, level, message.
+struct StderrLogger;
+
+impl log::Log for StderrLogger {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let now = Utc::from_system_time(SystemTime::now()).iso();
+            let line = format!("{now} {:<5} {}\n", record.level(), record.args());
+            // A closed stderr must not stop the server.
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("ftp-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// Descriptors a busy session may hold at once: its control connection and the copy
+/// kept for shutdown, a passive listener, a data connection and its copy, a file and
+/// an upload's temporary file.
+const FILES_PER_WORKER: u64 = 7;
+
+/// Descriptors a session waiting for its next command holds: its control connection,
+/// the copy kept for shutdown, and perhaps a passive listener.
+const FILES_PER_SESSION: u64 = 3;
+
+/// Raises the open-files limit; returns how many sessions it allows, at most `wanted`
+/// (with a warning when that is fewer).
+fn open_files(workers: usize, wanted: usize) -> usize {
+    let limit = simple_ftp::limits::raise_open_files_limit();
+    if limit.now != limit.before {
+        log::debug!(
+            "open files limit raised from {} to {}",
+            shown(limit.before),
+            shown(limit.now)
+        );
+    }
+    let Some(now) = limit.now else {
+        return wanted;
+    };
+    let busy = (workers as u64).saturating_mul(FILES_PER_WORKER) + 64;
+    let allowed = usize::try_from(now.saturating_sub(busy) / FILES_PER_SESSION)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if allowed < wanted {
+        log::warn!(
+            "the open files limit ({now}) allows about {allowed} sessions with {workers} \
+             workers: --max-connections lowered from {wanted} to {allowed} (raise `ulimit -Hn`)"
+        );
+        return allowed;
+    }
+    wanted
+}
+
+fn shown(limit: Option<u64>) -> String {
+    limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string())
+}
+
+fn run() -> anyhow::Result<()> {
+    let cli = CommandLine::from_env();
+    let file = match &cli.args().command {
+        Some(Tool::HashPassword) => return print_password_hash(),
+        Some(Tool::CheckConfig { file }) => {
+            if cli.args().config.is_some() {
+                bail!("check-config reads the file it is given: leave out --config");
+            }
+            return check_config(&cli, file);
+        }
+        None => match &cli.args().config {
+            Some(path) => Some(ConfigFile::load(path)?),
+            None => None,
+        },
+    };
+    let settings = Settings::combine(&cli, file.as_ref())?;
+    log::set_logger(&StderrLogger)
+        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    log::set_max_level(settings.log_level());
+    if let Some(file) = &file {
+        log::info!("settings from {}", file.path().display());
+    }
+
+    let mut config = settings.server_config()?;
+    config.max_connections = open_files(config.workers, config.max_connections);
+    log::info!(
+        "anonymous access: {}{}; {} accounts",
+        match config.anonymous {
+            Anonymous::Off => "off",
+            Anonymous::Read => "read-only",
+            Anonymous::Write => "read and write",
+        },
+        if settings.origin("anonymous") == Origin::Default {
+            if config.bind.ip().is_loopback() {
+                " (the default on a loopback address)"
+            } else {
+                " (the default off loopback; --anonymous to change)"
+            }
+        } else {
+            ""
+        },
+        config.users.len()
+    );
+    if let Some((sets, bytes)) = config.users.check_memory() {
+        // Tests read this line for the size of the pool.
+        log::info!(
+            "password checks: {sets} at a time, {} KiB of argon2 memory each, allocated once",
+            bytes / 1024
+        );
+    }
+    if config.tls.is_some() {
+        log::info!(
+            "TLS: AUTH TLS offered{}",
+            if config.require_tls {
+                ", and required for logins and data"
+            } else {
+                ""
+            }
+        );
+    }
+    let grace = config.grace;
+    let server = Server::bind(config)?;
+
+    let handle = server.shutdown_handle();
+    let signals = AtomicUsize::new(0);
+    ctrlc::set_handler(move || {
+        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            log::info!(
+                "shutting down: running transfers have {} s to finish (signal again to stop now)",
+                grace.as_secs()
+            );
+            handle.shutdown();
+        } else {
+            log::warn!("second signal: stopping now");
+            std::process::exit(130);
+        }
+    })
+    .context("cannot install the signal handler")?;
+
+    // Scripts and tests read the port from this line, so it goes to stdout, flushed.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "listening on {}", server.local_addr())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+
+    let report = server.run()?;
+    if report.cut_off > 0 {
+        log::warn!(
+            "{} sessions were cut off at the end of the grace period",
+            report.cut_off
+        );
+    }
+    log::info!("stopped");
+    Ok(())
+}
+
+/// `ftp-server check-config FILE`: checks the file with the rest of the command line,
+/// loads what it names (users, certificate) as the server would, and prints the
+/// effective settings; binds nothing.
+fn check_config(cli: &CommandLine, path: &Path) -> anyhow::Result<()> {
+    let file = ConfigFile::load(path)?;
+    let settings = Settings::combine(cli, Some(&file))?;
+    settings.server_config()?;
+    let mut stdout = std::io::stdout();
+    stdout
+        .write_all(settings.to_toml()?.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")?;
+    Ok(())
+}
+
+/// `ftp-server hash-password`: reads a password and prints its argon2 hash.
+fn print_password_hash() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Again: ").context("cannot read the password")?;
+        if first != again {
+            bail!("the passwords differ");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("an empty password is not allowed");
+    }
+    let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
+    println!("{hash}");
+    Ok(())
+}
