@@ -11,6 +11,7 @@ pub(crate) mod churn;
 pub(crate) mod idle;
 pub(crate) mod large;
 pub(crate) mod small;
+pub(crate) mod trickle;
 
 mod check;
 mod latency;
