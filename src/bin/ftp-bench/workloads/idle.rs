@@ -183,11 +183,18 @@ pub(crate) fn idle(t: &Target, sessions: usize, openers: usize, probes: usize) -
         );
     }
     lat.ok = times.len() == probes && all_open;
+    let mut also = Vec::new();
     if let Some(e) = probe_error {
-        let _ = write!(lat.note, ", a probe failed: {e}");
+        also.push(format!("a probe failed: {e}"));
     }
     if !all_open {
-        let _ = write!(lat.note, "; {base_note}");
+        also.push(base_note);
+    }
+    for text in also {
+        if !lat.note.is_empty() {
+            lat.note.push_str("; ");
+        }
+        lat.note.push_str(&text);
     }
     vec![rss, pss, lat]
 }

@@ -55,7 +55,8 @@ impl Latencies {
 
     /// Seconds in all.
     pub(crate) fn total_secs(&self) -> f64 {
-        self.ms.iter().sum::<f64>() / 1000.0
+        // A fold from 0.0: an empty float sum is -0.0, which the records would show.
+        self.ms.iter().fold(0.0, |a, b| a + b) / 1000.0
     }
 }
 
@@ -89,5 +90,6 @@ mod tests {
         assert_eq!(none.worst(), None);
         assert_eq!(none.median(), None);
         assert_eq!(none.past(0.0), 0);
+        assert_eq!(format!("{:.3}", none.total_secs()), "0.000");
     }
 }
