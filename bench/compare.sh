@@ -39,8 +39,10 @@ done
 
 if [ "$QUICK" = 1 ]; then
     BIG=$((64 << 20)); SESSIONS=8; COUNT=25; CHURN_COUNT=20; IDLE=100; IPERF_SECS=1
+    TRICKLE=100; TRICKLE_PROBES=10
 else
     BIG=$((1 << 30)); SESSIONS=32; COUNT=100; CHURN_COUNT=50; IDLE=1000; IPERF_SECS=3
+    TRICKLE=1000; TRICKLE_PROBES=20
 fi
 SMALL=4096
 DEADLINE=60     # seconds any one workload may take
@@ -326,6 +328,10 @@ run_server_round() {
     settle "${PID[$name]}"
     bench "$name" "$round" idle --sessions "$IDLE"
     settle "${PID[$name]}"
+    # Connections trickling a never-ending line while newcomers are timed (about 10 s).
+    bench "$name" "$round" trickle --connections "$TRICKLE" --probes "$TRICKLE_PROBES" \
+        --file small.bin --size "$SMALL" --sha256 "$SMALL_SHA"
+    settle "${PID[$name]}"
 }
 
 machine_round() {
@@ -393,7 +399,7 @@ TABLE="$OUT/table-$STAMP.md"
 {
     echo "Machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Linux $(uname -r)."
     if [ "$QUICK" = 1 ]; then mode="--quick"; else mode="full"; fi
-    echo "Run: bench/compare.sh ($mode), $ROUNDS round(s), $(( BIG >> 20 )) MiB large file, $SESSIONS sessions x $COUNT small transfers, $SESSIONS clients x $CHURN_COUNT sessions, $IDLE idle sessions; took $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
+    echo "Run: bench/compare.sh ($mode), $ROUNDS round(s), $(( BIG >> 20 )) MiB large file, $SESSIONS sessions x $COUNT small transfers, $SESSIONS clients x $CHURN_COUNT sessions, $IDLE idle sessions, $TRICKLE trickling connections beside $TRICKLE_PROBES new clients; took $((ELAPSED / 60)) min $((ELAPSED % 60)) s."
     echo "Median (min–max) over rounds. CPU is the server's (user + system, whole process tree)."
     echo "In the ratio column, above 1 is better for rates, below 1 for CPU, memory and latency."
     echo

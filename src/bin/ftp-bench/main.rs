@@ -27,8 +27,8 @@
 //! The pieces: this file is the command line, the dispatch and the watchdog.
 //! - `target`: which server a workload drives (the common flags) and its sessions.
 //! - `workloads`: the workloads, one file per family (large transfers, small transfers,
-//!   session churn, idle sessions), and what they share (the concurrent-sessions harness,
-//!   the checks of what was moved).
+//!   session churn, idle sessions, slow trickles), and what they share (the
+//!   concurrent-sessions harness, the checks of what was moved, newcomer latencies).
 //! - `meter`: wall-clock and CPU time of a measured part, and the server's memory, from /proc.
 //! - `record`: the result line that every command prints and `table` reads back.
 //! - `table`: the Markdown table: medians over rounds and the ratios to the best other server.
@@ -53,7 +53,7 @@ use clap::{Parser, Subcommand};
 
 use record::Record;
 use target::{Expected, Many, Target, Upload};
-use workloads::{churn, idle, large, small};
+use workloads::{churn, idle, large, small, trickle};
 
 /// Load generator for FTP servers; one TSV result line per measurement.
 #[derive(Debug, Parser)]
@@ -173,15 +173,26 @@ enum Workload {
         /// Threads that open them.
         #[arg(long, default_value_t = 32)]
         openers: usize,
-        /// New clients (connect + login + LIST) timed while the sessions are open.
+        /// New clients (connect + login + LIST + QUIT) timed while the sessions are open.
         #[arg(long, default_value_t = 5)]
         probes: usize,
+    },
+    /// Connections trickling a never-ending command line while newcomers are timed
+    /// (LIST and a small RETR, checked): worst and median latency, newcomers refused.
+    Trickle {
+        #[command(flatten)]
+        target: Target,
+        /// The small file the RETR newcomers download.
+        #[command(flatten)]
+        expect: Expected,
+        #[command(flatten)]
+        plan: trickle::Plan,
     },
 }
 
 fn main() {
     let cli = Cli::parse();
-    // The idle workload holds a thousand sessions, a socket each.
+    // The idle workload holds thousands of sessions, a socket each.
     simple_ftp::limits::raise_open_files_limit();
     if let Err(e) = run(cli.cmd) {
         eprintln!("ftp-bench: {e:#}");
@@ -234,7 +245,8 @@ fn run_bounded(cmd: Workload) -> anyhow::Result<()> {
         | Workload::RetrSmall { target, .. }
         | Workload::StorSmall { target, .. }
         | Workload::Churn { target, .. }
-        | Workload::Idle { target, .. } => target.clone(),
+        | Workload::Idle { target, .. }
+        | Workload::Trickle { target, .. } => target.clone(),
     };
     let names = record_names(&cmd);
     let (tx, rx) = mpsc::channel();
@@ -282,6 +294,13 @@ fn record_names(cmd: &Workload) -> &'static [(&'static str, &'static str)] {
             ("idle-pss", "ftp-bench"),
             ("idle-latency", "ftp-bench"),
         ],
+        Workload::Trickle { .. } => &[
+            ("trickle-list", "ftp-bench"),
+            ("trickle-list-median", "ftp-bench"),
+            ("trickle-retr", "ftp-bench"),
+            ("trickle-retr-median", "ftp-bench"),
+            ("trickle-refused", "ftp-bench"),
+        ],
     }
 }
 
@@ -326,5 +345,10 @@ fn workload(cmd: Workload) -> anyhow::Result<Vec<Record>> {
             openers,
             probes,
         } => Ok(idle::idle(&target, sessions, openers, probes)),
+        Workload::Trickle {
+            target,
+            expect,
+            plan,
+        } => trickle::trickle(&target, &expect, &plan),
     }
 }

@@ -138,6 +138,26 @@ const ROWS: &[Row] = &[
         "ftp-bench",
         false,
     ),
+    Row::value(
+        "trickling connections: new client's LIST in (ms, worst)",
+        "trickle-list",
+        "ftp-bench",
+        false,
+    ),
+    Row::value("… median (ms)", "trickle-list-median", "ftp-bench", false),
+    Row::value(
+        "trickling connections: new client's small RETR in (ms, worst)",
+        "trickle-retr",
+        "ftp-bench",
+        false,
+    ),
+    Row::value("… median (ms)", "trickle-retr-median", "ftp-bench", false),
+    Row::value(
+        "trickling connections: new clients refused or failed",
+        "trickle-refused",
+        "ftp-bench",
+        false,
+    ),
 ];
 
 /// The machine's figures shown under the servers' rows.
@@ -432,5 +452,36 @@ mod tests {
             t.contains("- peer curl-retr ftp-bench round 2: ftp-bench curl-retr exited"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn the_trickle_rows_show_worst_median_and_refusals_lower_being_better() {
+        let mut records = Vec::new();
+        for (label, worst, median, refused) in [("ours", 8.0, 2.0, 0.0), ("peer", 400.0, 90.0, 7.0)]
+        {
+            for (workload, value) in [
+                ("trickle-list", worst),
+                ("trickle-list-median", median),
+                ("trickle-retr", worst * 2.0),
+                ("trickle-retr-median", median * 2.0),
+                ("trickle-refused", refused),
+            ] {
+                records.push(rec(label, 1, workload, value, 0.1, 20.0));
+            }
+        }
+        let t = table(&records, "ours");
+        let row = |start: &str| {
+            t.lines()
+                .find(|l| l.starts_with(start))
+                .unwrap_or_else(|| panic!("{start}: {t}"))
+                .to_owned()
+        };
+        let list = row("| trickling connections: new client's LIST in (ms, worst) |");
+        assert!(list.contains("| 8.00 | 400 | 0.02× (peer) |"), "{list}");
+        let retr = row("| trickling connections: new client's small RETR in (ms, worst) |");
+        assert!(retr.contains("| 16.0 | 800 | 0.02× (peer) |"), "{retr}");
+        assert_eq!(t.matches("| … median (ms) |").count(), 2, "{t}");
+        let refused = row("| trickling connections: new clients refused or failed |");
+        assert!(refused.contains("| 0 | 7.00 | 0.00× (peer) |"), "{refused}");
     }
 }
