@@ -594,6 +594,7 @@ impl Settings {
             tls,
             require_tls: args.require_tls,
             tls_without_resumption: args.tls_without_resumption,
+            implicit_tls_port: args.implicit_tls_port,
         })
     }
 

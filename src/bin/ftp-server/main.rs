@@ -170,6 +170,10 @@ fn run() -> anyhow::Result<()> {
     // Scripts and tests read the port from this line, so it goes to stdout, flushed.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", server.local_addr())
+        .and_then(|()| match server.implicit_tls_addr() {
+            Some(addr) => writeln!(stdout, "implicit FTPS on {addr}"),
+            None => Ok(()),
+        })
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
 

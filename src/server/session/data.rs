@@ -92,6 +92,14 @@ impl<'s> DataChannel<'s> {
         self.private = false;
     }
 
+    /// The control connection is in TLS from its first byte (implicit FTPS) with
+    /// `config` for its data connections, which are protected from the start.
+    pub(super) fn start_implicit_tls(&mut self, config: Arc<rustls::ServerConfig>) {
+        self.tls = Some(config);
+        self.pbsz = true;
+        self.private = true;
+    }
+
     /// PBSZ (RFC 4217 §8): only `0` makes sense on a stream.
     pub(super) fn pbsz(&mut self) -> Result<Reply, Failure> {
         if self.tls.is_none() {

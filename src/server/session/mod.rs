@@ -41,7 +41,7 @@ use self::login::Login;
 use self::transfer::Ran;
 use super::accounts::Perms;
 use super::pool::Turn;
-use super::{ConnToken, NotRegistered, Shared};
+use super::{ConnToken, Entry, NotRegistered, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TransferType};
 use crate::tls::ServerStream;
@@ -90,6 +90,13 @@ pub(super) struct Session<'s> {
     pump: Pump,
     /// The transfer under way, between two of its slices.
     transfer: Option<transfer::Transfer<'s>>,
+    /// The greeting waits for the TLS handshake (implicit FTPS).
+    greeting_due: bool,
+}
+
+/// The `220` a session starts with.
+fn greeting() -> Reply {
+    Reply::new(ReplyCode::ServiceReady, "simple-ftp ready")
 }
 
 /// What serving a session came to.
@@ -136,8 +143,15 @@ impl std::fmt::Display for End {
 }
 
 /// Starts a session on a connection the acceptor admitted for `ip`: registers it,
-/// greets, and serves it as [`resume`] does.
-pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn: &Turn<'_, 's>) {
+/// greets (on the implicit FTPS port, once its TLS handshake is over), and serves it as
+/// [`resume`] does.
+pub(super) fn start<'s>(
+    stream: TcpStream,
+    ip: IpAddr,
+    entry: Entry,
+    shared: &'s Shared,
+    turn: &Turn<'_, 's>,
+) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         shared.release(ip);
         return; // the peer is already gone
@@ -192,10 +206,15 @@ pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn:
         hash: HashAlgo::Sha256,
         pump: Pump::new(),
         transfer: None,
+        greeting_due: false,
     });
     log::info!("{peer}: session start");
-    let greeting = Reply::new(ReplyCode::ServiceReady, "simple-ftp ready");
-    if session.control.send(&greeting).is_err() {
+    if entry == Entry::ImplicitTls {
+        if let Err(end) = session.implicit_tls() {
+            session.finish(end);
+            return;
+        }
+    } else if session.control.send(&greeting()).is_err() {
         session.finish(End::Lost);
         return;
     }
@@ -237,6 +256,12 @@ impl<'s> Session<'s> {
         loop {
             if self.control.handshake_until().is_some() {
                 match self.handshake(linger) {
+                    Ok(true) if std::mem::take(&mut self.greeting_due) => {
+                        if self.control.send(&greeting()).is_err() {
+                            return Outcome::End(End::Lost);
+                        }
+                        continue;
+                    }
                     Ok(true) => continue,
                     Ok(false) => return Outcome::Park,
                     Err(end) => return Outcome::End(end),
