@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::ops::RangeInclusive;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,6 +87,10 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Refuse logins on plain control connections and clear data connections.
     pub require_tls: bool,
+    /// Passive listeners the server may have open at once (each a descriptor, held
+    /// while a session waits for its data connection or keeps its port for the next
+    /// transfer); a PASV/EPSV past it gets `425`. 0 for no limit.
+    pub max_passive_listeners: usize,
     /// A second port, on the same address, where TLS starts at the first byte
     /// (implicit FTPS, the `ftps://` of curl, lftp and FileZilla); 0 picks a free one.
     /// Needs [`Config::tls`].
@@ -119,6 +123,7 @@ impl Default for Config {
             tls: None,
             require_tls: false,
             implicit_tls_port: None,
+            max_passive_listeners: 0,
             tls_without_resumption: false,
         }
     }
@@ -139,6 +144,8 @@ struct Shared {
     conns: Mutex<Connections>,
     /// Rotates through the passive port range.
     next_pasv: AtomicU64,
+    /// Passive listeners open now (see [`Config::max_passive_listeners`]).
+    passive_listeners: Arc<AtomicUsize>,
     /// Sessions handed to the pool and not yet finished, in all and per address.
     admission: Mutex<Admission>,
     /// HASH commands that may run at once.
@@ -212,9 +219,13 @@ struct Connections {
     open: HashMap<u64, Registered>,
 }
 
+/// What the shutdown sweep can reach of a session: a copy of its control connection
+/// while it is on a worker (a parked session needs none: the parker tells it `421`, and
+/// an idle session then costs one descriptor, not two), and its data connection during
+/// a transfer.
 #[derive(Debug)]
 struct Registered {
-    control: TcpStream,
+    control: Option<TcpStream>,
     data: Option<TcpStream>,
 }
 
@@ -275,7 +286,7 @@ impl Shared {
         conns.open.insert(
             id,
             Registered {
-                control: clone,
+                control: Some(clone),
                 data: None,
             },
         );
@@ -291,7 +302,9 @@ impl Shared {
         let conns = self.conns.lock();
         for conn in conns.open.values() {
             // Errors mean the connection is already gone, which is what we want.
-            let _ = conn.control.shutdown(how);
+            if let Some(control) = &conn.control {
+                let _ = control.shutdown(how);
+            }
             if how == Shutdown::Both {
                 if let Some(data) = &conn.data {
                     let _ = data.shutdown(Shutdown::Both);
@@ -329,6 +342,22 @@ impl ConnToken<'_> {
 }
 
 impl ConnToken<'_> {
+    /// Keeps a copy of the control connection `fd` for the shutdown sweep while the
+    /// session is on a worker (`None` as it is parked). Without a descriptor for the
+    /// copy the sweep misses the session, which still sees the shutdown flag within
+    /// its linger.
+    fn set_control(&self, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+        let mut conns = self.shared.conns.lock();
+        let Some(conn) = conns.open.get_mut(&self.id) else {
+            return;
+        };
+        match fd {
+            None => conn.control = None,
+            Some(_) if conn.control.is_some() => {}
+            Some(fd) => conn.control = fd.try_clone_to_owned().ok().map(TcpStream::from),
+        }
+    }
+
     /// The registry's id of the session, unique in this server's run.
     fn id(&self) -> u64 {
         self.id
@@ -419,6 +448,7 @@ impl Server {
                     ^ u64::from(std::process::id()),
             ),
             admission: Mutex::new(Admission::default()),
+            passive_listeners: Arc::new(AtomicUsize::new(0)),
         });
         Ok(Server {
             listener,

@@ -12,7 +12,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -209,7 +209,11 @@ impl<'s> DataChannel<'s> {
         self.expired = false;
         let passive = match reused {
             Some(p) => p,
-            None => listen(ip, self.shared).map_err(|e| Failure::NoData(NoData::Listen(e)))?,
+            None => {
+                let counted =
+                    Counted::take(self.shared).ok_or(Failure::NoData(NoData::TooManyListeners))?;
+                listen(ip, self.shared, counted).map_err(|e| Failure::NoData(NoData::Listen(e)))?
+            }
         };
         let port = passive.port();
         self.plan = Some(DataPlan::Passive(passive));
@@ -556,6 +560,31 @@ pub(super) struct Passive {
     port: u16,
     uses: u32,
     since: Instant,
+    _counted: Counted,
+}
+
+/// One of the passive listeners open now, counted against
+/// [`crate::server::Config::max_passive_listeners`] while it lives.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// Counts one more listener in, unless the limit is reached.
+    fn take(shared: &Shared) -> Option<Counted> {
+        let max = shared.config.max_passive_listeners;
+        let open = &shared.passive_listeners;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (max == 0 || n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Counted(Arc::clone(open)))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Transfers one kept listener serves before the next PASV/EPSV opens a new one on
@@ -666,7 +695,7 @@ const DEFAULT_PROBES: u64 = 32;
 /// small-file benchmark). Binding a given port checks only that port, and std's
 /// SO_REUSEADDR lets a port with only TIME-WAIT connections be bound again. The
 /// scrambled order also keeps the next passive port from being guessed.
-fn listen(ip: IpAddr, shared: &Shared) -> io::Result<Passive> {
+fn listen(ip: IpAddr, shared: &Shared, counted: Counted) -> io::Result<Passive> {
     let configured = shared.config.pasv_ports.clone();
     let range = configured.clone().unwrap_or(DEFAULT_PASV);
     let (lo, hi) = (u64::from(*range.start()), u64::from(*range.end()));
@@ -685,17 +714,22 @@ fn listen(ip: IpAddr, shared: &Shared) -> io::Result<Passive> {
             continue;
         }
         match TcpListener::bind((ip, port)) {
-            Ok(listener) => return passive(listener, ip, Some(port)),
+            Ok(listener) => return passive(listener, ip, Some(port), counted),
             Err(e) => last_err = e,
         }
     }
     match configured {
         Some(_) => Err(last_err),
-        None => passive(TcpListener::bind((ip, 0))?, ip, None),
+        None => passive(TcpListener::bind((ip, 0))?, ip, None, counted),
     }
 }
 
-fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<Passive> {
+fn passive(
+    listener: TcpListener,
+    ip: IpAddr,
+    port: Option<u16>,
+    counted: Counted,
+) -> io::Result<Passive> {
     listener.set_nonblocking(true)?;
     let port = match port {
         Some(p) => p,
@@ -707,6 +741,7 @@ fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<P
         port,
         uses: 0,
         since: Instant::now(),
+        _counted: counted,
     })
 }
 

@@ -48,7 +48,7 @@ use crate::tls::ServerStream;
 use crate::transfer::Pump;
 
 /// How long a worker waits for a session's next command before it parks the
-/// session, right after serving one: clients that send commands one after another (a
+/// session, right after serving one (not when other work waits in the queue): clients that send commands one after another (a
 /// reply, then the next command) keep their worker, even when the machine is so busy
 /// that they take a while to answer (parking and waking again costs two thread
 /// hand-overs and the epoll calls, about a third more CPU per small transfer when it
@@ -225,9 +225,11 @@ pub(super) fn start<'s>(
 /// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
 /// when it goes to the back of the queue, or until it ends.
 pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
+    session.token.set_control(session.control.fd());
     loop {
         match session.serve(turn) {
             Outcome::Park => {
+                session.token.set_control(None);
                 if let Err(session) = turn.parker.park(session) {
                     session.shut_down();
                 }
@@ -292,7 +294,13 @@ impl<'s> Session<'s> {
                     }
                     continue;
                 }
-                None => match self.next_line(linger) {
+                // A worker that others wait for does not linger: it parks the session
+                // at once when no command is there, and takes the next piece of work.
+                None => match self.next_line(if turn.others_waiting() {
+                    Duration::ZERO
+                } else {
+                    linger
+                }) {
                     Next::Line => Some(self.control.line().to_vec()),
                     Next::TooLong => None,
                     Next::Quiet => return Outcome::Park,
