@@ -21,6 +21,9 @@ pub enum Error {
         /// What went wrong.
         source: io::Error,
     },
+    /// Implicit FTPS was asked for without a TLS certificate.
+    #[error("an implicit FTPS port needs a TLS certificate and key")]
+    ImplicitTlsWithoutCertificate,
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(io::Error),

@@ -29,7 +29,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, Tc
 use std::ops::RangeInclusive;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -87,6 +87,14 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Refuse logins on plain control connections and clear data connections.
     pub require_tls: bool,
+    /// Passive listeners the server may have open at once (each a descriptor, held
+    /// while a session waits for its data connection or keeps its port for the next
+    /// transfer); a PASV/EPSV past it gets `425`. 0 for no limit.
+    pub max_passive_listeners: usize,
+    /// A second port, on the same address, where TLS starts at the first byte
+    /// (implicit FTPS, the `ftps://` of curl, lftp and FileZilla); 0 picks a free one.
+    /// Needs [`Config::tls`].
+    pub implicit_tls_port: Option<u16>,
     /// Accept TLS data connections that do not resume the control connection's
     /// session (for clients such as Python's ftplib, which never resume). Off by
     /// default: resumption proves the data connection comes from the same client.
@@ -114,6 +122,8 @@ impl Default for Config {
             max_login_failures: 3,
             tls: None,
             require_tls: false,
+            implicit_tls_port: None,
+            max_passive_listeners: 0,
             tls_without_resumption: false,
         }
     }
@@ -134,6 +144,8 @@ struct Shared {
     conns: Mutex<Connections>,
     /// Rotates through the passive port range.
     next_pasv: AtomicU64,
+    /// Passive listeners open now (see [`Config::max_passive_listeners`]).
+    passive_listeners: Arc<AtomicUsize>,
     /// Sessions handed to the pool and not yet finished, in all and per address.
     admission: Mutex<Admission>,
     /// HASH commands that may run at once.
@@ -207,9 +219,13 @@ struct Connections {
     open: HashMap<u64, Registered>,
 }
 
+/// What the shutdown sweep can reach of a session: a copy of its control connection
+/// while it is on a worker (a parked session needs none: the parker tells it `421`, and
+/// an idle session then costs one descriptor, not two), and its data connection during
+/// a transfer.
 #[derive(Debug)]
 struct Registered {
-    control: TcpStream,
+    control: Option<TcpStream>,
     data: Option<TcpStream>,
 }
 
@@ -270,7 +286,7 @@ impl Shared {
         conns.open.insert(
             id,
             Registered {
-                control: clone,
+                control: Some(clone),
                 data: None,
             },
         );
@@ -286,7 +302,9 @@ impl Shared {
         let conns = self.conns.lock();
         for conn in conns.open.values() {
             // Errors mean the connection is already gone, which is what we want.
-            let _ = conn.control.shutdown(how);
+            if let Some(control) = &conn.control {
+                let _ = control.shutdown(how);
+            }
             if how == Shutdown::Both {
                 if let Some(data) = &conn.data {
                     let _ = data.shutdown(Shutdown::Both);
@@ -324,6 +342,22 @@ impl ConnToken<'_> {
 }
 
 impl ConnToken<'_> {
+    /// Keeps a copy of the control connection `fd` for the shutdown sweep while the
+    /// session is on a worker (`None` as it is parked). Without a descriptor for the
+    /// copy the sweep misses the session, which still sees the shutdown flag within
+    /// its linger.
+    fn set_control(&self, fd: Option<std::os::fd::BorrowedFd<'_>>) {
+        let mut conns = self.shared.conns.lock();
+        let Some(conn) = conns.open.get_mut(&self.id) else {
+            return;
+        };
+        match fd {
+            None => conn.control = None,
+            Some(_) if conn.control.is_some() => {}
+            Some(fd) => conn.control = fd.try_clone_to_owned().ok().map(TcpStream::from),
+        }
+    }
+
     /// The registry's id of the session, unique in this server's run.
     fn id(&self) -> u64 {
         self.id
@@ -342,6 +376,8 @@ impl Drop for ConnToken<'_> {
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,
+    /// The implicit FTPS listener, if there is one, and its address.
+    implicit: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
 }
 
@@ -349,7 +385,8 @@ pub struct Server {
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
-    wake_addr: SocketAddr,
+    /// Where the acceptors listen, so that a connection wakes each of them.
+    wake_addrs: Vec<SocketAddr>,
 }
 
 /// How a server run ended.
@@ -376,6 +413,19 @@ impl Server {
         let addr = listener
             .local_addr()
             .map_err(|source| Error::Bind { addr: bind, source })?;
+        let implicit = match config.implicit_tls_port {
+            None => None,
+            Some(_) if config.tls.is_none() => return Err(Error::ImplicitTlsWithoutCertificate),
+            Some(port) => {
+                let at = SocketAddr::new(bind.ip(), port);
+                let listener =
+                    TcpListener::bind(at).map_err(|source| Error::Bind { addr: at, source })?;
+                let local = listener
+                    .local_addr()
+                    .map_err(|source| Error::Bind { addr: at, source })?;
+                Some((listener, local))
+            }
+        };
         let park_wake = rustix::event::eventfd(
             0,
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
@@ -398,10 +448,12 @@ impl Server {
                     ^ u64::from(std::process::id()),
             ),
             admission: Mutex::new(Admission::default()),
+            passive_listeners: Arc::new(AtomicUsize::new(0)),
         });
         Ok(Server {
             listener,
             addr,
+            implicit,
             shared,
         })
     }
@@ -409,6 +461,12 @@ impl Server {
     /// The address the server listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The implicit FTPS address (with the real port when bound to port 0), if the
+    /// server has one.
+    pub fn implicit_tls_addr(&self) -> Option<SocketAddr> {
+        self.implicit.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The canonical root directory being served.
@@ -423,9 +481,11 @@ impl Server {
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
             ip => ip,
         };
+        let ports =
+            std::iter::once(self.addr.port()).chain(self.implicit_tls_addr().map(|a| a.port()));
         ShutdownHandle {
             shared: Arc::clone(&self.shared),
-            wake_addr: SocketAddr::new(ip, self.addr.port()),
+            wake_addrs: ports.map(|port| SocketAddr::new(ip, port)).collect(),
         }
     }
 
@@ -454,7 +514,18 @@ impl Server {
                 config.workers,
                 config.max_connections
             );
-            self.accept_loop(&tx, config.max_connections.max(1));
+            let limit = config.max_connections.max(1);
+            if let Some((implicit, at)) = &self.implicit {
+                let tx = tx.clone();
+                log::info!("implicit FTPS on {at}");
+                thread::Builder::new()
+                    .name("acceptor-tls".into())
+                    .spawn_scoped(scope, move || {
+                        accept_loop(shared, implicit, &tx, limit, Entry::ImplicitTls)
+                    })
+                    .map_err(Error::Thread)?;
+            }
+            accept_loop(shared, &self.listener, &tx, limit, Entry::Plain);
             drop(tx);
             shared.wake_parker();
             let deadline = Instant::now() + config.grace;
@@ -470,50 +541,71 @@ impl Server {
             Ok(RunReport { cut_off })
         })
     }
+}
 
-    /// Accepts connections until shutdown. A connection goes to the pool when fewer
-    /// than `limit` sessions are open (`--max-connections`; parked ones count) and its
-    /// address has fewer than `--max-per-ip`; otherwise it is refused with `421`.
-    fn accept_loop(&self, tx: &crossbeam_channel::Sender<pool::Work<'_>>, limit: usize) {
-        loop {
-            let accepted = self.listener.accept();
-            if self.shared.stopping() {
-                break;
-            }
-            let (stream, peer) = match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Out of descriptors or a connection reset before accept: keep
-                    // serving, but do not spin while the condition lasts.
-                    log::warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(20));
-                    continue;
-                }
-            };
-            let ip = peer.ip().to_canonical();
-            if let Err(why) = self.shared.admit(ip, limit) {
-                refuse(stream, peer, why);
+/// How a connection came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// On the FTP port: the session starts in the clear (AUTH TLS may follow).
+    Plain,
+    /// On the implicit FTPS port: TLS from the first byte.
+    ImplicitTls,
+}
+
+/// Accepts connections on `listener` until shutdown. A connection goes to the pool
+/// when fewer than `limit` sessions are open (`--max-connections`; parked ones count,
+/// and those of both listeners) and its address has fewer than `--max-per-ip`;
+/// otherwise it is refused: with `421` on the FTP port, by closing it on the implicit
+/// FTPS port (a reply in the clear means nothing to a client starting TLS).
+fn accept_loop(
+    shared: &Shared,
+    listener: &TcpListener,
+    tx: &crossbeam_channel::Sender<pool::Work<'_>>,
+    limit: usize,
+    entry: Entry,
+) {
+    loop {
+        let accepted = listener.accept();
+        if shared.stopping() {
+            break;
+        }
+        let (stream, peer) = match accepted {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of descriptors or a connection reset before accept: keep
+                // serving, but do not spin while the condition lasts.
+                log::warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            // The channel is unbounded (admission bounds it); it fails only when every
-            // worker is gone.
-            if let Err(e) = tx.send(pool::Work::New(stream, ip)) {
-                self.shared.release(ip);
-                if let pool::Work::New(stream, _) = e.into_inner() {
-                    refuse(stream, peer, Refusal::Busy);
-                }
+        };
+        let ip = peer.ip().to_canonical();
+        if let Err(why) = shared.admit(ip, limit) {
+            refuse(stream, peer, why, entry);
+            continue;
+        }
+        // The channel is unbounded (admission bounds it); it fails only when every
+        // worker is gone.
+        if let Err(e) = tx.send(pool::Work::New(stream, ip, entry)) {
+            shared.release(ip);
+            if let pool::Work::New(stream, _, _) = e.into_inner() {
+                refuse(stream, peer, Refusal::Busy, entry);
             }
         }
     }
 }
 
-/// Tells a connection why it is turned away (`421`), and closes it.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal) {
+/// Tells a connection why it is turned away (`421`, in the clear only), and closes it.
+fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal, entry: Entry) {
     let text = match why {
         Refusal::Busy => "Too many connections, try again later",
         Refusal::PerIp => "Too many connections from your address",
     };
     log::warn!("{peer}: refused: {text}");
+    if entry == Entry::ImplicitTls {
+        let _ = stream.shutdown(Shutdown::Both);
+        return;
+    }
     let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
     // A fresh socket's send buffer is empty, so this short write does not block; the
     // timeout is a second line of defence.
@@ -529,9 +621,11 @@ impl ShutdownHandle {
         if self.shared.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
-        // Wake the acceptor, which then sees the flag. If the connect fails the
+        // Wake the acceptors, which then see the flag. If a connect fails the
         // listener is gone already.
-        let _ = TcpStream::connect_timeout(&self.wake_addr, Duration::from_secs(1));
+        for addr in &self.wake_addrs {
+            let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
+        }
         self.shared.wake_parker();
         self.shared.sweep(Shutdown::Read);
     }

@@ -19,13 +19,14 @@ use crossbeam_channel::Receiver;
 
 use super::park::Parker;
 use super::session::{self, Session};
-use super::Shared;
+use super::{Entry, Shared};
 use crate::error::{Error, Result};
 
 /// What a worker is given to do.
 pub(super) enum Work<'s> {
-    /// A connection just accepted, and its client's address (already admitted).
-    New(TcpStream, IpAddr),
+    /// A connection just accepted, its client's address (already admitted), and the
+    /// listener it came in on.
+    New(TcpStream, IpAddr, Entry),
     /// A parked session whose connection has something to read, or whose deadline
     /// passed; or a session whose transfer gave way to others.
     Resume(Box<Session<'s>>),
@@ -74,7 +75,9 @@ impl<'scope> Pool<'scope> {
                     for work in rx.iter() {
                         // A bug in a session must not shrink the pool: contain it.
                         let run = AssertUnwindSafe(|| match work {
-                            Work::New(stream, ip) => session::start(stream, ip, shared, &turn),
+                            Work::New(stream, ip, entry) => {
+                                session::start(stream, ip, entry, shared, &turn)
+                            }
                             Work::Resume(session) => session::resume(session, &turn),
                         });
                         if panic::catch_unwind(run).is_err() {

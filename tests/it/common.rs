@@ -18,6 +18,8 @@ pub const WAIT: Duration = Duration::from_secs(30);
 pub struct TestServer {
     child: Child,
     pub addr: SocketAddr,
+    /// The implicit FTPS address, when started with `--implicit-tls-port`.
+    pub implicit: Option<SocketAddr>,
     /// Holds the temporary directory (root and log) alive.
     pub dir: tempfile::TempDir,
     root: PathBuf,
@@ -70,8 +72,9 @@ impl TestServer {
             .spawn()
             .expect("start ftp-server");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stdout = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
+        stdout
             .read_line(&mut line)
             .expect("read the listening line");
         let addr = line
@@ -80,9 +83,22 @@ impl TestServer {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("address");
+        // With an implicit FTPS port, its address comes on the next line.
+        let implicit = extra.contains(&"--implicit-tls-port").then(|| {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("read the implicit FTPS line");
+            line.trim()
+                .strip_prefix("implicit FTPS on ")
+                .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+                .parse()
+                .expect("address")
+        });
         TestServer {
             child,
             addr,
+            implicit,
             dir,
             root,
             log,

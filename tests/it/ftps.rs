@@ -652,3 +652,140 @@ print("closed", never.recv(100) == b"", "%.1f" % (time.monotonic() - started))
     assert!(lines[7].starts_with("closed True"), "{lines:?}");
     assert!(server.log().contains("TLS handshake not finished in time"));
 }
+
+/// Implicit FTPS (`--implicit-tls-port`): curl's `ftps://` downloads, uploads and lists
+/// byte-exact over TLS from the first byte, data protected by default.
+#[test]
+fn curl_over_implicit_ftps_byte_exact() {
+    if !require(have("curl", &["--version"]), "curl") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--implicit-tls-port", "0"]);
+    let implicit = server.implicit.expect("implicit FTPS address");
+    let original = pattern(3 << 20, 71);
+    fs::write(server.root().join("down.bin"), &original).expect("write");
+    let work = server.dir.path();
+    let url = format!("ftps://127.0.0.1:{}/", implicit.port());
+    let curl = |args: &[&str]| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "60", "--cacert"])
+            .arg(&ca)
+            .args(args);
+        let run = run_peer(cmd);
+        assert!(
+            run.status.success(),
+            "curl {args:?}: {}\nserver log:\n{}",
+            run.stderr,
+            server.log()
+        );
+        run.stdout
+    };
+    let got = work.join("got.bin");
+    curl(&[&format!("{url}down.bin"), "-o", &got.to_string_lossy()]);
+    assert_same(
+        &fs::read(&got).expect("read"),
+        &original,
+        "curl ftps:// download",
+    );
+    curl(&["-T", &got.to_string_lossy(), &format!("{url}up.bin")]);
+    assert_same(
+        &fs::read(server.root().join("up.bin")).expect("read"),
+        &original,
+        "curl ftps:// upload",
+    );
+    let listing = curl(&["-l", &url]);
+    let mut names: Vec<&str> = listing.lines().collect();
+    names.sort_unstable();
+    assert_eq!(names, ["down.bin", "up.bin"]);
+    // Protected by default: the data connections were TLS (none failed to resume).
+    assert!(!server.log().contains("did not resume"), "{}", server.log());
+}
+
+/// lftp's `ftps://` over implicit FTPS: get and put byte-exact.
+#[test]
+fn lftp_over_implicit_ftps_byte_exact() {
+    if !require(have("lftp", &["--version"]), "lftp") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--implicit-tls-port", "0"]);
+    let implicit = server.implicit.expect("implicit FTPS address");
+    let original = pattern(2 << 20, 72);
+    fs::write(server.root().join("l.bin"), &original).expect("write");
+    let work = server.dir.path();
+    let script = format!(
+        "set ssl:ca-file {}; set ftp:ssl-allow-anonymous true; \
+         set net:max-retries 1; set net:timeout 20; \
+         open ftps://127.0.0.1:{}; get l.bin -o {}/lget.bin; put {}/lget.bin -o lput.bin",
+        ca.display(),
+        implicit.port(),
+        work.display(),
+        work.display()
+    );
+    let mut lftp = Command::new("lftp");
+    lftp.arg("-c").arg(&script);
+    let run = run_peer(lftp);
+    assert!(
+        run.status.success(),
+        "lftp: {}\nserver log:\n{}",
+        run.stderr,
+        server.log()
+    );
+    assert_same(
+        &fs::read(work.join("lget.bin")).expect("read"),
+        &original,
+        "lftp ftps:// get",
+    );
+    assert_same(
+        &fs::read(server.root().join("lput.bin")).expect("read"),
+        &original,
+        "lftp ftps:// put",
+    );
+}
+
+/// On the implicit FTPS port the greeting comes inside TLS, AUTH TLS is out of place,
+/// and a client that speaks in the clear gets nothing it could read as FTP; the
+/// explicit port goes on serving in the clear.
+#[test]
+fn the_implicit_port_speaks_only_tls() {
+    if !require(have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let (server, ca) = tls_server(&["--implicit-tls-port", "0"]);
+    let implicit = server.implicit.expect("implicit FTPS address");
+    let script = r#"
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+tls = ssl.create_default_context(cafile=ca).wrap_socket(
+    socket.create_connection(("127.0.0.1", port), timeout=30), server_hostname="127.0.0.1")
+f = tls.makefile("rb")
+def cmd(line):
+    tls.sendall(line.encode() + b"\r\n")
+    return f.readline()[:3].decode()
+print(f.readline()[:3].decode())
+print(cmd("AUTH TLS"), cmd("USER anonymous"), cmd("PASS x"), cmd("PBSZ 0"), cmd("PROT P"), cmd("QUIT"))
+plain = socket.create_connection(("127.0.0.1", port), timeout=30)
+plain.sendall(b"USER anonymous\r\n")
+got = b""
+while True:
+    try:
+        chunk = plain.recv(4096)
+    except ConnectionResetError:
+        break
+    if not chunk:
+        break
+    got += chunk
+print("plain", got[:3] not in (b"220", b"331"))
+"#;
+    let port = implicit.port().to_string();
+    let run = python(script, &[port.as_ref(), ca.as_os_str()]);
+    assert!(run.status.success(), "{}\n{}", run.stderr, server.log());
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        ["220", "503 331 230 200 200 221", "plain True"],
+        "{}",
+        server.log()
+    );
+    let mut ftp = Ftp::connect(server.addr);
+    assert_eq!(ftp.greeting.code, 220);
+    ftp.expect("QUIT", 221);
+}

@@ -179,3 +179,75 @@ fn max_connections_is_the_point_of_refusal() {
         ftp.expect("NOOP", 200);
     }
 }
+
+/// Open descriptors of a process, from /proc.
+fn open_descriptors(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// A parked session holds one descriptor, its control connection: the copy the
+/// shutdown sweep uses is kept only while the session is on a worker, so 10,000 idle
+/// sessions fit under a limit of 20,000 (issue 12).
+#[test]
+fn an_idle_session_holds_one_descriptor() {
+    enough_descriptors();
+    let server = TestServer::start(&["--workers", "4"]);
+    let pid = server.pid();
+    let before = open_descriptors(pid);
+    let mut sessions: Vec<Ftp> = (0..200).map(|_| server.login()).collect();
+    for ftp in &mut sessions {
+        ftp.expect("NOOP", 200);
+    }
+    // Parked once the linger has passed: about one descriptor each.
+    let mut held = usize::MAX;
+    eventually("the sessions parked", || {
+        held = open_descriptors(pid).saturating_sub(before);
+        held <= 210
+    });
+    assert!(held >= 200, "{held} descriptors for 200 sessions");
+    for ftp in &mut sessions {
+        ftp.expect("PWD", 257);
+    }
+}
+
+/// Passive listeners are counted against the open-files budget: past their share a
+/// PASV/EPSV gets `425` saying why, the sessions go on, and a listener that closes
+/// makes room again (issue 12).
+#[test]
+fn passive_ports_are_bounded_by_the_descriptor_budget() {
+    // 200 descriptors, 2 workers: 78 kept for the workers and the server, 92 sessions,
+    // 30 listeners.
+    let server = TestServer::start_wrapped(
+        "ulimit -Sn 200 && ulimit -Hn 200 && exec \"$0\" \"$@\"",
+        &["--workers", "2"],
+    );
+    let log = server.log();
+    assert!(log.contains("allows about 92 sessions"), "{log}");
+    let mut sessions: Vec<Ftp> = (0..35).map(|_| server.login()).collect();
+    let replies: Vec<Resp> = sessions.iter_mut().map(|ftp| ftp.cmd("EPSV")).collect();
+    let opened = replies.iter().filter(|r| r.code == 229).count();
+    let refused: Vec<&Resp> = replies.iter().filter(|r| r.code == 425).collect();
+    assert_eq!((opened, refused.len()), (30, 5), "{replies:?}");
+    assert!(
+        refused[0].text.contains("Too many passive ports open"),
+        "{refused:?}"
+    );
+    // One session with a listener leaves; a refused one tries again and gets one.
+    let first_open = replies
+        .iter()
+        .position(|r| r.code == 229)
+        .expect("an open one");
+    let first_refused = replies
+        .iter()
+        .position(|r| r.code == 425)
+        .expect("a refused one");
+    sessions[first_open].expect("QUIT", 221);
+    eventually("a listener freed", || {
+        sessions[first_refused].cmd("EPSV").code == 229
+    });
+    for (i, ftp) in sessions.iter_mut().enumerate() {
+        if i != first_open {
+            ftp.expect("NOOP", 200);
+        }
+    }
+}

@@ -99,6 +99,10 @@ pub struct Args {
     /// session (Python's ftplib never resumes); weaker against data-port hijacking.
     #[arg(long, requires = "tls_cert")]
     pub tls_without_resumption: bool,
+    /// A second port, on the --bind address, for implicit FTPS (TLS from the first
+    /// byte: the ftps:// of curl, lftp and FileZilla); 0 picks a free one.
+    #[arg(long, value_name = "PORT", requires = "tls_cert")]
+    pub implicit_tls_port: Option<u16>,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,

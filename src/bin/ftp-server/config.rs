@@ -594,6 +594,9 @@ impl Settings {
             tls,
             require_tls: args.require_tls,
             tls_without_resumption: args.tls_without_resumption,
+            implicit_tls_port: args.implicit_tls_port,
+            // Set from the open-files limit when the server starts.
+            max_passive_listeners: 0,
         })
     }
 

@@ -47,18 +47,22 @@ fn main() {
     }
 }
 
-/// Descriptors a busy session may hold at once: its control connection and the copy
-/// kept for shutdown, a passive listener, a data connection and its copy, a file and
-/// an upload's temporary file.
+/// Descriptors a busy session may hold at once besides its control connection and
+/// passive listener: the copy of its control connection kept for shutdown while it is
+/// on a worker, a data connection and its copy, a file, an upload's temporary file and
+/// a directory handle.
 const FILES_PER_WORKER: u64 = 7;
 
-/// Descriptors a session waiting for its next command holds: its control connection,
-/// the copy kept for shutdown, and perhaps a passive listener.
-const FILES_PER_SESSION: u64 = 3;
+/// The descriptors left for sessions and passive listeners, at most, that go to
+/// listeners when sessions are short of room: a session waiting for its next command
+/// holds one (its control connection), and a listener one, so an attacker who opens
+/// sessions that all send PASV cannot starve the others of descriptors.
+const LISTENER_SHARE: u64 = 4;
 
 /// Raises the open-files limit; returns how many sessions it allows, at most `wanted`
-/// (with a warning when that is fewer).
-fn open_files(workers: usize, wanted: usize) -> usize {
+/// (with a warning when that is fewer), and how many passive listeners may be open at
+/// once (0: no limit).
+fn open_files(workers: usize, wanted: usize) -> (usize, usize) {
     let limit = simple_ftp::limits::raise_open_files_limit();
     if limit.now != limit.before {
         log::debug!(
@@ -68,20 +72,23 @@ fn open_files(workers: usize, wanted: usize) -> usize {
         );
     }
     let Some(now) = limit.now else {
-        return wanted;
+        return (wanted, 0);
     };
     let busy = (workers as u64).saturating_mul(FILES_PER_WORKER) + 64;
-    let allowed = usize::try_from(now.saturating_sub(busy) / FILES_PER_SESSION)
+    let room = now.saturating_sub(busy);
+    let wanted_files = u64::try_from(wanted).unwrap_or(u64::MAX);
+    let sessions = wanted_files.min(room - room / LISTENER_SHARE).max(1);
+    let listeners = usize::try_from(room.saturating_sub(sessions))
         .unwrap_or(usize::MAX)
         .max(1);
+    let allowed = usize::try_from(sessions).unwrap_or(usize::MAX);
     if allowed < wanted {
         log::warn!(
             "the open files limit ({now}) allows about {allowed} sessions with {workers} \
              workers: --max-connections lowered from {wanted} to {allowed} (raise `ulimit -Hn`)"
         );
-        return allowed;
     }
-    wanted
+    (allowed.min(wanted), listeners)
 }
 
 fn shown(limit: Option<u64>) -> String {
@@ -112,7 +119,8 @@ fn run() -> anyhow::Result<()> {
     }
 
     let mut config = settings.server_config()?;
-    config.max_connections = open_files(config.workers, config.max_connections);
+    (config.max_connections, config.max_passive_listeners) =
+        open_files(config.workers, config.max_connections);
     log::info!(
         "anonymous access: {}{}; {} accounts",
         match config.anonymous {
@@ -170,6 +178,10 @@ fn run() -> anyhow::Result<()> {
     // Scripts and tests read the port from this line, so it goes to stdout, flushed.
     let mut stdout = std::io::stdout();
     writeln!(stdout, "listening on {}", server.local_addr())
+        .and_then(|()| match server.implicit_tls_addr() {
+            Some(addr) => writeln!(stdout, "implicit FTPS on {addr}"),
+            None => Ok(()),
+        })
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
 

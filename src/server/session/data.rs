@@ -12,7 +12,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,14 @@ impl<'s> DataChannel<'s> {
         self.tls = Some(config);
         self.pbsz = false;
         self.private = false;
+    }
+
+    /// The control connection is in TLS from its first byte (implicit FTPS) with
+    /// `config` for its data connections, which are protected from the start.
+    pub(super) fn start_implicit_tls(&mut self, config: Arc<rustls::ServerConfig>) {
+        self.tls = Some(config);
+        self.pbsz = true;
+        self.private = true;
     }
 
     /// PBSZ (RFC 4217 §8): only `0` makes sense on a stream.
@@ -201,7 +209,11 @@ impl<'s> DataChannel<'s> {
         self.expired = false;
         let passive = match reused {
             Some(p) => p,
-            None => listen(ip, self.shared).map_err(|e| Failure::NoData(NoData::Listen(e)))?,
+            None => {
+                let counted =
+                    Counted::take(self.shared).ok_or(Failure::NoData(NoData::TooManyListeners))?;
+                listen(ip, self.shared, counted).map_err(|e| Failure::NoData(NoData::Listen(e)))?
+            }
         };
         let port = passive.port();
         self.plan = Some(DataPlan::Passive(passive));
@@ -548,6 +560,31 @@ pub(super) struct Passive {
     port: u16,
     uses: u32,
     since: Instant,
+    _counted: Counted,
+}
+
+/// One of the passive listeners open now, counted against
+/// [`crate::server::Config::max_passive_listeners`] while it lives.
+#[derive(Debug)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    /// Counts one more listener in, unless the limit is reached.
+    fn take(shared: &Shared) -> Option<Counted> {
+        let max = shared.config.max_passive_listeners;
+        let open = &shared.passive_listeners;
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (max == 0 || n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Counted(Arc::clone(open)))
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Transfers one kept listener serves before the next PASV/EPSV opens a new one on
@@ -658,7 +695,7 @@ const DEFAULT_PROBES: u64 = 32;
 /// small-file benchmark). Binding a given port checks only that port, and std's
 /// SO_REUSEADDR lets a port with only TIME-WAIT connections be bound again. The
 /// scrambled order also keeps the next passive port from being guessed.
-fn listen(ip: IpAddr, shared: &Shared) -> io::Result<Passive> {
+fn listen(ip: IpAddr, shared: &Shared, counted: Counted) -> io::Result<Passive> {
     let configured = shared.config.pasv_ports.clone();
     let range = configured.clone().unwrap_or(DEFAULT_PASV);
     let (lo, hi) = (u64::from(*range.start()), u64::from(*range.end()));
@@ -677,17 +714,22 @@ fn listen(ip: IpAddr, shared: &Shared) -> io::Result<Passive> {
             continue;
         }
         match TcpListener::bind((ip, port)) {
-            Ok(listener) => return passive(listener, ip, Some(port)),
+            Ok(listener) => return passive(listener, ip, Some(port), counted),
             Err(e) => last_err = e,
         }
     }
     match configured {
         Some(_) => Err(last_err),
-        None => passive(TcpListener::bind((ip, 0))?, ip, None),
+        None => passive(TcpListener::bind((ip, 0))?, ip, None, counted),
     }
 }
 
-fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<Passive> {
+fn passive(
+    listener: TcpListener,
+    ip: IpAddr,
+    port: Option<u16>,
+    counted: Counted,
+) -> io::Result<Passive> {
     listener.set_nonblocking(true)?;
     let port = match port {
         Some(p) => p,
@@ -699,6 +741,7 @@ fn passive(listener: TcpListener, ip: IpAddr, port: Option<u16>) -> io::Result<P
         port,
         uses: 0,
         since: Instant::now(),
+        _counted: counted,
     })
 }
 

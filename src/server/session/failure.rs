@@ -47,6 +47,8 @@ pub(super) enum NoData {
     Expired(u64),
     /// No passive port could be opened.
     Listen(io::Error),
+    /// The server has as many passive ports open as it may.
+    TooManyListeners,
     /// The connection was not made (active: connect failed; passive: none came).
     Connect(io::Error),
     /// TLS could not start on the data connection.
@@ -225,6 +227,7 @@ impl NoData {
                  send PASV or EPSV again"
             ),
             NoData::Listen(e) => format!("Cannot open a passive port: {}", plain(e)),
+            NoData::TooManyListeners => "Too many passive ports open; try again later".into(),
             NoData::Connect(e) => format!("Cannot open data connection: {}", plain(e)),
             NoData::TlsStart(_) => "Cannot start TLS on the data connection".into(),
             NoData::Handshake(e) => {

@@ -153,6 +153,32 @@ impl Session<'_> {
         Ok(None)
     }
 
+    /// A session on the implicit FTPS port: TLS from the first byte, its data
+    /// connections protected unless the client asks for PROT C (RFC 4217 leaves
+    /// implicit FTPS out; this is what clients of `ftps://` expect). The greeting goes
+    /// out once the handshake is over.
+    pub(super) fn implicit_tls(&mut self) -> Result<(), End> {
+        let Some(base) = &self.shared.config.tls else {
+            return Err(End::Lost); // the server refuses to start this way
+        };
+        let (config, data_config) = tls::per_session(base).map_err(|e| {
+            log::error!("{}: cannot set up TLS: {e}", self.peer);
+            End::Lost
+        })?;
+        let conn = rustls::ServerConnection::new(config).map_err(|e| {
+            log::error!("{}: cannot start TLS: {e}", self.peer);
+            End::Lost
+        })?;
+        let until = Instant::now() + self.shared.config.data_timeout;
+        self.control.begin_tls(conn, until).map_err(|e| {
+            log::warn!("{}: cannot start TLS: {e}", self.peer);
+            End::Lost
+        })?;
+        self.data.start_implicit_tls(data_config);
+        self.greeting_due = true;
+        Ok(())
+    }
+
     /// REIN (RFC 959 §4.1.1): the session as it was just after the connection was
     /// made: no login, the root, the default type, no restart offset, no pending
     /// rename and no data connection, options back to their defaults. On a control

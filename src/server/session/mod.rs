@@ -41,14 +41,14 @@ use self::login::Login;
 use self::transfer::Ran;
 use super::accounts::Perms;
 use super::pool::Turn;
-use super::{ConnToken, NotRegistered, Shared};
+use super::{ConnToken, Entry, NotRegistered, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TransferType};
 use crate::tls::ServerStream;
 use crate::transfer::Pump;
 
 /// How long a worker waits for a session's next command before it parks the
-/// session, right after serving one: clients that send commands one after another (a
+/// session, right after serving one (not when other work waits in the queue): clients that send commands one after another (a
 /// reply, then the next command) keep their worker, even when the machine is so busy
 /// that they take a while to answer (parking and waking again costs two thread
 /// hand-overs and the epoll calls, about a third more CPU per small transfer when it
@@ -90,6 +90,13 @@ pub(super) struct Session<'s> {
     pump: Pump,
     /// The transfer under way, between two of its slices.
     transfer: Option<transfer::Transfer<'s>>,
+    /// The greeting waits for the TLS handshake (implicit FTPS).
+    greeting_due: bool,
+}
+
+/// The `220` a session starts with.
+fn greeting() -> Reply {
+    Reply::new(ReplyCode::ServiceReady, "simple-ftp ready")
 }
 
 /// What serving a session came to.
@@ -136,8 +143,15 @@ impl std::fmt::Display for End {
 }
 
 /// Starts a session on a connection the acceptor admitted for `ip`: registers it,
-/// greets, and serves it as [`resume`] does.
-pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn: &Turn<'_, 's>) {
+/// greets (on the implicit FTPS port, once its TLS handshake is over), and serves it as
+/// [`resume`] does.
+pub(super) fn start<'s>(
+    stream: TcpStream,
+    ip: IpAddr,
+    entry: Entry,
+    shared: &'s Shared,
+    turn: &Turn<'_, 's>,
+) {
     let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
         shared.release(ip);
         return; // the peer is already gone
@@ -192,10 +206,15 @@ pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn:
         hash: HashAlgo::Sha256,
         pump: Pump::new(),
         transfer: None,
+        greeting_due: false,
     });
     log::info!("{peer}: session start");
-    let greeting = Reply::new(ReplyCode::ServiceReady, "simple-ftp ready");
-    if session.control.send(&greeting).is_err() {
+    if entry == Entry::ImplicitTls {
+        if let Err(end) = session.implicit_tls() {
+            session.finish(end);
+            return;
+        }
+    } else if session.control.send(&greeting()).is_err() {
         session.finish(End::Lost);
         return;
     }
@@ -206,9 +225,11 @@ pub(super) fn start<'s>(stream: TcpStream, ip: IpAddr, shared: &'s Shared, turn:
 /// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
 /// when it goes to the back of the queue, or until it ends.
 pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
+    session.token.set_control(session.control.fd());
     loop {
         match session.serve(turn) {
             Outcome::Park => {
+                session.token.set_control(None);
                 if let Err(session) = turn.parker.park(session) {
                     session.shut_down();
                 }
@@ -237,6 +258,12 @@ impl<'s> Session<'s> {
         loop {
             if self.control.handshake_until().is_some() {
                 match self.handshake(linger) {
+                    Ok(true) if std::mem::take(&mut self.greeting_due) => {
+                        if self.control.send(&greeting()).is_err() {
+                            return Outcome::End(End::Lost);
+                        }
+                        continue;
+                    }
                     Ok(true) => continue,
                     Ok(false) => return Outcome::Park,
                     Err(end) => return Outcome::End(end),
@@ -267,7 +294,13 @@ impl<'s> Session<'s> {
                     }
                     continue;
                 }
-                None => match self.next_line(linger) {
+                // A worker that others wait for does not linger: it parks the session
+                // at once when no command is there, and takes the next piece of work.
+                None => match self.next_line(if turn.others_waiting() {
+                    Duration::ZERO
+                } else {
+                    linger
+                }) {
                     Next::Line => Some(self.control.line().to_vec()),
                     Next::TooLong => None,
                     Next::Quiet => return Outcome::Park,
