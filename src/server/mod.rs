@@ -16,12 +16,19 @@
 //! and ends. The acceptor and the parker drop their senders, the workers drain and exit, and `run` waits for them up to the grace period. Past it, every
 //! remaining connection is shut down in both directions, which makes the blocked
 //! transfers fail and clean up (an unfinished upload removes its temporary file).
+//!
+//! [`ReloadHandle::replace`] swaps the settings that may change while the server runs
+//! ([`Reloadable`]: accounts, anonymous access, limits, grace, the TLS certificate);
+//! open sessions keep what they were given.
 
 pub mod accounts;
 mod listing;
 mod park;
 mod pool;
+mod reload;
 mod session;
+
+pub use self::reload::{ReloadError, ReloadHandle, Reloadable};
 
 use std::collections::HashMap;
 use std::io::{self, Write};
@@ -132,7 +139,11 @@ impl Default for Config {
 /// What the workers share: configuration, root, lock table and the shutdown state.
 #[derive(Debug)]
 struct Shared {
+    /// The configuration as the server started. Its reloadable parts are read from
+    /// `live` instead (its `users` is emptied at start, so a stale read finds nobody).
     config: Config,
+    /// The settings a reload replaces: accounts, anonymous access, limits, grace, TLS.
+    live: reload::Live,
     root: Root,
     locks: LockTable,
     /// Set once shutdown begins: no new sessions, idle ones get `421`.
@@ -239,14 +250,20 @@ impl Shared {
         let _ = rustix::io::write(&self.park_wake, &1u64.to_ne_bytes());
     }
 
-    /// Counts a new session from `ip` in, unless that would pass `limit` sessions in
-    /// all or the per-address limit.
-    fn admit(&self, ip: IpAddr, limit: usize) -> std::result::Result<(), Refusal> {
+    /// The reloadable settings in force now.
+    fn live(&self) -> Arc<Reloadable> {
+        self.live.get()
+    }
+
+    /// Counts a new session from `ip` in, unless that would pass `--max-connections`
+    /// sessions in all or the per-address limit.
+    fn admit(&self, ip: IpAddr) -> std::result::Result<(), Refusal> {
+        let live = self.live();
         let mut adm = self.admission.lock();
-        if adm.total >= limit {
+        if adm.total >= live.max_connections.max(1) {
             return Err(Refusal::Busy);
         }
-        let max_per_ip = self.config.max_per_ip;
+        let max_per_ip = live.max_per_ip;
         let mine = adm.per_ip.entry(ip).or_insert(0);
         if max_per_ip > 0 && *mine >= max_per_ip {
             return Err(Refusal::PerIp);
@@ -402,7 +419,7 @@ impl Server {
     /// # Errors
     /// [`Error::Root`] when the root cannot be created or opened, [`Error::Bind`] when
     /// the address cannot be bound.
-    pub fn bind(config: Config) -> Result<Server> {
+    pub fn bind(mut config: Config) -> Result<Server> {
         let root = Root::new(&config.root).map_err(|source| Error::Root {
             path: config.root.clone(),
             source,
@@ -431,9 +448,14 @@ impl Server {
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )
         .map_err(|e| Error::Thread(e.into()))?;
+        let live = reload::Live::new(Reloadable::of(&config));
+        // Held by `live` now; the copy in `config` would only keep the argon2 memory
+        // of the first users file alive after a reload.
+        config.users = Users::default();
         let shared = Arc::new(Shared {
             park_wake,
             config,
+            live,
             root,
             locks: LockTable::new(),
             hash_slots: Slots::per_core(),
@@ -489,6 +511,13 @@ impl Server {
         }
     }
 
+    /// A handle that replaces this server's reloadable settings while it runs.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
     /// Serves until shut down, then waits for running transfers up to the grace period.
     ///
     /// # Errors
@@ -512,23 +541,22 @@ impl Server {
                 shared.root.dir().display(),
                 self.addr,
                 config.workers,
-                config.max_connections
+                shared.live().max_connections
             );
-            let limit = config.max_connections.max(1);
             if let Some((implicit, at)) = &self.implicit {
                 let tx = tx.clone();
                 log::info!("implicit FTPS on {at}");
                 thread::Builder::new()
                     .name("acceptor-tls".into())
                     .spawn_scoped(scope, move || {
-                        accept_loop(shared, implicit, &tx, limit, Entry::ImplicitTls)
+                        accept_loop(shared, implicit, &tx, Entry::ImplicitTls)
                     })
                     .map_err(Error::Thread)?;
             }
-            accept_loop(shared, &self.listener, &tx, limit, Entry::Plain);
+            accept_loop(shared, &self.listener, &tx, Entry::Plain);
             drop(tx);
             shared.wake_parker();
-            let deadline = Instant::now() + config.grace;
+            let deadline = Instant::now() + shared.live().grace;
             let cut_off = pool.join_until(deadline, || {
                 let open = shared.conns.lock().open.len();
                 if open > 0 {
@@ -553,15 +581,15 @@ enum Entry {
 }
 
 /// Accepts connections on `listener` until shutdown. A connection goes to the pool
-/// when fewer than `limit` sessions are open (`--max-connections`; parked ones count,
-/// and those of both listeners) and its address has fewer than `--max-per-ip`;
+/// when fewer than `--max-connections` sessions are open (parked ones count, and those
+/// of both listeners) and its address has fewer than `--max-per-ip` (both as in force
+/// now);
 /// otherwise it is refused: with `421` on the FTP port, by closing it on the implicit
 /// FTPS port (a reply in the clear means nothing to a client starting TLS).
 fn accept_loop(
     shared: &Shared,
     listener: &TcpListener,
     tx: &crossbeam_channel::Sender<pool::Work<'_>>,
-    limit: usize,
     entry: Entry,
 ) {
     loop {
@@ -580,7 +608,7 @@ fn accept_loop(
             }
         };
         let ip = peer.ip().to_canonical();
-        if let Err(why) = shared.admit(ip, limit) {
+        if let Err(why) = shared.admit(ip) {
             refuse(stream, peer, why, entry);
             continue;
         }

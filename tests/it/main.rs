@@ -25,10 +25,12 @@ mod listings;
 mod load;
 mod ncftp;
 mod new_names;
+mod packaging; // the systemd unit (systemd-analyze verify), shell completions, the man page
 mod parking;
 mod peers;
 mod pureftpd;
 mod rclone;
+mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on
 mod server;
 mod stress;
 mod tnftp;

@@ -16,7 +16,7 @@ use simple_ftp::server::Config;
 
 /// A small, fast, safe FTP server.
 #[derive(Debug, Clone, PartialEq, Parser, Serialize, Deserialize)]
-#[command(version, about)]
+#[command(name = "ftp-server", version)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Args {
     #[command(subcommand)]
@@ -134,6 +134,16 @@ pub enum Tool {
         /// The TOML file to check.
         file: PathBuf,
     },
+    /// Prints a completion script for a shell, made from these definitions, e.g.
+    /// `ftp-server completions bash > /usr/share/bash-completion/completions/ftp-server`.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Prints the manual page (roff), made from these definitions, e.g.
+    /// `ftp-server man > /usr/local/share/man/man1/ftp-server.1`.
+    Man,
 }
 
 /// `--anonymous` and the `anonymous` key.

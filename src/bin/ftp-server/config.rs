@@ -22,6 +22,11 @@
 //! [`ConfigFile::load`] and [`Settings::combine`] read nothing but the file and keep the
 //! command line they were given, so a reload can run them again and compare;
 //! [`Settings::server_config`] is the step that opens the files the settings name.
+//!
+//! A reload (SIGHUP) takes the keys of [`RELOADABLE`] anew and keeps every other key
+//! at the value the server started with ([`Settings::reload`]): those are what the
+//! server was built around (its socket, its root, its workers) or what every session
+//! reads at every wait (the timeouts), fixed for the server's life.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -511,6 +516,11 @@ impl Settings {
         Ok(Settings { args, origins })
     }
 
+    /// Every value.
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
     /// Where the value of `key` came from.
     pub fn origin(&self, key: &str) -> Origin {
         self.origins.get(key).cloned().unwrap_or(Origin::Default)
@@ -561,9 +571,17 @@ impl Settings {
                         &e,
                         simple_ftp::tls::TlsError::Pem { path, .. } if path == key
                     );
+                    // rustls's refusal (a key that is not the certificate's) names
+                    // neither file: say which two were read.
+                    let message = match &e {
+                        simple_ftp::tls::TlsError::Config(_) => {
+                            format!("{} with the key {}: {e}", cert.display(), key.display())
+                        }
+                        _ => e.to_string(),
+                    };
                     ConfigError::Invalid {
                         setting: self.setting(if key_at_fault { "tls-key" } else { "tls-cert" }),
-                        message: e.to_string(),
+                        message,
                     }
                 })?)
             }
@@ -619,6 +637,85 @@ impl Settings {
             }
         }
         Ok(out)
+    }
+}
+
+/// The keys a reload takes anew; every other key takes a restart. `tls-cert` and
+/// `tls-key` may name other files, but TLS cannot be turned on or off.
+pub const RELOADABLE: [&str; 11] = [
+    "max-connections",
+    "grace",
+    "users",
+    "anonymous",
+    "max-per-ip",
+    "failed-login-delay",
+    "max-login-failures",
+    "tls-cert",
+    "tls-key",
+    "quiet",
+    "verbose",
+];
+
+/// What a reload makes of the settings read anew: see [`Settings::reload`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// The settings to run with from now on.
+    pub settings: Settings,
+    /// Keys whose new value takes a restart, each with where that value came from;
+    /// they keep the value in force.
+    pub kept: Vec<Setting>,
+    /// Reloadable keys whose value changed, as `key = new (was old)`.
+    pub changed: Vec<String>,
+}
+
+impl Settings {
+    /// Every set key's value as TOML (keys without a value are absent).
+    fn table(&self) -> Result<toml::Table, ConfigError> {
+        toml::Table::try_from(&self.args).map_err(|e| ConfigError::Unprintable(e.to_string()))
+    }
+
+    /// The settings a running server moves to when `new` was read for a reload: the
+    /// keys of [`RELOADABLE`] from `new`, every other key as it is in `self`. A key
+    /// kept so is listed in [`Reload::kept`]; so are `tls-cert` and `tls-key` when
+    /// `new` would turn TLS on or off.
+    ///
+    /// # Errors
+    /// [`ConfigError::Unprintable`] for a path that is not UTF-8.
+    pub fn reload(&self, new: Settings) -> Result<Reload, ConfigError> {
+        let (old_table, new_table) = (self.table()?, new.table()?);
+        let tls_on_off = self.args.tls_cert.is_some() != new.args.tls_cert.is_some();
+        let (mut kept, mut changed) = (Vec::new(), Vec::new());
+        let mut table = new_table.clone();
+        let mut origins = new.origins.clone();
+        for key in keys() {
+            let (old, value) = (old_table.get(&key), new_table.get(&key));
+            let tls = tls_on_off && (key == "tls-cert" || key == "tls-key");
+            if old == value && !tls {
+                continue;
+            }
+            if RELOADABLE.contains(&key.as_str()) && !tls {
+                let shown =
+                    |v: Option<&toml::Value>| v.map_or("not set".to_owned(), |v| v.to_string());
+                changed.push(format!("{key} = {} (was {})", shown(value), shown(old)));
+                continue;
+            }
+            if old != value {
+                kept.push(new.setting(&key));
+            }
+            match old {
+                Some(old) => table.insert(key.clone(), old.clone()),
+                None => table.remove(&key),
+            };
+            origins.insert(key.clone(), self.origin(&key));
+        }
+        let args: Args = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Unprintable(e.to_string()))?;
+        Ok(Reload {
+            settings: Settings { args, origins },
+            kept,
+            changed,
+        })
     }
 }
 
@@ -1153,6 +1250,121 @@ mod tests {
         assert_eq!(s.args.pasv_ports, Some(50000..=50100));
         assert_eq!(s.args.anonymous, Some(AnonymousArg::Read));
         assert!(s.args.tls_cert.is_some() && s.args.users.is_some());
+    }
+
+    #[test]
+    fn the_reloadable_keys_are_keys() {
+        let keys = keys();
+        for key in RELOADABLE {
+            assert!(keys.contains(&key.to_owned()), "{key} is no key");
+        }
+        for fixed in [
+            "port",
+            "bind",
+            "root",
+            "workers",
+            "idle-timeout",
+            "require-tls",
+        ] {
+            assert!(!RELOADABLE.contains(&fixed), "{fixed}");
+        }
+    }
+
+    #[test]
+    fn the_example_lists_the_reloadable_keys() {
+        let listed: Vec<String> = EXAMPLE
+            .lines()
+            .filter_map(|line| line.strip_prefix("#   "))
+            .flat_map(|line| line.split([',', ' ', '.']))
+            .filter(|word| keys().iter().any(|k| k == *word))
+            .map(str::to_owned)
+            .collect();
+        let mut want: Vec<String> = RELOADABLE.iter().map(|k| (*k).to_owned()).collect();
+        let mut listed_sorted = listed.clone();
+        listed_sorted.sort();
+        want.sort();
+        assert_eq!(listed_sorted, want);
+    }
+
+    #[test]
+    fn a_reload_takes_the_reloadable_keys_and_keeps_the_others() {
+        let old = settings(
+            &["--grace", "5"],
+            "port = 21
+workers = 4
+max-per-ip = 3
+",
+        )
+        .expect("old");
+        let new = settings(
+            &["--grace", "5"],
+            "port = 2100
+workers = 4
+max-per-ip = 1
+anonymous = \"off\"
+\
+             users = \"u.toml\"\nidle-timeout = 9\ngrace = 7\n",
+        )
+        .expect("new");
+        let reload = old.reload(new).expect("reload");
+        let args = reload.settings.args();
+        // Taken.
+        assert_eq!(args.max_per_ip, Some(1));
+        assert_eq!(args.anonymous, Some(AnonymousArg::Off));
+        assert_eq!(args.users, Some(PathBuf::from("u.toml")));
+        assert_eq!(reload.settings.origin("max-per-ip"), at_line(3));
+        // Kept, and said so with where the new value came from.
+        assert_eq!(args.port, Some(21));
+        assert_eq!(args.idle_timeout, 300);
+        assert_eq!(reload.settings.origin("port"), at_line(1));
+        assert_eq!(reload.settings.origin("idle-timeout"), Origin::Default);
+        let kept: Vec<String> = reload.kept.iter().map(ToString::to_string).collect();
+        assert_eq!(kept, ["ftp.toml:1: port", "ftp.toml:6: idle-timeout"]);
+        // The command line still wins over the file, on a reload too.
+        assert_eq!(args.grace, 5);
+        assert_eq!(
+            reload.changed,
+            [
+                "users = \"u.toml\" (was not set)",
+                "anonymous = \"off\" (was \"write\")",
+                "max-per-ip = 1 (was 3)"
+            ]
+        );
+        // Nothing changed: nothing kept, nothing listed.
+        let again = reload
+            .settings
+            .reload(reload.settings.clone())
+            .expect("again");
+        assert!(again.kept.is_empty() && again.changed.is_empty());
+        assert_eq!(again.settings, reload.settings);
+    }
+
+    #[test]
+    fn a_reload_may_change_the_certificate_but_not_turn_tls_on_or_off() {
+        let tls = "tls-cert = \"a.pem\"\ntls-key = \"a.key\"\n";
+        let plain = settings(&[], "").expect("plain");
+        let reload = plain
+            .reload(settings(&[], tls).expect("tls"))
+            .expect("reload");
+        assert_eq!(reload.settings.args().tls_cert, None);
+        let kept: Vec<&str> = reload.kept.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(kept, ["tls-cert", "tls-key"]);
+
+        let secure = settings(&[], tls).expect("tls");
+        let other = settings(&[], "tls-cert = \"b.pem\"\ntls-key = \"b.key\"\n").expect("b");
+        let reload = secure.reload(other).expect("reload");
+        assert_eq!(
+            reload.settings.args().tls_cert,
+            Some(PathBuf::from("b.pem"))
+        );
+        assert_eq!(reload.settings.args().tls_key, Some(PathBuf::from("b.key")));
+        assert!(reload.kept.is_empty());
+        let reload = secure.reload(plain).expect("reload");
+        assert_eq!(
+            reload.settings.args().tls_cert,
+            Some(PathBuf::from("a.pem"))
+        );
+        assert_eq!(reload.kept.len(), 2);
     }
 
     #[test]

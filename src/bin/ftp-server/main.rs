@@ -2,23 +2,29 @@
 //!
 //! This file only wires things: the command line and the config file ([`config`]) into
 //! a [`simple_ftp::server::Config`], a logger to stderr, Ctrl-C / SIGTERM into the
-//! server's shutdown handle, and errors into a message and an exit code.
+//! server's shutdown handle, SIGHUP into a reload ([`reload`]), and errors into a
+//! message and an exit code. `completions` and `man` print what [`manual`] makes.
 
 mod args;
 mod config;
+mod manual;
+mod reload;
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use anyhow::{bail, Context};
+use signal_hook::consts::{SIGHUP, SIGTERM};
 use simple_ftp::server::accounts::{hash_password, Anonymous};
-use simple_ftp::server::Server;
+use simple_ftp::server::{ReloadHandle, Server, ShutdownHandle};
 use simple_ftp::time::Utc;
 
 use crate::args::Tool;
 use crate::config::{CommandLine, ConfigFile, Origin, Settings};
+use crate::reload::Reloader;
 
 /// Log lines on stderr: time, level, message.
 struct StderrLogger;
@@ -60,9 +66,9 @@ const FILES_PER_WORKER: u64 = 7;
 const LISTENER_SHARE: u64 = 4;
 
 /// Raises the open-files limit; returns how many sessions it allows, at most `wanted`
-/// (with a warning when that is fewer), and how many passive listeners may be open at
-/// once (0: no limit).
-fn open_files(workers: usize, wanted: usize) -> (usize, usize) {
+/// (with a warning when that is fewer and `warn`), and how many passive listeners may
+/// be open at once (0: no limit).
+pub(crate) fn open_files(workers: usize, wanted: usize, warn: bool) -> (usize, usize) {
     let limit = simple_ftp::limits::raise_open_files_limit();
     if limit.now != limit.before {
         log::debug!(
@@ -83,6 +89,9 @@ fn open_files(workers: usize, wanted: usize) -> (usize, usize) {
         .max(1);
     let allowed = usize::try_from(sessions).unwrap_or(usize::MAX);
     if allowed < wanted {
+        if !warn {
+            return (allowed, listeners);
+        }
         log::warn!(
             "the open files limit ({now}) allows about {allowed} sessions with {workers} \
              workers: --max-connections lowered from {wanted} to {allowed} (raise `ulimit -Hn`)"
@@ -99,6 +108,18 @@ fn run() -> anyhow::Result<()> {
     let cli = CommandLine::from_env();
     let file = match &cli.args().command {
         Some(Tool::HashPassword) => return print_password_hash(),
+        Some(Tool::Completions { shell }) => {
+            let mut stdout = std::io::stdout();
+            return manual::completions(*shell, &mut stdout)
+                .and_then(|()| stdout.flush())
+                .context("cannot write to stdout");
+        }
+        Some(Tool::Man) => {
+            let mut stdout = std::io::stdout();
+            return manual::man_page(&mut stdout)
+                .and_then(|()| stdout.flush())
+                .context("cannot write to stdout");
+        }
         Some(Tool::CheckConfig { file }) => {
             if cli.args().config.is_some() {
                 bail!("check-config reads the file it is given: leave out --config");
@@ -120,7 +141,7 @@ fn run() -> anyhow::Result<()> {
 
     let mut config = settings.server_config()?;
     (config.max_connections, config.max_passive_listeners) =
-        open_files(config.workers, config.max_connections);
+        open_files(config.workers, config.max_connections, true);
     log::info!(
         "anonymous access: {}{}; {} accounts",
         match config.anonymous {
@@ -156,24 +177,10 @@ fn run() -> anyhow::Result<()> {
             }
         );
     }
-    let grace = config.grace;
+    let workers = config.workers;
     let server = Server::bind(config)?;
-
-    let handle = server.shutdown_handle();
-    let signals = AtomicUsize::new(0);
-    ctrlc::set_handler(move || {
-        if signals.fetch_add(1, Ordering::SeqCst) == 0 {
-            log::info!(
-                "shutting down: running transfers have {} s to finish (signal again to stop now)",
-                grace.as_secs()
-            );
-            handle.shutdown();
-        } else {
-            log::warn!("second signal: stopping now");
-            std::process::exit(130);
-        }
-    })
-    .context("cannot install the signal handler")?;
+    let reloader = Reloader::new(cli, settings, server.reload_handle(), workers);
+    handle_signals(server.shutdown_handle(), server.reload_handle(), reloader)?;
 
     // Scripts and tests read the port from this line, so it goes to stdout, flushed.
     let mut stdout = std::io::stdout();
@@ -193,6 +200,68 @@ fn run() -> anyhow::Result<()> {
         );
     }
     log::info!("stopped");
+    Ok(())
+}
+
+/// Stops the server on the first SIGINT or SIGTERM, exits at once on the second.
+struct Stopper {
+    shutdown: ShutdownHandle,
+    reload: ReloadHandle,
+    signals: AtomicUsize,
+}
+
+impl Stopper {
+    fn stop(&self) {
+        if self.signals.fetch_add(1, Ordering::SeqCst) == 0 {
+            log::info!(
+                "shutting down: running transfers have {} s to finish (signal again to stop now)",
+                self.reload.current().grace.as_secs()
+            );
+            self.shutdown.shutdown();
+        } else {
+            log::warn!("second signal: stopping now");
+            std::process::exit(130);
+        }
+    }
+}
+
+/// Ctrl-C (SIGINT) through `ctrlc`, as ever; SIGTERM and SIGHUP through one thread of
+/// `signal-hook` that waits for them and acts outside the signal handler (a reload
+/// reads files and allocates, which no signal handler may do).
+///
+/// Why two crates: `ctrlc` runs one handler for every signal it takes, so it cannot
+/// tell SIGHUP (reload) from SIGTERM (stop), and with its `termination` feature it
+/// would take SIGHUP too (signal-hook chains to a handler installed before it, so a
+/// SIGHUP would still stop the server). So `ctrlc` keeps SIGINT only, and
+/// signal-hook, the well-kept crate for this, takes the two it can tell apart.
+/// rustix offers no way to install a handler without `unsafe`, which this crate
+/// forbids; signal-hook's iterator keeps its unsafe inside.
+fn handle_signals(
+    shutdown: ShutdownHandle,
+    reload: ReloadHandle,
+    mut reloader: Reloader,
+) -> anyhow::Result<()> {
+    let stopper = Arc::new(Stopper {
+        shutdown,
+        reload,
+        signals: AtomicUsize::new(0),
+    });
+    let on_int = Arc::clone(&stopper);
+    ctrlc::set_handler(move || on_int.stop()).context("cannot install the signal handler")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM])
+        .context("cannot install the signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGHUP {
+                    reloader.reload();
+                } else {
+                    stopper.stop();
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
     Ok(())
 }
 

@@ -51,7 +51,9 @@ impl Session<'_> {
                 return Ok(Reply::new(ReplyCode::LoggedIn, "Already logged in"));
             }
         };
-        let config = &self.shared.config;
+        // The accounts in force now; a reload after this login does not change what it
+        // granted.
+        let config = self.shared.live();
         let granted = if anonymous {
             config.anonymous.perms().map(|p| (VirtualPath::root(), p))
         } else {
@@ -97,7 +99,10 @@ impl Session<'_> {
     /// begins (the serve loop moves it on). `Ok(None)` when it began; `Ok(Some(reply))`
     /// to refuse; `Err` when the session must end.
     pub(super) fn auth(&mut self, mechanism: &str) -> Result<Option<Reply>, End> {
-        let Some(base) = &self.shared.config.tls else {
+        // The certificate in force now; the session keeps the copies made from it
+        // below for its control and data connections, whatever a reload brings later.
+        let live = self.shared.live();
+        let Some(base) = &live.tls else {
             return Ok(Some(Refusal::TlsUnconfigured.reply()));
         };
         if !["TLS", "TLS-C", "SSL"]
@@ -158,7 +163,8 @@ impl Session<'_> {
     /// implicit FTPS out; this is what clients of `ftps://` expect). The greeting goes
     /// out once the handshake is over.
     pub(super) fn implicit_tls(&mut self) -> Result<(), End> {
-        let Some(base) = &self.shared.config.tls else {
+        let live = self.shared.live();
+        let Some(base) = &live.tls else {
             return Err(End::Lost); // the server refuses to start this way
         };
         let (config, data_config) = tls::per_session(base).map_err(|e| {
