@@ -22,6 +22,7 @@ mod lftp;
 mod lifecycle;
 mod listings;
 mod load;
+mod mfmt;
 mod ncftp;
 mod new_names;
 mod parking;

@@ -1,5 +1,5 @@
 //! The commands that read or change files and directories: RETR, STOR, APPE, STOU,
-//! HASH, SIZE, MDTM, CWD, DELE, MKD, RMD, RNFR and RNTO.
+//! HASH, SIZE, MDTM, MFMT, CWD, DELE, MKD, RMD, RNFR and RNTO.
 //!
 //! Every path goes through the session's [`Root`] (directory handles, nothing outside
 //! the root), every file a transfer reads or replaces is held in the lock table, and
@@ -19,7 +19,8 @@ use super::Session;
 use crate::digest::digest_between;
 use crate::locks::FileGuard;
 use crate::path::{is_fit_for_new_name, EntryKey, PartFile, PathError, Resolved, VirtualPath};
-use crate::protocol::{Reply, ReplyCode};
+use crate::protocol::{Reply, ReplyCode, TimeVal};
+use crate::time::Utc;
 use crate::transfer::CopyError;
 
 /// Files up to this size are sent at once when the data connection is already there.
@@ -323,6 +324,24 @@ impl<'s> Session<'s> {
             }
             self.check_abort()
         })
+    }
+
+    /// MFMT (draft-somers-ftp-mfxx §3): sets the modification time of the plain file
+    /// `name` (following a symlink that stays inside the root) on the opened file, and
+    /// says the time the file now has, as the file system keeps it. No lock is taken:
+    /// the time goes to the version the name names at that moment (clients send MFMT
+    /// after the upload's `226`).
+    pub(super) fn mfmt(&self, time: &TimeVal, name: &str) -> Result<Reply, Failure> {
+        let path = self.resolve(name)?;
+        let meta = path
+            .set_modified(time.to_system_time())?
+            .ok_or(Refusal::NotAFile)?;
+        let now = Utc::from_system_time(meta.modified().map_err(Failure::Fs)?).mdtm();
+        log::info!("{}: MFMT {} {now}", self.peer, path.virtual_path());
+        Ok(Reply::new(
+            ReplyCode::FileStatus,
+            format!("Modify={now}; {name}"),
+        ))
     }
 
     pub(super) fn dele(&self, name: &str) -> Result<Reply, Failure> {
