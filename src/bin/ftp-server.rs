@@ -93,6 +93,16 @@ struct Args {
     /// session (Python's ftplib never resumes); weaker against data-port hijacking.
     #[arg(long, requires = "tls_cert")]
     tls_without_resumption: bool,
+    /// A line of shell run (`sh -c`) after every successful STOR, APPE and STOU, with
+    /// FTP_USER, FTP_PATH, FTP_FILE, FTP_SIZE, FTP_CLIENT and FTP_ACTION set.
+    #[arg(long, value_name = "CMD")]
+    on_upload: Option<String>,
+    /// Upload hooks that run at once.
+    #[arg(long, default_value_t = Config::default().hook_workers)]
+    hook_workers: usize,
+    /// Seconds an upload hook may run before its process group is killed.
+    #[arg(long, default_value_t = Config::default().hook_timeout.as_secs())]
+    hook_timeout: u64,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     quiet: bool,
@@ -267,6 +277,19 @@ fn run() -> anyhow::Result<()> {
             }
         );
     }
+    if args.hook_workers == 0 {
+        bail!("--hook-workers must be at least 1");
+    }
+    if args.hook_timeout == 0 {
+        bail!("--hook-timeout must be at least 1 second");
+    }
+    if args
+        .on_upload
+        .as_deref()
+        .is_some_and(|c| c.trim().is_empty())
+    {
+        bail!("--on-upload needs a command");
+    }
     if !(0.0..=60.0).contains(&args.failed_login_delay) {
         bail!("--failed-login-delay must be between 0 and 60 seconds");
     }
@@ -290,6 +313,9 @@ fn run() -> anyhow::Result<()> {
         tls,
         require_tls: args.require_tls,
         tls_without_resumption: args.tls_without_resumption,
+        on_upload: args.on_upload,
+        hook_workers: args.hook_workers,
+        hook_timeout: Duration::from_secs(args.hook_timeout),
     };
     let grace = config.grace;
     let server = Server::bind(config)?;

@@ -17,6 +17,7 @@ mod faults;
 mod ftplib;
 mod ftps;
 mod hardening;
+mod hooks;
 mod ipv6;
 mod lftp;
 mod lifecycle;
