@@ -87,8 +87,11 @@ fn a_hook_moves_every_upload_of_four_clients_into_the_inbox_once() {
         "{:?}",
         names_in(server.root())
     );
+    // The log says a hook is done after its process ended, a moment after its work.
+    eventually("20 hooks done in the log", || {
+        server.log().matches(": done in ").count() == 20
+    });
     let log = server.log();
-    assert_eq!(log.matches(": done in ").count(), 20, "{log}");
     assert!(!log.contains("failed after"), "{log}");
     assert!(!log.contains("dropped"), "{log}");
 }
@@ -254,9 +257,13 @@ fn the_hook_environment_names_the_upload() {
         ],
     );
     let root = fs::canonicalize(server.root()).expect("canonical root");
+    // The n-th env file, once it has its name (`.part` is one being written).
     let wait_for = |n: usize| {
-        eventually(&format!("{n} env files"), || names_in(&envs).len() == n);
-        PathBuf::from(&envs).join(format!("{}.env", n - 1))
+        let file = PathBuf::from(&envs).join(format!("{}.env", n - 1));
+        eventually(&format!("env file {n}"), || file.exists());
+        let named = names_in(&envs).into_iter().filter(|f| f.ends_with(".env"));
+        assert_eq!(named.count(), n, "one env file per upload");
+        file
     };
 
     // An anonymous STOR.
@@ -352,6 +359,7 @@ fn the_hook_environment_names_the_upload() {
     let vars = vars_of(5);
     assert_eq!(vars["FTP_PATH"], "/next.bin");
     assert_eq!(vars["FTP_SIZE"], "4");
-    let log = server.log();
-    assert_eq!(log.matches(": done in ").count(), 5, "{log}");
+    eventually("5 hooks done in the log", || {
+        server.log().matches(": done in ").count() == 5
+    });
 }
