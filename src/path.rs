@@ -33,6 +33,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -380,6 +381,35 @@ impl Resolved {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Sets the modification time of the plain file the entry names (MFMT), following a
+    /// last symlink that stays inside the root. The time is set on the opened file
+    /// (`futimens`), so the file whose type was checked is the one changed, whatever
+    /// is renamed meanwhile; its access time is left as it is. Returns the file's
+    /// metadata afterwards (the file system may have truncated the time to its range
+    /// or precision), or `None`, changing nothing, when the entry is not a plain file.
+    ///
+    /// # Errors
+    /// [`PathError::Outside`] for a symlink that leads out, [`PathError::Io`] when the
+    /// file is missing or its time cannot be set (not its owner, a read-only file
+    /// system).
+    pub fn set_modified(&self, time: SystemTime) -> Result<Option<Metadata>, PathError> {
+        let file = self.open_read()?;
+        if !file.metadata()?.is_file() {
+            return Ok(None);
+        }
+        file.set_modified(time)?;
+        Ok(Some(file.metadata()?))
+    }
+
+    /// The entry's path on the host: the root's directory joined with the virtual
+    /// path. For programs outside the server (upload hooks), never opened by the
+    /// server itself, and never shown to clients.
+    pub fn host_path(&self) -> PathBuf {
+        let mut path = self.root.dir.to_path_buf();
+        path.extend(self.virt.components());
+        path
     }
 
     /// The directory handle and name this entry leads to when a last symlink is followed.
@@ -1107,6 +1137,46 @@ mod tests {
             .collect();
         names.sort();
         assert_eq!(names, ["deeper", "file.txt"]);
+    }
+
+    #[test]
+    fn modification_times_are_set_on_plain_files_inside_the_root_only() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let (tmp, root, outside) = root_with_sentinel();
+        let cwd = VirtualPath::root();
+        let when = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        let file = root.resolve(&cwd, "sub/file.txt").expect("resolve");
+        let meta = file.set_modified(when).expect("set").expect("a plain file");
+        assert_eq!(meta.modified().expect("mtime"), when);
+        let seen = fs::metadata(root.dir().join("sub/file.txt")).expect("metadata");
+        assert_eq!(seen.modified().expect("mtime"), when);
+        assert_eq!(file.host_path(), root.dir().join("sub/file.txt"));
+        // Through a symlink that stays inside: the target's time.
+        std::os::unix::fs::symlink("sub/file.txt", root.dir().join("alias")).expect("symlink");
+        let later = when + Duration::from_secs(3600);
+        let alias = root.resolve(&cwd, "alias").expect("resolve");
+        assert!(alias.set_modified(later).expect("set").is_some());
+        let seen = fs::metadata(root.dir().join("sub/file.txt")).expect("metadata");
+        assert_eq!(seen.modified().expect("mtime"), later);
+        // A directory is left alone; a link out is refused; a missing file is an error.
+        let dir = root.resolve(&cwd, "sub").expect("resolve");
+        let before = fs::metadata(root.dir().join("sub")).expect("metadata");
+        assert!(dir.set_modified(when).expect("no error").is_none());
+        let after = fs::metadata(root.dir().join("sub")).expect("metadata");
+        assert_eq!(before.modified().ok(), after.modified().ok());
+        std::os::unix::fs::symlink(&outside, root.dir().join("out")).expect("symlink");
+        assert!(matches!(root.resolve(&cwd, "out"), Err(PathError::Outside)));
+        let outside_before = fs::metadata(&outside).expect("metadata").modified().ok();
+        let missing = root.resolve(&cwd, "missing.txt").expect("resolve");
+        assert!(matches!(
+            missing.set_modified(when),
+            Err(PathError::Io(e)) if e.kind() == io::ErrorKind::NotFound
+        ));
+        assert_eq!(
+            fs::metadata(&outside).expect("metadata").modified().ok(),
+            outside_before
+        );
+        drop(tmp);
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //! numbers elsewhere. The client half reads replies with [`Reply::read_from`].
 //!
 //! References: RFC 959 (base protocol, §4.1 commands, §4.2 replies), RFC 2389
-//! (FEAT/OPTS), RFC 2428 (EPSV/EPRT), RFC 3659 (SIZE/MDTM), RFC 2640 (UTF-8).
+//! (FEAT/OPTS), RFC 2428 (EPSV/EPRT), RFC 3659 (SIZE/MDTM), RFC 2640 (UTF-8),
+//! draft-somers-ftp-mfxx (MFMT).
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::time::Utc;
 
 /// Longest command line we accept, in bytes, including the line ending.
 ///
@@ -455,6 +459,13 @@ pub enum Command {
     Size(String),
     /// MDTM path (RFC 3659 §3).
     Mdtm(String),
+    /// MFMT time path: set the file's modification time (draft-somers-ftp-mfxx §3).
+    Mfmt {
+        /// The new modification time, UTC.
+        time: TimeVal,
+        /// The file, verbatim (spaces allowed).
+        path: String,
+    },
     /// LIST [options] [path]; `ls`-style options such as `-la` are dropped.
     List(Option<String>),
     /// NLST [options] [path].
@@ -591,6 +602,7 @@ impl Command {
             "CCC" => no_arg(arg, Command::Ccc)?,
             "SIZE" => Command::Size(required(arg, "SIZE needs a file name")?),
             "MDTM" => Command::Mdtm(required(arg, "MDTM needs a file name")?),
+            "MFMT" => parse_mfmt(arg)?,
             "LIST" => Command::List(listing_path(arg)),
             "NLST" => Command::Nlst(listing_path(arg)),
             "NOOP" => Command::Noop,
@@ -646,6 +658,7 @@ impl Command {
             Command::Ccc => "CCC",
             Command::Size(_) => "SIZE",
             Command::Mdtm(_) => "MDTM",
+            Command::Mfmt { .. } => "MFMT",
             Command::List(_) => "LIST",
             Command::Nlst(_) => "NLST",
             Command::Noop => "NOOP",
@@ -679,6 +692,7 @@ impl fmt::Display for Command {
             | Command::Site(a)
             | Command::Hash(a)
             | Command::Auth(a) => write!(f, "{verb} {a}"),
+            Command::Mfmt { time, path } => write!(f, "MFMT {time} {path}"),
             Command::Pbsz(n) => write!(f, "PBSZ {n}"),
             Command::Prot(level) => write!(f, "PROT {level}"),
             Command::Rest(n) => write!(f, "REST {n}"),
@@ -739,6 +753,132 @@ fn required(arg: Option<&str>, message: &str) -> Result<String, ParseError> {
 /// An optional argument: absent or blank is `None`, otherwise trimmed.
 fn optional(arg: Option<&str>) -> Option<String> {
     arg.map(str::trim).filter(|a| !a.is_empty()).map(Into::into)
+}
+
+/// `MFMT time-val pathname` (draft-somers-ftp-mfxx §3): the time, one space, then
+/// the path verbatim. A time that is not a valid `YYYYMMDDHHMMSS[.sss]` is a 501.
+fn parse_mfmt(arg: Option<&str>) -> Result<Command, ParseError> {
+    let arg = required(arg, "MFMT needs a time and a file name")?;
+    let (time, path) = arg
+        .split_once(' ')
+        .filter(|(_, path)| !path.is_empty())
+        .ok_or_else(|| ParseError::BadArguments("MFMT needs a time and a file name".into()))?;
+    let time = TimeVal::parse(time).ok_or_else(|| {
+        ParseError::BadArguments("MFMT needs the time as YYYYMMDDHHMMSS (UTC)".into())
+    })?;
+    Ok(Command::Mfmt {
+        time,
+        path: path.to_owned(),
+    })
+}
+
+/// A `time-val` of RFC 3659 §2.3, as MFMT takes it: `YYYYMMDDHHMMSS`, UTC, with an
+/// optional fraction of a second (`.` and digits). Only real calendar times parse:
+/// month 1-12, a day the month has (29 February in leap years only), hour 0-23,
+/// minute and second 0-59 (a leap second cannot be set on a file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeVal {
+    utc: Utc,
+    /// The digits after the `.`, as sent (empty when there was none).
+    fraction: String,
+}
+
+impl TimeVal {
+    /// Parses a `time-val`; `None` when it is not one.
+    pub fn parse(text: &str) -> Option<TimeVal> {
+        let (whole, fraction) = match text.split_once('.') {
+            Some((whole, fraction)) => {
+                if fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                (whole, fraction)
+            }
+            None => (text, ""),
+        };
+        if whole.len() != 14 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let field = |range: std::ops::Range<usize>| whole[range].parse::<u32>().ok();
+        let utc = Utc {
+            year: i64::from(field(0..4)?),
+            month: field(4..6)?,
+            day: field(6..8)?,
+            hour: field(8..10)?,
+            minute: field(10..12)?,
+            second: field(12..14)?,
+        };
+        let valid = (1..=12).contains(&utc.month)
+            && utc.day >= 1
+            && utc.day <= days_in_month(utc.year, utc.month)
+            && utc.hour < 24
+            && utc.minute < 60
+            && utc.second < 60;
+        valid.then(|| TimeVal {
+            utc,
+            fraction: fraction.to_owned(),
+        })
+    }
+
+    /// The calendar time, to the second.
+    pub fn utc(&self) -> Utc {
+        self.utc
+    }
+
+    /// The instant it names (the fraction to the nanosecond; further digits dropped).
+    pub fn to_system_time(&self) -> SystemTime {
+        let u = &self.utc;
+        let days = days_from_civil(u.year, u.month, u.day);
+        let secs = days * 86_400
+            + i64::from(u.hour) * 3600
+            + i64::from(u.minute) * 60
+            + i64::from(u.second);
+        let nanos = format!("{:0<9}", &self.fraction[..self.fraction.len().min(9)])
+            .parse::<u32>()
+            .unwrap_or(0);
+        let whole = Duration::from_secs(secs.unsigned_abs());
+        let at = if secs >= 0 {
+            UNIX_EPOCH + whole
+        } else {
+            UNIX_EPOCH - whole
+        };
+        at + Duration::from_nanos(u64::from(nanos))
+    }
+}
+
+/// The `time-val` as it was sent: the inverse of [`TimeVal::parse`].
+impl fmt::Display for TimeVal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.utc.mdtm())?;
+        if !self.fraction.is_empty() {
+            write!(f, ".{}", self.fraction)?;
+        }
+        Ok(())
+    }
+}
+
+fn is_leap_year(year: i64) -> bool {
+    (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if is_leap_year(year) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// days_from_civil, the inverse of the conversion in [`crate::time`]).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let month = i64::from(month);
+    let doy = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn parse_rest(arg: Option<&str>) -> Result<u64, ParseError> {
@@ -1072,10 +1212,90 @@ mod tests {
             Command::Pbsz(0),
             Command::Prot('P'),
             Command::Ccc,
+            Command::Mfmt {
+                time: TimeVal::parse("20240229235959.5").expect("time"),
+                path: "a file.txt".into(),
+            },
         ];
         for cmd in cmds {
             assert_eq!(parse(&cmd.to_string()), Ok(cmd.clone()), "{cmd}");
         }
+    }
+
+    #[test]
+    fn mfmt_takes_a_utc_time_and_a_path_with_spaces() {
+        let Ok(Command::Mfmt { time, path }) = parse("mfmt 20260102030405 dir/a b.txt") else {
+            panic!("MFMT did not parse");
+        };
+        assert_eq!(path, "dir/a b.txt");
+        assert_eq!(time.to_string(), "20260102030405");
+        let secs = time
+            .to_system_time()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
+        // 2026-01-02T03:04:05Z
+        assert_eq!(secs, 1_767_323_045);
+        assert_eq!(Utc::from_system_time(time.to_system_time()), time.utc());
+    }
+
+    #[test]
+    fn mfmt_times_convert_both_ways_and_keep_fractions() {
+        for text in [
+            "19700101000000",
+            "19691231235959",
+            "20000229120000",
+            "21000228000000",
+            "99991231235959",
+            "16010101000000",
+        ] {
+            let time = TimeVal::parse(text).expect(text);
+            let back = Utc::from_system_time(time.to_system_time()).mdtm();
+            assert_eq!(back, text);
+        }
+        let time = TimeVal::parse("20200101000000.123456789123").expect("fraction");
+        assert_eq!(time.to_string(), "20200101000000.123456789123");
+        let nanos = time
+            .to_system_time()
+            .duration_since(UNIX_EPOCH)
+            .expect("after 1970")
+            .subsec_nanos();
+        assert_eq!(nanos, 123_456_789);
+        let half = TimeVal::parse("19691231235959.5").expect("before 1970");
+        let before = UNIX_EPOCH
+            .duration_since(half.to_system_time())
+            .expect("before 1970");
+        assert_eq!(before, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn mfmt_refuses_what_is_not_a_calendar_time() {
+        let code = |s: &str| parse(s).map_err(|e| e.reply().code.number());
+        for bad in [
+            "MFMT",
+            "MFMT 20260102030405",
+            "MFMT 20260102030405 ",
+            "MFMT 2026010203040 f",
+            "MFMT 202601020304051 f",
+            "MFMT 2026-01-02T03:04:05 f",
+            "MFMT 20261302030405 f",
+            "MFMT 20260002030405 f",
+            "MFMT 20260100030405 f",
+            "MFMT 20260431030405 f",
+            "MFMT 20250229030405 f",
+            "MFMT 21000229000000 f",
+            "MFMT 20260102240405 f",
+            "MFMT 20260102036005 f",
+            "MFMT 20260102030460 f",
+            "MFMT 20260102030405. f",
+            "MFMT 20260102030405.x f",
+            "MFMT +2026010203040 f",
+            "MFMT 2026010203040\u{663} f",
+        ] {
+            assert_eq!(code(bad), Err(501), "{bad}");
+        }
+        assert!(TimeVal::parse("20240229000000").is_some());
+        assert!(TimeVal::parse("20000229000000").is_some());
     }
 
     #[test]
@@ -1172,6 +1392,7 @@ mod properties {
             Just("pwd"),
             Just("Quit"),
             Just("SITE"),
+            Just("MFMT"),
         ];
         prop_oneof![
             (verb, proptest::collection::vec(any::<u8>(), 0..40)).prop_map(|(v, arg)| {

@@ -22,6 +22,7 @@
 //! open sessions keep what they were given.
 
 pub mod accounts;
+pub mod hooks;
 mod listing;
 mod park;
 mod pool;
@@ -44,6 +45,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use self::accounts::{Anonymous, Users};
+use self::hooks::{HookStats, Hooks};
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
 use crate::path::Root;
@@ -106,6 +108,13 @@ pub struct Config {
     /// session (for clients such as Python's ftplib, which never resume). Off by
     /// default: resumption proves the data connection comes from the same client.
     pub tls_without_resumption: bool,
+    /// A line of shell (`sh -c`) run after every successful STOR, APPE and STOU, with
+    /// the upload's facts in `FTP_*` environment variables (see [`hooks`]).
+    pub on_upload: Option<String>,
+    /// How many upload hooks run at once.
+    pub hook_workers: usize,
+    /// How long an upload hook may run before its process group is killed.
+    pub hook_timeout: Duration,
 }
 
 impl Default for Config {
@@ -132,6 +141,9 @@ impl Default for Config {
             implicit_tls_port: None,
             max_passive_listeners: 0,
             tls_without_resumption: false,
+            on_upload: None,
+            hook_workers: 2,
+            hook_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -163,6 +175,10 @@ struct Shared {
     hash_slots: Slots,
     /// Written to wake the parker: a session handed over, or shutdown.
     park_wake: OwnedFd,
+    /// The upload hooks' threads and queue, when `--on-upload` is set.
+    hooks: Option<Hooks>,
+    /// What the upload hooks did (all zero without them).
+    hook_stats: Arc<HookStats>,
 }
 
 /// A fixed number of slots for work that costs CPU in proportion to what a client
@@ -448,12 +464,28 @@ impl Server {
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )
         .map_err(|e| Error::Thread(e.into()))?;
+        let hook_stats = Arc::new(HookStats::default());
+        let hooks = match &config.on_upload {
+            Some(command) => Some(
+                Hooks::start(
+                    command.clone(),
+                    config.hook_workers,
+                    config.hook_timeout,
+                    hooks::QUEUE,
+                    Arc::clone(&hook_stats),
+                )
+                .map_err(Error::Thread)?,
+            ),
+            None => None,
+        };
         let live = reload::Live::new(Reloadable::of(&config));
         // Held by `live` now; the copy in `config` would only keep the argon2 memory
         // of the first users file alive after a reload.
         config.users = Users::default();
         let shared = Arc::new(Shared {
             park_wake,
+            hooks,
+            hook_stats,
             config,
             live,
             root,
@@ -494,6 +526,12 @@ impl Server {
     /// The canonical root directory being served.
     pub fn root(&self) -> &std::path::Path {
         self.shared.root.dir()
+    }
+
+    /// What the upload hooks did so far; the counts go on changing while the server
+    /// runs (all zero when no hook is configured).
+    pub fn hook_stats(&self) -> Arc<HookStats> {
+        Arc::clone(&self.shared.hook_stats)
     }
 
     /// A handle that stops this server when asked.
@@ -543,6 +581,13 @@ impl Server {
                 config.workers,
                 shared.live().max_connections
             );
+            if let Some(command) = &config.on_upload {
+                log::info!(
+                    "upload hook: `{command}`, {} at a time, {} s each at most",
+                    config.hook_workers.max(1),
+                    config.hook_timeout.as_secs_f64()
+                );
+            }
             if let Some((implicit, at)) = &self.implicit {
                 let tx = tx.clone();
                 log::info!("implicit FTPS on {at}");
@@ -566,6 +611,18 @@ impl Server {
                 shared.sweep(Shutdown::Both);
                 open
             });
+            // The sessions are over: queued upload hooks run until the same deadline.
+            if let Some(hooks) = &shared.hooks {
+                hooks.finish(deadline);
+                let counts = shared.hook_stats.counts();
+                log::info!(
+                    "upload hooks: {} run, {} failed, {} timed out, {} dropped",
+                    counts.run,
+                    counts.failed,
+                    counts.timed_out,
+                    counts.dropped
+                );
+            }
             Ok(RunReport { cut_off })
         })
     }

@@ -18,11 +18,13 @@ mod faults;
 mod ftplib;
 mod ftps;
 mod hardening;
+mod hooks;
 mod ipv6;
 mod lftp;
 mod lifecycle;
 mod listings;
 mod load;
+mod mfmt;
 mod ncftp;
 mod new_names;
 mod packaging; // the systemd unit (systemd-analyze verify), shell completions, the man page

@@ -103,6 +103,16 @@ pub struct Args {
     /// byte: the ftps:// of curl, lftp and FileZilla); 0 picks a free one.
     #[arg(long, value_name = "PORT", requires = "tls_cert")]
     pub implicit_tls_port: Option<u16>,
+    /// A line of shell run (`sh -c`) after every successful STOR, APPE and STOU, with
+    /// FTP_USER, FTP_PATH, FTP_FILE, FTP_SIZE, FTP_CLIENT and FTP_ACTION set.
+    #[arg(long, value_name = "CMD")]
+    pub on_upload: Option<String>,
+    /// Upload hooks that run at once.
+    #[arg(long, default_value_t = Config::default().hook_workers)]
+    pub hook_workers: usize,
+    /// Seconds an upload hook may run before its process group is killed.
+    #[arg(long, default_value_t = Config::default().hook_timeout.as_secs())]
+    pub hook_timeout: u64,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,

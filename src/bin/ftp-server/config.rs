@@ -506,6 +506,25 @@ impl Settings {
                 message: "must be between 0 and 60 seconds".to_owned(),
             });
         }
+        let at_least_one = |key: &str, value: u64, what: &str| match value {
+            0 => Err(ConfigError::Invalid {
+                setting: setting(key),
+                message: format!("must be at least 1{what}"),
+            }),
+            _ => Ok(()),
+        };
+        at_least_one("hook-workers", args.hook_workers as u64, "")?;
+        at_least_one("hook-timeout", args.hook_timeout, " second")?;
+        if args
+            .on_upload
+            .as_deref()
+            .is_some_and(|c| c.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                setting: setting("on-upload"),
+                message: "needs a command".to_owned(),
+            });
+        }
         let origins = keys()
             .into_iter()
             .map(|key| {
@@ -613,6 +632,9 @@ impl Settings {
             require_tls: args.require_tls,
             tls_without_resumption: args.tls_without_resumption,
             implicit_tls_port: args.implicit_tls_port,
+            on_upload: args.on_upload.clone(),
+            hook_workers: args.hook_workers,
+            hook_timeout: Duration::from_secs(args.hook_timeout),
             // Set from the open-files limit when the server starts.
             max_passive_listeners: 0,
         })

@@ -139,7 +139,8 @@ impl Session<'_> {
             | Command::Appe(_)
             | Command::Stou(_)
             | Command::Mkd(_)
-            | Command::Rnto(_) => self.perms.write,
+            | Command::Rnto(_)
+            | Command::Mfmt { .. } => self.perms.write,
             Command::Dele(_) | Command::Rmd(_) | Command::Rnfr(_) => self.perms.delete,
             _ => true,
         };
@@ -189,6 +190,7 @@ impl Session<'_> {
                 let modified = meta.modified().map_err(Failure::Fs)?;
                 Reply::new(FileStatus, Utc::from_system_time(modified).mdtm())
             }
+            Command::Mfmt { time, path } => self.mfmt(&time, &path)?,
             Command::Rest(offset) => {
                 self.rest = offset;
                 Reply::new(
@@ -283,6 +285,7 @@ impl Session<'_> {
             "EPSV".to_owned(),
             format!("HASH {}", hashes.join(";")),
             "MDTM".to_owned(),
+            "MFMT".to_owned(),
             self.facts.feature(),
             "PASV".to_owned(),
             "REST STREAM".to_owned(),
@@ -344,9 +347,9 @@ pub(super) fn quote(path: &str) -> String {
 fn help() -> Reply {
     let lines = [
         "ABOR ALLO APPE AUTH CCC  CDUP CWD  DELE EPRT EPSV FEAT HASH HELP LIST",
-        "MDTM MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT PWD",
-        "QUIT REIN REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU SYST",
-        "TYPE USER XCUP XCWD XMKD XPWD XRMD",
+        "MDTM MFMT MKD  MLSD MLST MODE NLST NOOP OPTS PASS PASV PBSZ PORT PROT",
+        "PWD  QUIT REIN REST RETR RMD  RNFR RNTO SITE SIZE STAT STOR STOU STRU",
+        "SYST TYPE USER XCUP XCWD XMKD XPWD XRMD",
     ];
     let middle: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
     Reply::multi(

@@ -1,5 +1,5 @@
 //! The commands that read or change files and directories: RETR, STOR, APPE, STOU,
-//! HASH, SIZE, MDTM, CWD, DELE, MKD, RMD, RNFR and RNTO.
+//! HASH, SIZE, MDTM, MFMT, CWD, DELE, MKD, RMD, RNFR and RNTO.
 //!
 //! Every path goes through the session's [`Root`] (directory handles, nothing outside
 //! the root), every file a transfer reads or replaces is held in the lock table, and
@@ -14,12 +14,15 @@ use std::time::Instant;
 use super::commands::{quote, HashAlgo, Step};
 use super::data::{self, DataPlan, Opening};
 use super::failure::{Failure, Refusal};
+use super::login::Login;
 use super::transfer::{transfer_complete, Job, CHUNK};
 use super::Session;
 use crate::digest::digest_between;
 use crate::locks::FileGuard;
 use crate::path::{is_fit_for_new_name, EntryKey, PartFile, PathError, Resolved, VirtualPath};
-use crate::protocol::{Reply, ReplyCode};
+use crate::protocol::{Reply, ReplyCode, TimeVal};
+use crate::server::hooks::Upload;
+use crate::time::Utc;
 use crate::transfer::CopyError;
 
 /// Files up to this size are sent at once when the data connection is already there.
@@ -251,12 +254,58 @@ impl<'s> Session<'s> {
         }
         let (opening, part, guard) = started?;
         let verb = match how {
+            _ if reserved => "STOU",
             Store::Append => "APPE",
             _ => "STOR",
         };
         let shown = path.virtual_path().clone();
         let job = Job::receive(part, path, verb, reserved);
         self.begin(opening, job, shown, Some(guard))
+    }
+
+    /// An upload (`verb`: STOR, APPE or STOU) was put in place as `target`: keeps its
+    /// facts for the upload hook, which gets them once the `226` went out
+    /// ([`Session::hand_over_upload`]). Called under the file's write lock, so the size
+    /// is the one the upload left.
+    pub(super) fn uploaded(&mut self, verb: &'static str, target: &Resolved) {
+        if self.shared.hooks.is_none() {
+            return;
+        }
+        let Login::In(user) = &self.login else {
+            return; // uploads need a login
+        };
+        let size = match target.symlink_metadata() {
+            Ok(meta) => meta.len(),
+            Err(e) => {
+                // Nothing to run a hook on; said, and counted with the dropped ones.
+                self.shared
+                    .hook_stats
+                    .dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "{}: upload hook for {verb} {} dropped: {e}",
+                    self.peer,
+                    target.virtual_path()
+                );
+                return;
+            }
+        };
+        self.uploaded = Some(Upload {
+            action: verb,
+            user: user.clone(),
+            path: target.virtual_path().to_string(),
+            file: target.host_path(),
+            size,
+            client: self.peer.ip().to_canonical(),
+        });
+    }
+
+    /// Hands the facts of the upload just answered over to the upload hooks (never
+    /// waiting: see [`crate::server::hooks`]).
+    pub(super) fn hand_over_upload(&mut self) {
+        if let (Some(upload), Some(hooks)) = (self.uploaded.take(), &self.shared.hooks) {
+            hooks.submit(upload);
+        }
     }
 
     /// Takes the write lock on `path`, makes the new version's temporary file (with
@@ -323,6 +372,24 @@ impl<'s> Session<'s> {
             }
             self.check_abort()
         })
+    }
+
+    /// MFMT (draft-somers-ftp-mfxx §3): sets the modification time of the plain file
+    /// `name` (following a symlink that stays inside the root) on the opened file, and
+    /// says the time the file now has, as the file system keeps it. No lock is taken:
+    /// the time goes to the version the name names at that moment (clients send MFMT
+    /// after the upload's `226`).
+    pub(super) fn mfmt(&self, time: &TimeVal, name: &str) -> Result<Reply, Failure> {
+        let path = self.resolve(name)?;
+        let meta = path
+            .set_modified(time.to_system_time())?
+            .ok_or(Refusal::NotAFile)?;
+        let now = Utc::from_system_time(meta.modified().map_err(Failure::Fs)?).mdtm();
+        log::info!("{}: MFMT {} {now}", self.peer, path.virtual_path());
+        Ok(Reply::new(
+            ReplyCode::FileStatus,
+            format!("Modify={now}; {name}"),
+        ))
     }
 
     pub(super) fn dele(&self, name: &str) -> Result<Reply, Failure> {

@@ -40,6 +40,7 @@ use self::listings::Facts;
 use self::login::Login;
 use self::transfer::Ran;
 use super::accounts::Perms;
+use super::hooks::Upload;
 use super::pool::Turn;
 use super::{ConnToken, Entry, NotRegistered, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
@@ -90,6 +91,8 @@ pub(super) struct Session<'s> {
     pump: Pump,
     /// The transfer under way, between two of its slices.
     transfer: Option<transfer::Transfer<'s>>,
+    /// An upload just put in place, for the upload hook once its reply went out.
+    uploaded: Option<Upload>,
     /// The greeting waits for the TLS handshake (implicit FTPS).
     greeting_due: bool,
 }
@@ -207,6 +210,7 @@ pub(super) fn start<'s>(
         pump: Pump::new(),
         transfer: None,
         greeting_due: false,
+        uploaded: None,
     });
     log::info!("{peer}: session start");
     if entry == Entry::ImplicitTls {
@@ -278,7 +282,10 @@ impl<'s> Session<'s> {
                         None => return Outcome::End(End::Lost),
                     },
                 };
-                if self.finish_reply(&reply).is_err() {
+                let sent = self.finish_reply(&reply);
+                // An upload's hook starts only once its 226 went out.
+                self.hand_over_upload();
+                if sent.is_err() {
                     return Outcome::End(End::Lost);
                 }
                 linger = LINGER;

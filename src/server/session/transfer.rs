@@ -440,6 +440,7 @@ impl<'s> Session<'s> {
                     let _ = target.remove_file();
                 }
                 kept?;
+                self.uploaded(verb, &target);
                 self.log_transfer(verb, &path, received, started);
                 Ok(transfer_complete(received))
             }
