@@ -32,7 +32,7 @@ mod session;
 pub use self::reload::{ReloadError, ReloadHandle, Reloadable};
 
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::ops::RangeInclusive;
 use std::os::fd::OwnedFd;
@@ -246,13 +246,13 @@ struct Connections {
     open: HashMap<u64, Registered>,
 }
 
-/// What the shutdown sweep can reach of a session: a copy of its control connection
-/// while it is on a worker (a parked session needs none: the parker tells it `421`, and
-/// an idle session then costs one descriptor, not two), and its data connection during
-/// a transfer.
+/// What the end of the grace period can reach of a session: a copy of its data
+/// connection during a transfer. Its control connection needs no copy: a parked
+/// session is told `421` by the parker, and one on a worker sees the shutdown flag
+/// within its linger (every wait for a command, or for a TLS handshake, is that short),
+/// so an idle session costs one descriptor.
 #[derive(Debug)]
 struct Registered {
-    control: Option<TcpStream>,
     data: Option<TcpStream>,
 }
 
@@ -301,59 +301,33 @@ impl Shared {
         }
     }
 
-    /// Registers a control connection. Refused when shutdown has already begun (the
-    /// check and the insertion happen under the same lock as the shutdown sweep) or
-    /// when the process is out of descriptors for the registry's handle.
-    fn register(
-        &self,
-        control: &TcpStream,
-        ip: IpAddr,
-    ) -> std::result::Result<ConnToken<'_>, NotRegistered> {
-        let clone = control.try_clone().map_err(NotRegistered::Io)?;
+    /// Registers a session. Refused (`None`) when shutdown has already begun.
+    fn register(&self, ip: IpAddr) -> Option<ConnToken<'_>> {
         let mut conns = self.conns.lock();
         if self.stopping() {
-            return Err(NotRegistered::Stopping);
+            return None;
         }
         let id = conns.next_id;
         conns.next_id += 1;
-        conns.open.insert(
-            id,
-            Registered {
-                control: Some(clone),
-                data: None,
-            },
-        );
-        Ok(ConnToken {
+        conns.open.insert(id, Registered { data: None });
+        Some(ConnToken {
             shared: self,
             id,
             ip,
         })
     }
 
-    /// Wakes idle sessions (graceful) or cuts every connection (forced).
-    fn sweep(&self, how: Shutdown) {
+    /// At the end of the grace period: cuts the data connection of every transfer
+    /// still running, which makes it fail and clean up.
+    fn cut_transfers(&self) {
         let conns = self.conns.lock();
         for conn in conns.open.values() {
             // Errors mean the connection is already gone, which is what we want.
-            if let Some(control) = &conn.control {
-                let _ = control.shutdown(how);
-            }
-            if how == Shutdown::Both {
-                if let Some(data) = &conn.data {
-                    let _ = data.shutdown(Shutdown::Both);
-                }
+            if let Some(data) = &conn.data {
+                let _ = data.shutdown(Shutdown::Both);
             }
         }
     }
-}
-
-/// Why a session could not be registered.
-#[derive(Debug)]
-enum NotRegistered {
-    /// Shutdown has begun.
-    Stopping,
-    /// No descriptor for the registry's handle (the open-files limit).
-    Io(io::Error),
 }
 
 /// A registered control connection; deregisters (and counts its session out of the
@@ -375,22 +349,6 @@ impl ConnToken<'_> {
 }
 
 impl ConnToken<'_> {
-    /// Keeps a copy of the control connection `fd` for the shutdown sweep while the
-    /// session is on a worker (`None` as it is parked). Without a descriptor for the
-    /// copy the sweep misses the session, which still sees the shutdown flag within
-    /// its linger.
-    fn set_control(&self, fd: Option<std::os::fd::BorrowedFd<'_>>) {
-        let mut conns = self.shared.conns.lock();
-        let Some(conn) = conns.open.get_mut(&self.id) else {
-            return;
-        };
-        match fd {
-            None => conn.control = None,
-            Some(_) if conn.control.is_some() => {}
-            Some(fd) => conn.control = fd.try_clone_to_owned().ok().map(TcpStream::from),
-        }
-    }
-
     /// The registry's id of the session, unique in this server's run.
     fn id(&self) -> u64 {
         self.id
@@ -608,7 +566,7 @@ impl Server {
                     log::warn!("grace period over: cutting off the remaining sessions");
                 }
                 shared.forced.store(true, Ordering::SeqCst);
-                shared.sweep(Shutdown::Both);
+                shared.cut_transfers();
                 open
             });
             // The sessions are over: queued upload hooks run until the same deadline.
@@ -712,6 +670,5 @@ impl ShutdownHandle {
             let _ = TcpStream::connect_timeout(addr, Duration::from_secs(1));
         }
         self.shared.wake_parker();
-        self.shared.sweep(Shutdown::Read);
     }
 }

@@ -174,14 +174,7 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
                 }
             };
             next_parking += 1;
-            admit(
-                &epoll,
-                session,
-                next_parking,
-                &mut parked,
-                &mut deadlines,
-                work,
-            );
+            admit(&epoll, session, next_parking, &mut parked, &mut deadlines);
         }
         // Deadlines that passed: the session goes back, and its worker says 421.
         let now = Instant::now();
@@ -191,7 +184,7 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
             }
             deadlines.pop();
             if parked.get(&id).is_some_and(|p| p.parking == parking) {
-                hand_back(&epoll, &mut parked, id, work);
+                hand_back(&mut parked, id, work);
             }
         }
         let timeout = deadlines
@@ -221,7 +214,7 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
                 let mut count = [0u8; 8];
                 let _ = rustix::io::read(&shared.park_wake, &mut count);
             } else {
-                hand_back(&epoll, &mut parked, id, work);
+                hand_back(&mut parked, id, work);
             }
         }
     }
@@ -231,44 +224,47 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
     }
 }
 
-/// Adds a session to the set, or hands it straight back when that fails (it is then
-/// served on a worker, as before parking existed).
+/// Adds a session to the set, or closes it (`421`) when that fails.
 fn admit<'s>(
     epoll: &OwnedFd,
     session: Box<Session<'s>>,
     parking: u64,
     parked: &mut HashMap<u64, Parked<'s>>,
     deadlines: &mut BinaryHeap<Reverse<(Instant, u64, u64)>>,
-    work: &Sender<Work<'s>>,
 ) {
     let id = session.id();
     let flags = epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::ONESHOT;
-    let added = match session.control_fd() {
-        Some(fd) => epoll::add(epoll, fd, epoll::EventData::new_u64(id), flags),
+    let data = epoll::EventData::new_u64(id);
+    // A connection parked before stays in the set (one-shot: disarmed once it fired),
+    // so parking it again re-arms it with one call instead of an add and a delete.
+    let armed = match session.control_fd() {
+        Some(fd) if session.watched => match epoll::modify(epoll, fd, data, flags) {
+            Err(rustix::io::Errno::NOENT) => epoll::add(epoll, fd, data, flags),
+            done => done,
+        },
+        Some(fd) => epoll::add(epoll, fd, data, flags),
         None => Err(rustix::io::Errno::BADF),
     };
-    if let Err(e) = added {
-        log::warn!("cannot park a session: {e}");
-        let _ = work.send(Work::Resume(session));
+    let mut session = session;
+    if let Err(e) = armed {
+        // Handing it back would only bring it here again at once: it ends instead.
+        log::warn!("cannot park a session: {e}; closing it");
+        session.shut_down();
         return;
     }
+    session.watched = true;
     deadlines.push(Reverse((session.deadline(), id, parking)));
     parked.insert(id, Parked { session, parking });
 }
 
 /// Takes session `id` out of the set and gives it to the pool.
-fn hand_back<'s>(
-    epoll: &OwnedFd,
-    parked: &mut HashMap<u64, Parked<'s>>,
-    id: u64,
-    work: &Sender<Work<'s>>,
-) {
+fn hand_back<'s>(parked: &mut HashMap<u64, Parked<'s>>, id: u64, work: &Sender<Work<'s>>) {
+    // Its connection stays in the epoll set, disarmed (or still armed, when a deadline
+    // brought it back: an event then finds no parked session and is ignored); the set
+    // lets go of it when the connection closes.
     let Some(p) = parked.remove(&id) else {
         return;
     };
-    if let Some(fd) = p.session.control_fd() {
-        let _ = epoll::delete(epoll, fd);
-    }
     if let Err(e) = work.send(Work::Resume(p.session)) {
         // The pool is gone: only at shutdown.
         if let Work::Resume(session) = e.into_inner() {

@@ -251,3 +251,24 @@ fn passive_ports_are_bounded_by_the_descriptor_budget() {
         }
     }
 }
+
+/// Many sessions woken at once on one worker: each reads its command although others
+/// wait for the worker (a worker that others wait for parks a quiet session at once,
+/// but only after it read what woke it; before, the sessions went back and forth
+/// between the parker and the queue without reading, for as long as others waited).
+#[test]
+fn sessions_woken_together_on_one_worker_all_get_answered() {
+    enough_descriptors();
+    let server = TestServer::start(&["--workers", "1"]);
+    let mut sessions: Vec<Ftp> = (0..100).map(|_| server.login()).collect();
+    // Parked, all of them; then every one sends a command at the same moment.
+    thread::sleep(Duration::from_millis(300));
+    for round in 0..3 {
+        for ftp in &mut sessions {
+            ftp.send_raw(b"NOOP\r\n");
+        }
+        for ftp in &mut sessions {
+            assert_eq!(ftp.reply().code, 200, "round {round}");
+        }
+    }
+}

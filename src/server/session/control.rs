@@ -30,6 +30,10 @@ const MAX_QUEUED: usize = 32;
 /// How long one command line may take to arrive, from its first byte to its end.
 const LINE_TIME: Duration = Duration::from_secs(30);
 
+/// The longest one read waits while a worker lingers for a session's next command:
+/// between two, the worker looks whether other work waits for it.
+const LINGER_STEP: Duration = Duration::from_millis(10);
+
 /// Over-long command lines in a row after which the connection is closed.
 const MAX_LONG_LINES: u32 = 3;
 
@@ -211,17 +215,23 @@ impl Control {
     }
 
     /// Reads the next command line, waiting at most until `until` for it (and never
-    /// past a deadline that ends the session): [`Next::Quiet`] when none came. At most
-    /// one read per wait: a peer that sends a line a byte at a time keeps no worker,
-    /// and its bytes stretch no deadline. `stopping` says whether the server shuts
-    /// down (then the session says `421` and ends).
+    /// past a deadline that ends the session), in reads of at most [`LINGER_STEP`]:
+    /// [`Next::Quiet`] when none came, or as soon as `give_way` says other work waits
+    /// for the worker. A peer that sends a line a byte at a time keeps no worker past
+    /// `until`, and its bytes stretch no deadline. `stopping` says whether the server
+    /// shuts down (then the session says `421` and ends).
     pub(super) fn next_line(
         &mut self,
         until: Instant,
         logged_in: bool,
         config: &Config,
         stopping: impl Fn() -> bool,
+        give_way: impl Fn() -> bool,
     ) -> Next {
+        // At least one read, even when there is no time to wait: a session handed back
+        // because its connection is readable must read it, or it would only be parked
+        // again, and again (a worker that others wait for lingers for no time).
+        let mut looked = false;
         loop {
             if stopping() {
                 self.say_closing("Server shutting down");
@@ -241,10 +251,11 @@ impl Control {
                 .map_or(until, |at| until.min(at))
                 .saturating_duration_since(now);
             let buffered = !self.stream.buffer().is_empty() || self.holds_plaintext();
-            if wait.is_zero() && !buffered {
+            if wait.is_zero() && !buffered && looked {
                 return Next::Quiet;
             }
-            self.set_read_timeout(wait.max(Duration::from_millis(1)));
+            looked = true;
+            self.set_read_timeout(wait.clamp(Duration::from_millis(1), LINGER_STEP));
             let read = read_line_within(
                 &mut self.stream,
                 &mut self.line,
@@ -256,7 +267,6 @@ impl Control {
                 self.line_started.get_or_insert(now);
             }
             if stopping() {
-                // The shutdown sweep ends reads too: this is not the client leaving.
                 self.say_closing("Server shutting down");
                 return Next::End(End::Shutdown);
             }
@@ -278,7 +288,9 @@ impl Control {
                 }
                 Ok(Line::Eof) => return Next::End(End::ClientClosed),
                 Err(e) if is_timeout(&e) => {
-                    if !self.holds_plaintext() {
+                    // Lingering goes on a step at a time while no other work waits.
+                    let lingering = Instant::now() < until && !give_way();
+                    if !lingering && !self.holds_plaintext() {
                         return Next::Quiet;
                     }
                 }
@@ -287,17 +299,14 @@ impl Control {
         }
     }
 
-    /// Between chunks of a transfer: stop on ABOR or a vanished client. `stopping`
-    /// says the server shuts down, whose sweep ends the connection's reads (that is
-    /// not the client leaving).
-    pub(super) fn check_abort(&mut self, stopping: bool) -> Result<(), Failure> {
+    /// Between chunks of a transfer: stop on ABOR or a vanished client.
+    pub(super) fn check_abort(&mut self) -> Result<(), Failure> {
         match self.poll() {
             Poll::Nothing => Ok(()),
             Poll::Abort => {
                 self.abort_seen = true;
                 Err(Failure::Aborted)
             }
-            Poll::Closed if stopping => Ok(()),
             Poll::Closed => Err(Failure::Transfer(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "the client closed the control connection",

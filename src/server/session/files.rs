@@ -159,8 +159,8 @@ impl<'s> Session<'s> {
 
     /// Sends a small file at once when the client has already made its plain, passive
     /// data connection, as clients do before they send RETR: nothing waits, so there
-    /// is no timeout to set, and the connection is not registered for the shutdown
-    /// sweep. The `150` still goes out in a write of its own before the data: clients
+    /// is no timeout to set, and the connection is not registered for the cut at
+    /// the end of the grace period. The `150` still goes out in a write of its own before the data: clients
     /// such as aria2 read the `150`, then wait for the `226` with a fresh read, and a
     /// `226` that came in the same segment was already consumed (issue 11: aria2 waited
     /// 60 s per small file). When the socket's buffer fills first, the rest goes the

@@ -42,7 +42,7 @@ use self::transfer::Ran;
 use super::accounts::Perms;
 use super::hooks::Upload;
 use super::pool::Turn;
-use super::{ConnToken, Entry, NotRegistered, Shared};
+use super::{ConnToken, Entry, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TransferType};
 use crate::tls::ServerStream;
@@ -95,6 +95,8 @@ pub(super) struct Session<'s> {
     uploaded: Option<Upload>,
     /// The greeting waits for the TLS handshake (implicit FTPS).
     greeting_due: bool,
+    /// The parker's epoll set holds the control connection (from an earlier parking).
+    pub(super) watched: bool,
 }
 
 /// The `220` a session starts with.
@@ -159,23 +161,13 @@ pub(super) fn start<'s>(
         shared.release(ip);
         return; // the peer is already gone
     };
-    let token = match shared.register(&stream, ip) {
-        Ok(token) => token,
-        Err(why) => {
-            let text = match why {
-                NotRegistered::Stopping => "Server shutting down",
-                NotRegistered::Io(e) => {
-                    log::warn!("{peer}: refused: cannot serve another session: {e}");
-                    "Server out of resources, try again later"
-                }
-            };
-            let mut stream = stream;
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let reply = Reply::new(ReplyCode::ServiceNotAvailable, text);
-            let _ = stream.write_all(reply.to_wire().as_bytes());
-            shared.release(ip);
-            return;
-        }
+    let Some(token) = shared.register(ip) else {
+        let mut stream = stream;
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        let reply = Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
+        let _ = stream.write_all(reply.to_wire().as_bytes());
+        shared.release(ip);
+        return;
     };
     // Clients send ABOR (or Telnet Synch) as TCP urgent data: Python's ftplib sends
     // `ABOR\r\n` with MSG_OOB, which makes the `\n` urgent. Keep urgent bytes in the
@@ -210,6 +202,7 @@ pub(super) fn start<'s>(
         pump: Pump::new(),
         transfer: None,
         greeting_due: false,
+        watched: false,
         uploaded: None,
     });
     log::info!("{peer}: session start");
@@ -229,11 +222,9 @@ pub(super) fn start<'s>(
 /// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
 /// when it goes to the back of the queue, or until it ends.
 pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
-    session.token.set_control(session.control.fd());
     loop {
         match session.serve(turn) {
             Outcome::Park => {
-                session.token.set_control(None);
                 if let Err(session) = turn.parker.park(session) {
                     session.shut_down();
                 }
@@ -303,11 +294,14 @@ impl<'s> Session<'s> {
                 }
                 // A worker that others wait for does not linger: it parks the session
                 // at once when no command is there, and takes the next piece of work.
-                None => match self.next_line(if turn.others_waiting() {
-                    Duration::ZERO
-                } else {
-                    linger
-                }) {
+                None => match self.next_line(
+                    if turn.others_waiting() {
+                        Duration::ZERO
+                    } else {
+                        linger
+                    },
+                    turn,
+                ) {
                     Next::Line => Some(self.control.line().to_vec()),
                     Next::TooLong => None,
                     Next::Quiet => return Outcome::Park,
@@ -398,17 +392,21 @@ impl<'s> Session<'s> {
 
     /// Reads the next command line within `linger` (and never past a deadline),
     /// closing the passive listeners whose time is up on the way.
-    fn next_line(&mut self, linger: Duration) -> Next {
+    fn next_line(&mut self, linger: Duration, turn: &Turn<'_, 's>) -> Next {
         self.data.close_expired();
         let mut until = Instant::now() + linger;
         if let Some(at) = self.data.deadline() {
             until = until.min(at);
         }
         let shared = self.shared;
-        self.control
-            .next_line(until, self.logged_in(), &shared.config, || {
-                shared.stopping()
-            })
+        let logged_in = self.logged_in();
+        self.control.next_line(
+            until,
+            logged_in,
+            &shared.config,
+            || shared.stopping(),
+            || turn.others_waiting(),
+        )
     }
 
     fn logged_in(&self) -> bool {
@@ -457,15 +455,14 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Whether the server is stopping (the shutdown sweep ends reads too).
+    /// Whether the server is stopping.
     fn stopping(&self) -> bool {
         self.shared.stopping()
     }
 
     /// Between chunks of a transfer or a listing: stop on ABOR or a vanished client.
     fn check_abort(&mut self) -> Result<(), failure::Failure> {
-        let stopping = self.stopping();
-        self.control.check_abort(stopping)
+        self.control.check_abort()
     }
 
     /// A transfer's data connection is over: closes it (see [`DataChannel::close`]).
