@@ -89,19 +89,16 @@ where
     /// # Errors
     /// When the stream is already in TLS, or the handshake fails; after a failed
     /// handshake the stream is unusable.
-    pub fn upgrade(&mut self, mut conn: C) -> io::Result<()> {
-        let mut tcp = match std::mem::replace(&mut self.inner, Inner::Broken) {
-            Inner::Plain(tcp) => tcp,
-            other => {
-                self.inner = other;
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "the connection is already in TLS",
-                ));
-            }
+    pub fn upgrade(&mut self, conn: C) -> io::Result<()> {
+        self.begin_upgrade(conn)?;
+        let Inner::Tls(tls) = &mut self.inner else {
+            return Err(broken());
         };
-        handshake(&mut conn, &mut tcp)?;
-        self.inner = Inner::Tls(Box::new(StreamOwned::new(conn, tcp)));
+        let (conn, tcp) = (&mut tls.conn, &mut tls.sock);
+        if let Err(e) = handshake(conn, tcp) {
+            self.inner = Inner::Broken;
+            return Err(e);
+        }
         Ok(())
     }
 
