@@ -454,3 +454,52 @@ fn a_prometheus_server_scrapes_the_page() {
         Some(2.0)
     );
 }
+
+#[test]
+fn tls_handshakes_count_by_connection_and_result() {
+    if !require(have("curl", &["--version"]), "curl") {
+        return;
+    }
+    let certs = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .expect("certificate");
+    let (cert, key) = (certs.path().join("cert.pem"), certs.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let (cert_s, key_s) = (cert.to_string_lossy(), key.to_string_lossy());
+    let (server, at) = metrics_server(&["--tls-cert", &cert_s, "--tls-key", &key_s]);
+    let data = pattern(20_000, 8);
+    std::fs::write(server.root().join("secret.bin"), &data).expect("write");
+
+    // curl with --ssl-reqd: AUTH TLS on the control connection, PROT P for the data.
+    let got = server.dir.path().join("got.bin");
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "--max-time", "60", "--ssl-reqd", "--cacert"])
+        .arg(&cert)
+        .arg(format!("ftp://{}/secret.bin", server.addr))
+        .arg("-o")
+        .arg(&got);
+    let run = crate::common::run_peer(cmd);
+    assert!(run.status.success(), "curl: {}", run.stderr);
+    assert_same(&std::fs::read(&got).expect("read"), &data, "secret.bin");
+
+    // A client that answers AUTH TLS's 234 with something other than a handshake.
+    let mut bad = Ftp::connect(server.addr);
+    bad.expect("AUTH TLS", 234);
+    bad.send_raw(b"GET / HTTP/1.0\r\n\r\n");
+    assert!(
+        bad.try_reply().is_none(),
+        "the server closes the connection"
+    );
+
+    let handshakes = |channel: &str, result: &str| {
+        format!("ftp_tls_handshakes_total{{channel=\"{channel}\",result=\"{result}\"}}")
+    };
+    eventually_value(at, &handshakes("control", "failure"), 1.0);
+    let page = scrape(at);
+    assert_eq!(value(&page, &handshakes("control", "success")), 1.0);
+    assert_eq!(value(&page, &handshakes("data", "success")), 1.0);
+    assert_eq!(value(&page, &handshakes("data", "failure")), 0.0);
+    assert_eq!(bytes(&page, "download"), 20_000.0);
+}
