@@ -29,6 +29,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 pub(crate) use self::http::{serve, Source};
+use super::hooks::HookCounts;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -317,6 +318,8 @@ pub(crate) struct Metrics {
     /// Per channel: `[success, failure]`.
     handshakes: [[IntCounter; 2]; 2],
     xferlog: Vec<(XferlogLine, IntCounter)>,
+    /// `[run, failed, timed_out, dropped]`, as the hooks' own counts say.
+    hooks: [IntCounter; 4],
 }
 
 impl std::fmt::Debug for Metrics {
@@ -485,6 +488,15 @@ impl Metrics {
             .map(|r| (*r, xferlog_vec.with_label_values(&[r.label()])))
             .collect();
 
+        let hooks_vec = counters(
+            "ftp_upload_hooks_total",
+            "Upload hooks (--on-upload), by what became of them: run (started), of those \
+             failed or timed_out, or dropped (never started: the queue was full, or shutdown).",
+            &["result"],
+        )?;
+        let hooks =
+            ["run", "failed", "timed_out", "dropped"].map(|r| hooks_vec.with_label_values(&[r]));
+
         Ok(Metrics {
             registry,
             connected,
@@ -505,6 +517,7 @@ impl Metrics {
             lock_timeouts,
             handshakes,
             xferlog,
+            hooks,
         })
     }
 
@@ -612,6 +625,15 @@ impl Metrics {
     pub(crate) fn xferlog_line(&self, what: XferlogLine) {
         if let Some((_, c)) = self.xferlog.iter().find(|(r, _)| *r == what) {
             c.inc();
+        }
+    }
+
+    /// Brings the upload hooks' counters up to `counts` (the hooks keep their own,
+    /// which only grow).
+    pub(crate) fn sync_hooks(&self, counts: &HookCounts) {
+        let now = [counts.run, counts.failed, counts.timed_out, counts.dropped];
+        for (counter, now) in self.hooks.iter().zip(now) {
+            counter.inc_by(now.saturating_sub(counter.get()));
         }
     }
 
@@ -735,6 +757,26 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(value(&page, "ftp_sessions_connected"), Some(3.0));
+    }
+
+    #[test]
+    fn hook_counts_follow_the_hooks_own() {
+        let m = Metrics::new().expect("metrics");
+        let mut counts = HookCounts {
+            run: 3,
+            failed: 1,
+            timed_out: 0,
+            dropped: 2,
+        };
+        m.sync_hooks(&counts);
+        counts.run = 5;
+        m.sync_hooks(&counts);
+        m.sync_hooks(&counts);
+        let page = m.render(0).expect("render");
+        let hooks = |r: &str| value(&page, &format!("ftp_upload_hooks_total{{result=\"{r}\"}}"));
+        assert_eq!(hooks("run"), Some(5.0));
+        assert_eq!(hooks("failed"), Some(1.0));
+        assert_eq!(hooks("dropped"), Some(2.0));
     }
 
     #[test]

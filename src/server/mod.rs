@@ -205,6 +205,7 @@ struct Shared {
 impl metrics::Source for Shared {
     fn page(&self) -> std::result::Result<String, metrics::MetricsError> {
         let connected = self.conns.lock().open.len();
+        self.metrics.sync_hooks(&self.hook_stats.counts());
         self.metrics.render(connected)
     }
 

@@ -508,3 +508,21 @@ fn tls_handshakes_count_by_connection_and_result() {
     assert_eq!(value(&page, &handshakes("data", "failure")), 0.0);
     assert_eq!(bytes(&page, "download"), 20_000.0);
 }
+
+#[test]
+fn upload_hooks_are_counted_by_result() {
+    // One hook that fails, one that succeeds: `exit 3` for names ending in .bad.
+    let hook = r#"case "$FTP_PATH" in *.bad) exit 3 ;; esac"#;
+    let (server, at) = metrics_server(&["--on-upload", hook, "--hook-timeout", "30"]);
+    let mut ftp = server.login();
+    ftp.stor("one.bad", b"1");
+    ftp.stor("two.ok", b"2");
+    ftp.stor("three.bad", b"3");
+    ftp.expect("QUIT", 221);
+    let hooks = |result: &str| format!("ftp_upload_hooks_total{{result=\"{result}\"}}");
+    eventually_value(at, &hooks("run"), 3.0);
+    eventually_value(at, &hooks("failed"), 2.0);
+    let page = scrape(at);
+    assert_eq!(value(&page, &hooks("timed_out")), 0.0);
+    assert_eq!(value(&page, &hooks("dropped")), 0.0);
+}
