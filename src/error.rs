@@ -27,6 +27,25 @@ pub enum Error {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(io::Error),
+    /// The metrics' HTTP listener (`--metrics`) could not be bound.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    MetricsBind {
+        /// The address given.
+        addr: std::net::SocketAddr,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The metrics could not be registered (a name or label the registry refuses).
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
+    /// The transfer log (`--xferlog`) could not be opened.
+    #[error("cannot open the transfer log {path}: {source}")]
+    Xferlog {
+        /// The file given.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: io::Error,
+    },
 }
 
 /// The library's result type.

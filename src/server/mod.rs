@@ -20,14 +20,21 @@
 //! [`ReloadHandle::replace`] swaps the settings that may change while the server runs
 //! ([`Reloadable`]: accounts, anonymous access, limits, grace, the TLS certificate);
 //! open sessions keep what they were given.
+//! Beside them, when asked for: the metrics' HTTP thread ([`metrics`], `--metrics`),
+//! which answers until the run ends (so `/healthz` says `503` through the grace
+//! period), and the transfer log's writer ([`xferlog`], `--xferlog`), which writes the
+//! lines sessions hand it and finishes after the last session.
 
 pub mod accounts;
 pub mod hooks;
 mod listing;
+pub mod logging;
+mod metrics;
 mod park;
 mod pool;
 mod reload;
 mod session;
+mod xferlog;
 
 pub use self::reload::{ReloadError, ReloadHandle, Reloadable};
 
@@ -46,6 +53,8 @@ use parking_lot::{Condvar, Mutex};
 
 use self::accounts::{Anonymous, Users};
 use self::hooks::{HookStats, Hooks};
+use self::metrics::{Metrics, SessionResult};
+use self::xferlog::Xferlog;
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
 use crate::path::Root;
@@ -115,6 +124,12 @@ pub struct Config {
     pub hook_workers: usize,
     /// How long an upload hook may run before its process group is killed.
     pub hook_timeout: Duration,
+    /// Where to serve the metrics over HTTP (`/metrics` in the Prometheus text format,
+    /// `/healthz`); `None` serves none (they are counted all the same).
+    pub metrics: Option<SocketAddr>,
+    /// The transfer log to append a line to per file transfer (wu-ftpd's xferlog
+    /// format); `None` writes none.
+    pub xferlog: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -144,6 +159,8 @@ impl Default for Config {
             on_upload: None,
             hook_workers: 2,
             hook_timeout: Duration::from_secs(60),
+            metrics: None,
+            xferlog: None,
         }
     }
 }
@@ -179,6 +196,22 @@ struct Shared {
     hooks: Option<Hooks>,
     /// What the upload hooks did (all zero without them).
     hook_stats: Arc<HookStats>,
+    /// What the server counts, served by `--metrics`.
+    metrics: Metrics,
+    /// Where finished transfers are written (`--xferlog`).
+    xferlog: Option<Xferlog>,
+}
+
+impl metrics::Source for Shared {
+    fn page(&self) -> std::result::Result<String, metrics::MetricsError> {
+        let connected = self.conns.lock().open.len();
+        self.metrics.sync_hooks(&self.hook_stats.counts());
+        self.metrics.render(connected)
+    }
+
+    fn accepting(&self) -> bool {
+        !self.stopping()
+    }
 }
 
 /// A fixed number of slots for work that costs CPU in proportion to what a client
@@ -370,6 +403,10 @@ pub struct Server {
     /// The implicit FTPS listener, if there is one, and its address.
     implicit: Option<(TcpListener, SocketAddr)>,
     shared: Arc<Shared>,
+    /// The metrics' HTTP listener and its address (`--metrics`).
+    metrics: Option<(TcpListener, SocketAddr)>,
+    /// The transfer log's writer (`--xferlog`), started by `run`.
+    xferlog: Option<xferlog::Writer>,
 }
 
 /// Stops a running server from another thread (a signal handler, a test).
@@ -392,7 +429,8 @@ impl Server {
     ///
     /// # Errors
     /// [`Error::Root`] when the root cannot be created or opened, [`Error::Bind`] when
-    /// the address cannot be bound.
+    /// the address cannot be bound, [`Error::MetricsBind`] when the metrics' address
+    /// cannot, [`Error::Xferlog`] when the transfer log cannot be opened.
     pub fn bind(mut config: Config) -> Result<Server> {
         let root = Root::new(&config.root).map_err(|source| Error::Root {
             path: config.root.clone(),
@@ -422,6 +460,29 @@ impl Server {
             rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )
         .map_err(|e| Error::Thread(e.into()))?;
+        let metrics = Metrics::new().map_err(|e| Error::Metrics(e.to_string()))?;
+        let metrics_listener = match config.metrics {
+            Some(at) => {
+                let bound = |source| Error::MetricsBind { addr: at, source };
+                let listener = TcpListener::bind(at).map_err(bound)?;
+                let addr = listener.local_addr().map_err(bound)?;
+                // Tests and scripts read the port (for `--metrics 127.0.0.1:0`) from this line.
+                log::info!("metrics on http://{addr}/metrics (and /healthz)");
+                Some((listener, addr))
+            }
+            None => None,
+        };
+        let (xferlog, writer) = match &config.xferlog {
+            Some(path) => {
+                let failed = |source| Error::Xferlog {
+                    path: path.clone(),
+                    source,
+                };
+                let (log, writer) = xferlog::open(path).map_err(failed)?;
+                (Some(log), Some(writer))
+            }
+            None => (None, None),
+        };
         let hook_stats = Arc::new(HookStats::default());
         let hooks = match &config.on_upload {
             Some(command) => Some(
@@ -444,6 +505,8 @@ impl Server {
             park_wake,
             hooks,
             hook_stats,
+            metrics,
+            xferlog,
             config,
             live,
             root,
@@ -467,7 +530,15 @@ impl Server {
             addr,
             implicit,
             shared,
+            metrics: metrics_listener,
+            xferlog: writer,
         })
+    }
+
+    /// The address the metrics are served on (`--metrics`; the real port when bound
+    /// to port 0), if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     /// The address the server listens on (with the real port when bound to port 0).
@@ -518,10 +589,21 @@ impl Server {
     ///
     /// # Errors
     /// [`Error::Thread`] when the worker threads cannot be started.
-    pub fn run(self) -> Result<RunReport> {
+    pub fn run(mut self) -> Result<RunReport> {
+        let writer = self.start_xferlog()?;
         let shared: &Shared = &self.shared;
         let (parker, parked) = park::Parker::new(shared);
-        thread::scope(|scope| {
+        let metrics_done = AtomicBool::new(false);
+        let report = thread::scope(|scope| {
+            // Whichever way this closure ends, the metrics thread ends with it.
+            let _metrics_done = SetOnDrop(&metrics_done);
+            if let Some((listener, _)) = &self.metrics {
+                let done = &metrics_done;
+                thread::Builder::new()
+                    .name("metrics".into())
+                    .spawn_scoped(scope, move || metrics::serve(listener, shared, done))
+                    .map_err(Error::Thread)?;
+            }
             let config = &shared.config;
             let (tx, rx) = crossbeam_channel::unbounded::<pool::Work<'_>>();
             let pool = pool::Pool::start(scope, config.workers, &rx, shared, &parker)?;
@@ -582,7 +664,45 @@ impl Server {
                 );
             }
             Ok(RunReport { cut_off })
-        })
+        });
+        self.stop_xferlog(writer);
+        report
+    }
+
+    /// Starts the transfer log's writer, if there is one: a thread of its own, not
+    /// one of the run's scope, so that a disk that hangs cannot hold the end of the run.
+    fn start_xferlog(&mut self) -> Result<Option<thread::JoinHandle<()>>> {
+        let Some(writer) = self.xferlog.take() else {
+            return Ok(None);
+        };
+        let shared = Arc::clone(&self.shared);
+        thread::Builder::new()
+            .name("xferlog".into())
+            .spawn(move || writer.run(&shared.metrics))
+            .map(Some)
+            .map_err(Error::Thread)
+    }
+
+    /// Tells the transfer log's writer to finish once the lines before are written,
+    /// and waits for it a few seconds at most.
+    fn stop_xferlog(&self, writer: Option<thread::JoinHandle<()>>) {
+        const WAIT: Duration = Duration::from_secs(5);
+        let (Some(writer), Some(log)) = (writer, &self.shared.xferlog) else {
+            return;
+        };
+        // An empty line is the writer's sign to stop.
+        let _ = log.closer().send_timeout(String::new(), WAIT);
+        let until = Instant::now() + WAIT;
+        while !writer.is_finished() && Instant::now() < until {
+            thread::sleep(Duration::from_millis(10));
+        }
+        if writer.is_finished() {
+            let _ = writer.join();
+        } else {
+            log::warn!(
+                "the transfer log's writer did not finish in time: its last lines may be lost"
+            );
+        }
     }
 }
 
@@ -624,7 +744,7 @@ fn accept_loop(
         };
         let ip = peer.ip().to_canonical();
         if let Err(why) = shared.admit(ip) {
-            refuse(stream, peer, why, entry);
+            refuse(stream, peer, why, entry, &shared.metrics);
             continue;
         }
         // The channel is unbounded (admission bounds it); it fails only when every
@@ -632,19 +752,26 @@ fn accept_loop(
         if let Err(e) = tx.send(pool::Work::New(stream, ip, entry)) {
             shared.release(ip);
             if let pool::Work::New(stream, _, _) = e.into_inner() {
-                refuse(stream, peer, Refusal::Busy, entry);
+                refuse(stream, peer, Refusal::Busy, entry, &shared.metrics);
             }
         }
     }
 }
 
 /// Tells a connection why it is turned away (`421`, in the clear only), and closes it.
-fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal, entry: Entry) {
-    let text = match why {
-        Refusal::Busy => "Too many connections, try again later",
-        Refusal::PerIp => "Too many connections from your address",
+fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal, entry: Entry, metrics: &Metrics) {
+    let (text, result) = match why {
+        Refusal::Busy => (
+            "Too many connections, try again later",
+            SessionResult::TooMany,
+        ),
+        Refusal::PerIp => (
+            "Too many connections from your address",
+            SessionResult::TooManyPerIp,
+        ),
     };
-    log::warn!("{peer}: refused: {text}");
+    metrics.session(result);
+    log::warn!(event = "refused"; "{peer}: refused: {text}");
     if entry == Entry::ImplicitTls {
         let _ = stream.shutdown(Shutdown::Both);
         return;
@@ -655,6 +782,15 @@ fn refuse(mut stream: TcpStream, peer: SocketAddr, why: Refusal, entry: Entry) {
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let _ = stream.write_all(reply.to_wire().as_bytes());
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Sets its flag when dropped.
+struct SetOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
 }
 
 impl ShutdownHandle {

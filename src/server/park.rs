@@ -187,6 +187,7 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
                 hand_back(&mut parked, id, work);
             }
         }
+        shared.metrics.set_parked(parked.len());
         let timeout = deadlines
             .peek()
             .map(|Reverse((when, _, _))| when.saturating_duration_since(Instant::now()))
@@ -222,6 +223,7 @@ fn serve<'s>(shared: &'s Shared, rx: &Receiver<Handover<'s>>, work: &Sender<Work
     for (_, p) in parked.drain() {
         p.session.shut_down();
     }
+    shared.metrics.set_parked(0);
 }
 
 /// Adds a session to the set, or closes it (`421`) when that fails.

@@ -65,6 +65,7 @@ impl<'scope> Pool<'scope> {
         parker: &'scope Parker<'s>,
     ) -> Result<Pool<'scope>> {
         let mut workers = Vec::with_capacity(n);
+        shared.metrics.set_workers(n.max(1));
         for i in 0..n.max(1) {
             let rx = rx.clone();
             let handle = thread::Builder::new()
@@ -73,6 +74,7 @@ impl<'scope> Pool<'scope> {
                 .spawn_scoped(scope, move || {
                     let turn = Turn { parker, queue: &rx };
                     for work in rx.iter() {
+                        let _busy = shared.metrics.worker_busy();
                         // A bug in a session must not shrink the pool: contain it.
                         let run = AssertUnwindSafe(|| match work {
                             Work::New(stream, ip, entry) => {

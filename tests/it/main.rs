@@ -20,10 +20,14 @@ mod ftps;
 mod hardening;
 mod hooks;
 mod ipv6;
+// --log-format json: every line of a real session's log is a JSON object with its fields.
+mod json_logs;
 mod lftp;
 mod lifecycle;
 mod listings;
 mod load;
+// --metrics: the Prometheus page counts real sessions' work, /healthz, promtool, Prometheus.
+mod metrics;
 mod mfmt;
 mod ncftp;
 mod new_names;
@@ -38,3 +42,5 @@ mod stress;
 mod tnftp;
 mod vsftpd;
 mod wget;
+// --xferlog: a line per file transfer in the xferlog format, counted by webalizer.
+mod xferlog;

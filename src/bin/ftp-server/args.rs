@@ -6,7 +6,7 @@
 //! type. Fields that are not settings (the subcommand, the positional PORT, `--config`
 //! itself) are skipped by serde.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
@@ -113,6 +113,17 @@ pub struct Args {
     /// Seconds an upload hook may run before its process group is killed.
     #[arg(long, default_value_t = Config::default().hook_timeout.as_secs())]
     pub hook_timeout: u64,
+    /// Serve metrics over HTTP on ADDR:PORT: Prometheus text at /metrics, and /healthz
+    /// (200 while accepting, 503 while shutting down).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+    /// Append a line per file transfer to FILE, in the xferlog format of wu-ftpd,
+    /// vsftpd and ProFTPD.
+    #[arg(long, value_name = "FILE")]
+    pub xferlog: Option<PathBuf>,
+    /// How log lines on stderr look: for people, or one JSON object per line.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     /// Log warnings and errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -154,6 +165,16 @@ pub enum Tool {
     /// Prints the manual page (roff), made from these definitions, e.g.
     /// `ftp-server man > /usr/local/share/man/man1/ftp-server.1`.
     Man,
+}
+
+/// `--log-format` and the `log-format` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Time, level, message.
+    Human,
+    /// One JSON object per line: time, level, peer, user, event, message, fields.
+    Json,
 }
 
 /// `--anonymous` and the `anonymous` key.

@@ -44,7 +44,7 @@ use simple_ftp::server::Config;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::args::{AnonymousArg, Args, DEFAULT_PORT};
+use crate::args::{AnonymousArg, Args, LogFormat, DEFAULT_PORT};
 
 /// What is wrong with a config file or with the settings as a whole; each names the
 /// key, and the file and line it was read from.
@@ -552,6 +552,11 @@ impl Settings {
         }
     }
 
+    /// The form of log lines the settings ask for.
+    pub fn log_format(&self) -> LogFormat {
+        self.args.log_format
+    }
+
     /// The log level the settings ask for.
     pub fn log_level(&self) -> log::LevelFilter {
         if self.args.quiet {
@@ -637,6 +642,8 @@ impl Settings {
             hook_timeout: Duration::from_secs(args.hook_timeout),
             // Set from the open-files limit when the server starts.
             max_passive_listeners: 0,
+            metrics: args.metrics,
+            xferlog: args.xferlog.clone(),
         })
     }
 

@@ -19,15 +19,16 @@ use std::time::SystemTime;
 use anyhow::{bail, Context};
 use signal_hook::consts::{SIGHUP, SIGTERM};
 use simple_ftp::server::accounts::{hash_password, Anonymous};
-use simple_ftp::server::{ReloadHandle, Server, ShutdownHandle};
+use simple_ftp::server::{logging, ReloadHandle, Server, ShutdownHandle};
 use simple_ftp::time::Utc;
 
-use crate::args::Tool;
+use crate::args::{LogFormat, Tool};
 use crate::config::{CommandLine, ConfigFile, Origin, Settings};
 use crate::reload::Reloader;
 
-/// Log lines on stderr: time, level, message.
-struct StderrLogger;
+/// Log lines on stderr: time, level, message; or, with `--log-format json`, one
+/// JSON object per line (see [`logging::json_line`]).
+struct StderrLogger(LogFormat);
 
 impl log::Log for StderrLogger {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
@@ -36,8 +37,16 @@ impl log::Log for StderrLogger {
 
     fn log(&self, record: &log::Record<'_>) {
         if self.enabled(record.metadata()) {
-            let now = Utc::from_system_time(SystemTime::now()).iso();
-            let line = format!("{now} {:<5} {}\n", record.level(), record.args());
+            let now = SystemTime::now();
+            let line = match self.0 {
+                LogFormat::Human => format!(
+                    "{} {:<5} {}\n",
+                    Utc::from_system_time(now).iso(),
+                    record.level(),
+                    record.args()
+                ),
+                LogFormat::Json => logging::json_line(record, now),
+            };
             // A closed stderr must not stop the server.
             let _ = std::io::stderr().write_all(line.as_bytes());
         }
@@ -132,8 +141,13 @@ fn run() -> anyhow::Result<()> {
         },
     };
     let settings = Settings::combine(&cli, file.as_ref())?;
-    log::set_logger(&StderrLogger)
-        .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    static HUMAN: StderrLogger = StderrLogger(LogFormat::Human);
+    static JSON: StderrLogger = StderrLogger(LogFormat::Json);
+    let logger = match settings.log_format() {
+        LogFormat::Human => &HUMAN,
+        LogFormat::Json => &JSON,
+    };
+    log::set_logger(logger).map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
     log::set_max_level(settings.log_level());
     if let Some(file) = &file {
         log::info!("settings from {}", file.path().display());

@@ -52,6 +52,7 @@ impl HashAlgo {
 impl Session<'_> {
     /// Parses and handles one command line; `Err` when the session must end.
     pub(super) fn answer(&mut self, line: &[u8]) -> Result<Answer, End> {
+        self.note_command(line);
         let cmd = match Command::parse(line) {
             Ok(cmd) => cmd,
             Err(e) => {
@@ -97,8 +98,13 @@ impl Session<'_> {
     fn log_command(&self, cmd: &Command) {
         if log::log_enabled!(log::Level::Debug) {
             match cmd {
-                Command::Pass(_) => log::debug!("{}: PASS ****", self.peer),
-                cmd => log::debug!("{}: {cmd}", self.peer),
+                Command::Pass(_) => {
+                    log::debug!(event = "command", command = "PASS"; "{}: PASS ****", self.peer);
+                }
+                cmd => {
+                    let verb = cmd.verb();
+                    log::debug!(event = "command", command = verb; "{}: {cmd}", self.peer);
+                }
             }
         }
     }

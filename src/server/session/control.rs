@@ -19,6 +19,7 @@ use super::End;
 use crate::protocol::{
     read_line, read_line_within, Command, Line, LineState, Reply, ReplyCode, MAX_LINE,
 };
+use crate::server::metrics::Replies;
 use crate::server::Config;
 use crate::tls::{self, ServerStream};
 use crate::transfer::is_timeout;
@@ -104,11 +105,14 @@ pub(super) struct Control {
     timeout: Duration,
     /// When the TLS handshake under way (after AUTH TLS) must be over.
     handshake_until: Option<Instant>,
+    /// Counts the replies sent, for the metrics.
+    replies: Replies,
 }
 
 impl Control {
-    /// The control connection on `stream`, whose read timeout is `timeout`.
-    pub(super) fn new(stream: TcpStream, timeout: Duration) -> Control {
+    /// The control connection on `stream`, whose read timeout is `timeout`; `replies`
+    /// counts what it sends.
+    pub(super) fn new(stream: TcpStream, timeout: Duration, replies: Replies) -> Control {
         let now = Instant::now();
         Control {
             stream: BufReader::with_capacity(CONTROL_BUFFER, ServerStream::plain(stream)),
@@ -123,6 +127,7 @@ impl Control {
             long_lines: 0,
             timeout,
             handshake_until: None,
+            replies,
         }
     }
 
@@ -145,6 +150,7 @@ impl Control {
     pub(super) fn write(&mut self, text: &str) -> io::Result<()> {
         let control = self.stream.get_mut();
         control.write_all(text.as_bytes())?;
+        self.replies.count(text);
         control.flush()
     }
 

@@ -23,6 +23,7 @@ use rustix::net::SocketFlags;
 use super::control::Control;
 use super::failure::{Failure, NoData, Refusal};
 use crate::protocol::{EpsvArg, Reply, ReplyCode};
+use crate::server::metrics::TlsChannel;
 use crate::server::{ConnToken, Shared};
 use crate::tls::{self, ServerStream};
 
@@ -421,6 +422,7 @@ impl<'s> DataChannel<'s> {
         let handshake = |e| Failure::NoData(NoData::Handshake(e));
         let now = Instant::now();
         if now >= securing.until {
+            self.shared.metrics.tls_handshake(TlsChannel::Data, false);
             return Err(handshake(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the TLS handshake was not finished in time",
@@ -429,7 +431,12 @@ impl<'s> DataChannel<'s> {
         let wait = step.min(securing.until - now).max(Duration::from_millis(1));
         let tcp = securing.stream.tcp().map_err(handshake)?;
         tcp.set_read_timeout(Some(wait)).map_err(handshake)?;
-        if !securing.stream.handshake_step().map_err(handshake)? {
+        let stepped = securing.stream.handshake_step();
+        if !matches!(stepped, Ok(false)) {
+            let metrics = &self.shared.metrics;
+            metrics.tls_handshake(TlsChannel::Data, stepped.is_ok());
+        }
+        if !stepped.map_err(handshake)? {
             return Ok(false);
         }
         let resumed = securing.stream.tls_conn().is_some_and(tls::resumed);

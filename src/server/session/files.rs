@@ -22,6 +22,7 @@ use crate::locks::FileGuard;
 use crate::path::{is_fit_for_new_name, EntryKey, PartFile, PathError, Resolved, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TimeVal};
 use crate::server::hooks::Upload;
+use crate::server::metrics::LockMode;
 use crate::time::Utc;
 use crate::transfer::CopyError;
 
@@ -103,12 +104,20 @@ impl<'s> Session<'s> {
 
     fn read_lock(&self, key: &EntryKey) -> Result<FileGuard<'s>, Failure> {
         let wait = self.shared.config.lock_wait;
-        self.shared.locks.read(key, wait).ok_or(Failure::Busy)
+        let asked = Instant::now();
+        let guard = self.shared.locks.read(key, wait);
+        let metrics = &self.shared.metrics;
+        metrics.lock_wait(LockMode::Read, asked.elapsed(), guard.is_some());
+        guard.ok_or(Failure::Busy)
     }
 
     fn write_lock(&self, key: &EntryKey) -> Result<FileGuard<'s>, Failure> {
         let wait = self.shared.config.lock_wait;
-        self.shared.locks.write(key, wait).ok_or(Failure::Busy)
+        let asked = Instant::now();
+        let guard = self.shared.locks.write(key, wait);
+        let metrics = &self.shared.metrics;
+        metrics.lock_wait(LockMode::Write, asked.elapsed(), guard.is_some());
+        guard.ok_or(Failure::Busy)
     }
 
     pub(super) fn cwd(&mut self, dir: &str) -> Result<Reply, Failure> {
@@ -143,7 +152,11 @@ impl<'s> Session<'s> {
         let started = Instant::now();
         let start = offset;
         let mark = mark(&what);
-        let opening = match self.quick_send(&mut plan, &file, &mut offset, end, &mark)? {
+        let quick = self.quick_send(&mut plan, &file, &mut offset, end, &mark);
+        if let Err(failure) = &quick {
+            self.transfer_failed("RETR", &path, offset - start, started, failure);
+        }
+        let opening = match quick? {
             Quick::Done => {
                 self.log_transfer("RETR", &path, offset - start, started);
                 return Ok(Step::Reply(transfer_complete(offset - start)));

@@ -66,7 +66,7 @@ impl Session<'_> {
             // The same reply for every failure, so it does not tell which names exist
             // (RFC 2577 §5); the pause slows guessing down.
             self.failures += 1;
-            log::warn!("{}: failed login as {name:?}", self.peer);
+            self.note_failed_login(&name, anonymous);
             std::thread::sleep(config.failed_login_delay);
             if self.failures >= config.max_login_failures {
                 self.close_after_reply = true;
@@ -75,12 +75,13 @@ impl Session<'_> {
         };
         self.root = self.home_root(&home).map_err(|e| {
             log::error!("{}: home {home} of {name:?} is unusable: {e}", self.peer);
+            self.shared.metrics.login(anonymous, false);
             Failure::from(Refusal::HomeUnavailable)
         })?;
         self.perms = perms;
         self.cwd = VirtualPath::root();
         self.failures = 0;
-        log::info!("{}: logged in as {name}", self.peer);
+        self.note_login(&name, anonymous, password);
         self.login = Login::In(name);
         Ok(Reply::new(ReplyCode::LoggedIn, "Login successful"))
     }

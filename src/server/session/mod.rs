@@ -14,7 +14,9 @@
 //! - [`transfer`]: a transfer under way, moved a slice at a time, so that a worker
 //!   can put it down when other sessions wait;
 //! - [`commands`]: every command in one `match`, and the small ones;
-//! - [`failure`]: what can go wrong, and the one map from a failure to its reply.
+//! - [`failure`]: what can go wrong, and the one map from a failure to its reply;
+//! - [`observe`]: what the session tells the outside: metrics, the transfer log, its
+//!   log lines' context.
 //!
 //! Handlers return `Result<Reply, Failure>`; transfers send their `150` through the
 //! data channel, then the final reply comes back the same way as any other.
@@ -26,6 +28,7 @@ mod failure;
 mod files;
 mod listings;
 mod login;
+mod observe;
 mod transfer;
 
 use std::io::{self, Write};
@@ -41,6 +44,7 @@ use self::login::Login;
 use self::transfer::Ran;
 use super::accounts::Perms;
 use super::hooks::Upload;
+use super::metrics::{SessionResult, TlsChannel};
 use super::pool::Turn;
 use super::{ConnToken, Entry, Shared};
 use crate::path::{Resolved, Root, VirtualPath};
@@ -97,6 +101,8 @@ pub(super) struct Session<'s> {
     greeting_due: bool,
     /// The parker's epoll set holds the control connection (from an earlier parking).
     pub(super) watched: bool,
+    /// What the metrics and the transfer log keep of the session.
+    observed: observe::Observed,
 }
 
 /// The `220` a session starts with.
@@ -164,6 +170,7 @@ pub(super) fn start<'s>(
     let Some(token) = shared.register(ip) else {
         let mut stream = stream;
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+        shared.metrics.session(SessionResult::ShuttingDown);
         let reply = Reply::new(ReplyCode::ServiceNotAvailable, "Server shutting down");
         let _ = stream.write_all(reply.to_wire().as_bytes());
         shared.release(ip);
@@ -186,7 +193,7 @@ pub(super) fn start<'s>(
         shared,
         token,
         peer,
-        control: Control::new(stream, timeout),
+        control: Control::new(stream, timeout, shared.metrics.replies()),
         data: DataChannel::new(shared, peer, local),
         login: Login::None,
         root: shared.root.clone(),
@@ -204,8 +211,11 @@ pub(super) fn start<'s>(
         greeting_due: false,
         watched: false,
         uploaded: None,
+        observed: observe::Observed::default(),
     });
-    log::info!("{peer}: session start");
+    shared.metrics.session(SessionResult::Accepted);
+    let _context = session.log_context();
+    log::info!(event = "session_start"; "{peer}: session start");
     if entry == Entry::ImplicitTls {
         if let Err(end) = session.implicit_tls() {
             session.finish(end);
@@ -222,6 +232,7 @@ pub(super) fn start<'s>(
 /// [`super::park`]), until its transfer gives way to sessions waiting for a worker,
 /// when it goes to the back of the queue, or until it ends.
 pub(super) fn resume<'s>(mut session: Box<Session<'s>>, turn: &Turn<'_, 's>) {
+    let _context = session.log_context();
     loop {
         match session.serve(turn) {
             Outcome::Park => {
@@ -313,13 +324,17 @@ impl<'s> Session<'s> {
                     Reply::new(ReplyCode::SyntaxError, "Command line too long"),
                     false,
                 ),
-                Some(line) => match self.answer(&line) {
-                    Ok(Answer::Reply(reply)) => (reply, false),
-                    Ok(Answer::Quit(reply)) => (reply, true),
-                    Ok(Answer::InTls) => continue, // its 234 went out before the handshake
-                    Ok(Answer::Transfer) => continue, // the loop runs it
-                    Err(end) => return Outcome::End(end),
-                },
+                Some(line) => {
+                    let answer = self.answer(&line);
+                    self.note_login_state();
+                    match answer {
+                        Ok(Answer::Reply(reply)) => (reply, false),
+                        Ok(Answer::Quit(reply)) => (reply, true),
+                        Ok(Answer::InTls) => continue, // its 234 went out before the handshake
+                        Ok(Answer::Transfer) => continue, // the loop runs it
+                        Err(end) => return Outcome::End(end),
+                    }
+                }
             };
             if self.finish_reply(&reply).is_err() {
                 return Outcome::End(End::Lost);
@@ -355,18 +370,21 @@ impl<'s> Session<'s> {
             let now = Instant::now();
             if now >= until {
                 log::info!("{}: TLS handshake not finished in time", self.peer);
+                self.note_tls_handshake(TlsChannel::Control, false);
                 return Err(End::Handshake);
             }
             let wait = linger_end.min(until).saturating_duration_since(now);
             match self.control.handshake(wait.max(Duration::from_millis(1))) {
                 Ok(true) => {
                     log::info!("{}: control connection in TLS", self.peer);
+                    self.note_tls_handshake(TlsChannel::Control, true);
                     return Ok(true);
                 }
                 Ok(false) if Instant::now() >= linger_end => return Ok(false),
                 Ok(false) => {}
                 Err(e) => {
                     log::warn!("{}: TLS handshake failed: {e}", self.peer);
+                    self.note_tls_handshake(TlsChannel::Control, false);
                     return Err(End::Lost);
                 }
             }
@@ -444,11 +462,8 @@ impl<'s> Session<'s> {
     /// Logs the session's end and closes its control connection (in TLS with a
     /// close_notify, see [`Control::end`]).
     fn finish(self: Box<Self>, end: End) {
-        log::info!(
-            "{}: session end ({end}) after {:.1} s",
-            self.peer,
-            self.control.connected().elapsed().as_secs_f64()
-        );
+        let _context = self.log_context();
+        self.note_end(end);
         let handshaking = self.control.handshake_until().is_some();
         if !matches!(end, End::Lost | End::Handshake) && !handshaking {
             self.control.end(data::CLOSE_WAIT);

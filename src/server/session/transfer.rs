@@ -260,6 +260,8 @@ impl<'s> Session<'s> {
                     return Ran::Ended(verb, ended);
                 }
                 Err(failure) => {
+                    let (path, bytes, started) = t.progress();
+                    self.transfer_failed(verb, path, bytes, started, &failure);
                     self.abandon(t);
                     self.control.touch();
                     return Ran::Ended(verb, Err(failure));
@@ -497,16 +499,17 @@ impl<'s> Session<'s> {
             let _ = target.remove_file();
         }
     }
+}
 
-    pub(super) fn log_transfer(
-        &self,
-        verb: &str,
-        path: &VirtualPath,
-        bytes: u64,
-        started: Instant,
-    ) {
-        let secs = started.elapsed().as_secs_f64();
-        log::info!("{}: {verb} {path} {bytes} bytes in {secs:.3} s", self.peer);
+impl Transfer<'_> {
+    /// What the transfer is about, the file bytes it moved so far, and when it began.
+    fn progress(&self) -> (&VirtualPath, u64, Instant) {
+        let bytes = match &self.job {
+            Job::Send { offset, start, .. } => offset - start,
+            Job::Receive { received, .. } => *received,
+            Job::List { .. } => 0,
+        };
+        (&self.path, bytes, self.started)
     }
 }
 
