@@ -234,9 +234,11 @@ impl Control {
         stopping: impl Fn() -> bool,
         give_way: impl Fn() -> bool,
     ) -> Next {
-        // At least one read, even when there is no time to wait: a session handed back
-        // because its connection is readable must read it, or it would only be parked
-        // again, and again (a worker that others wait for lingers for no time).
+        // A worker that others wait for does not linger: one read, and the session is
+        // parked when no command is there. At least that one read, even with no time to
+        // wait: a session handed back because its connection is readable must read it,
+        // or it would only be parked again, and again.
+        let until = if give_way() { Instant::now() } else { until };
         let mut looked = false;
         loop {
             if stopping() {

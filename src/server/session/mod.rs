@@ -275,8 +275,8 @@ impl<'s> Session<'s> {
                     Err(end) => return Outcome::End(end),
                 }
             }
-            if self.transferring() {
-                let reply = match self.run_transfer(turn) {
+            if let Some(transfer) = self.transfer.take() {
+                let reply = match self.run_transfer(transfer, turn) {
                     Ran::Yielded => return Outcome::Yield,
                     Ran::Ended(_, Ok(reply)) => reply,
                     Ran::Ended(verb, Err(failure)) => match self.refusal(verb, failure) {
@@ -303,16 +303,7 @@ impl<'s> Session<'s> {
                     }
                     continue;
                 }
-                // A worker that others wait for does not linger: it parks the session
-                // at once when no command is there, and takes the next piece of work.
-                None => match self.next_line(
-                    if turn.others_waiting() {
-                        Duration::ZERO
-                    } else {
-                        linger
-                    },
-                    turn,
-                ) {
+                None => match self.next_line(linger, turn) {
                     Next::Line => Some(self.control.line().to_vec()),
                     Next::TooLong => None,
                     Next::Quiet => return Outcome::Park,

@@ -234,17 +234,9 @@ impl<'s> Session<'s> {
         Ok(Step::Transfer)
     }
 
-    /// Whether a transfer is under way.
-    pub(super) fn transferring(&self) -> bool {
-        self.transfer.is_some()
-    }
-
-    /// Runs the transfer under way, slice after slice, until it ends, or until other
-    /// sessions wait for a worker between two slices (then it stays with the session).
-    pub(super) fn run_transfer(&mut self, turn: &Turn<'_, 's>) -> Ran {
-        let Some(mut t) = self.transfer.take() else {
-            return Ran::Ended("transfer", Err(Failure::Aborted));
-        };
+    /// Runs the transfer `t`, slice after slice, until it ends, or until other
+    /// sessions wait for a worker between two slices (then it goes back to the session).
+    pub(super) fn run_transfer(&mut self, mut t: Transfer<'s>, turn: &Turn<'_, 's>) -> Ran {
         let verb = t.job.verb();
         loop {
             match self.slice(&mut t) {
