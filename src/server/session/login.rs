@@ -1,5 +1,6 @@
 //! Who the session is: USER and PASS, AUTH TLS, and REIN.
 
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -139,20 +140,7 @@ impl Session<'_> {
             );
             return Err(End::Lost);
         }
-        let conn = match rustls::ServerConnection::new(Arc::clone(&config)) {
-            Ok(conn) => conn,
-            Err(e) => {
-                log::error!("{}: cannot start TLS: {e}", self.peer);
-                return Err(End::Lost);
-            }
-        };
-        // The handshake has the data timeout, not the (long) idle timeout; the serve
-        // loop moves it on, and parks the session while the client is slow to answer.
-        let until = Instant::now() + self.shared.config.data_timeout;
-        if let Err(e) = self.control.begin_tls(conn, until) {
-            log::warn!("{}: cannot start TLS: {e}", self.peer);
-            return Err(End::Lost);
-        }
+        self.begin_tls(config)?;
         // A login made in the clear does not carry over (RFC 4217 §4).
         self.login = Login::None;
         self.data.start_tls(data_config);
@@ -172,18 +160,27 @@ impl Session<'_> {
             log::error!("{}: cannot set up TLS: {e}", self.peer);
             End::Lost
         })?;
-        let conn = rustls::ServerConnection::new(config).map_err(|e| {
-            log::error!("{}: cannot start TLS: {e}", self.peer);
-            End::Lost
-        })?;
-        let until = Instant::now() + self.shared.config.data_timeout;
-        self.control.begin_tls(conn, until).map_err(|e| {
-            log::warn!("{}: cannot start TLS: {e}", self.peer);
-            End::Lost
-        })?;
+        self.begin_tls(config)?;
         self.data.start_implicit_tls(data_config);
         self.greeting_due = true;
         Ok(())
+    }
+
+    /// Begins the control connection's TLS handshake with the session's own `config`
+    /// (AUTH TLS and implicit FTPS). The handshake has the data timeout, not the
+    /// (long) idle timeout; the serve loop moves it on, and parks the session while
+    /// the client is slow to answer.
+    fn begin_tls(&mut self, config: Arc<rustls::ServerConfig>) -> Result<(), End> {
+        let started = rustls::ServerConnection::new(config)
+            .map_err(io::Error::other)
+            .and_then(|conn| {
+                let until = Instant::now() + self.shared.config.data_timeout;
+                self.control.begin_tls(conn, until)
+            });
+        started.map_err(|e| {
+            log::error!("{}: cannot start TLS: {e}", self.peer);
+            End::Lost
+        })
     }
 
     /// REIN (RFC 959 §4.1.1): the session as it was just after the connection was
