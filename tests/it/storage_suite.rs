@@ -35,6 +35,8 @@ use crate::common::{hash_password, pattern, sha256, Ftp, TestServer, WAIT};
 pub struct Caps {
     /// RNFR/RNTO of a non-empty directory works (an object store may refuse it).
     pub renames_directories: bool,
+    /// APPE and REST+STOR onto an existing file work; without, they get a clear `550`.
+    pub appends: bool,
 }
 
 /// A server running on a fresh storage of one backend, stopped when dropped.
@@ -83,6 +85,10 @@ macro_rules! suite {
             #[test]
             fn an_aborted_upload_leaves_nothing_visible() {
                 super::an_aborted_upload_leaves_nothing_visible(&$fixture);
+            }
+            #[test]
+            fn appends_extend_a_file_or_are_refused_clearly() {
+                super::appends_extend_a_file_or_are_refused_clearly(&$fixture);
             }
             #[test]
             fn thirty_two_clients_upload_and_download_at_once() {
@@ -382,6 +388,49 @@ fn an_aborted_upload_leaves_nothing_visible(fixture: &dyn Fixture) {
     assert_eq!(mlsd.lines().count(), 1, "{mlsd}");
 }
 
+fn appends_extend_a_file_or_are_refused_clearly(fixture: &dyn Fixture) {
+    let server = fixture.start(None);
+    let mut ftp = login(&*server);
+    ftp.stor("log.txt", b"first ");
+    // APPE of a new name makes the file on every backend.
+    let mut data = ftp.epsv();
+    ftp.expect("APPE new.txt", 150);
+    data.write_all(b"new").expect("write");
+    drop(data);
+    ftp.expect_reply(226);
+    assert_eq!(ftp.retr("new.txt"), b"new");
+
+    let mut data = ftp.epsv();
+    let r = ftp.cmd("APPE log.txt");
+    if fixture.caps().appends {
+        assert_eq!(r.code, 150, "{r:?}");
+        data.write_all(b"second").expect("write");
+        drop(data);
+        ftp.expect_reply(226);
+        assert_eq!(ftp.retr("log.txt"), b"first second");
+        let mut data = ftp.epsv();
+        ftp.expect("REST 6", 350);
+        ftp.expect("STOR log.txt", 150);
+        data.write_all(b"again").expect("write");
+        drop(data);
+        ftp.expect_reply(226);
+        assert_eq!(ftp.retr("log.txt"), b"first again");
+    } else {
+        assert_eq!(r.code, 550, "{r:?}");
+        assert!(r.text.contains("Not supported"), "{r:?}");
+        drop(data);
+        let _data = ftp.epsv();
+        ftp.expect("REST 6", 350);
+        let r = ftp.expect("STOR log.txt", 550);
+        assert!(r.text.contains("Not supported"), "{r:?}");
+        assert_eq!(ftp.retr("log.txt"), b"first ");
+    }
+    let _data = ftp.epsv();
+    ftp.expect("REST 100", 350);
+    ftp.expect("STOR log.txt", 554); // past the end, on every backend
+    assert_eq!(names(&mut ftp, "/"), ["log.txt", "new.txt"]);
+}
+
 fn thirty_two_clients_upload_and_download_at_once(fixture: &dyn Fixture) {
     const CLIENTS: usize = 32;
     const ROUNDS: usize = 3;
@@ -482,14 +531,16 @@ impl Fixture for LocalProcess {
     fn caps(&self) -> Caps {
         Caps {
             renames_directories: true,
+            appends: true,
         }
     }
 }
 
 /// The local directory, wrapped so that the session sees a streaming backend:
 /// downloads are readers (from the offset asked), uploads are writers through a
-/// bounded buffer, committed by the local part file's rename. The server runs in
-/// this process, on [`Config::storage`].
+/// bounded buffer, committed by the local part file's rename; an upload that would
+/// keep part of the current file (APPE, REST+STOR) is refused as an object store
+/// refuses it. The server runs in this process, on [`Config::storage`].
 struct Streamed;
 
 #[derive(Debug)]
@@ -568,6 +619,11 @@ impl Backend for StreamingBackend {
         path: &VirtualPath,
         keep: u64,
     ) -> Result<Box<dyn Upload>, StorageError> {
+        if keep > 0 {
+            return Err(StorageError::Unsupported(
+                "APPE and REST+STOR onto an existing file".into(),
+            ));
+        }
         let mut inner = self.0.create_upload(path, keep)?;
         let Sink::File(file) = inner.sink() else {
             return Ok(inner);
@@ -679,6 +735,7 @@ impl Fixture for Streamed {
     fn caps(&self) -> Caps {
         Caps {
             renames_directories: true,
+            appends: false,
         }
     }
 }
