@@ -28,6 +28,7 @@
 //! [`StorageError::Unsupported`] with its reason, and the client gets a clear `550`.
 
 pub mod local;
+// Other backends' modules go here, one line each (the S3 backend: `pub mod s3;`).
 
 use std::fmt;
 use std::fs::{File, Metadata};

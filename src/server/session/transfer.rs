@@ -8,7 +8,9 @@
 //! pool's queue, the session goes to the back of it ([`Ran::Yielded`]). So when every
 //! worker is in a long transfer, a ready command waits about one slice, not one
 //! transfer. The data still moves with blocking, zero-copy calls: a slice is many of
-//! them. Waiting for the client's passive data connection is sliced the same way.
+//! them. Waiting for the client's passive data connection is sliced the same way. A
+//! storage backend without files (see [`crate::storage`]) is read and written as a
+//! stream instead, through a buffer, in the same slices.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
