@@ -35,6 +35,7 @@ mod error;
 pub mod limits;
 mod locks;
 pub mod server;
+pub mod storage;
 pub mod time;
 pub mod tls;
 pub mod transfer;

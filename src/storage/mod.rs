@@ -1,0 +1,3 @@
+//! Where the server's files live.
+
+pub mod s3;
