@@ -57,15 +57,21 @@ use self::metrics::{Metrics, SessionResult};
 use self::xferlog::Xferlog;
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
-use crate::path::Root;
 use crate::protocol::{Reply, ReplyCode};
+use crate::storage::local::Local;
+use crate::storage::Backend;
 
 /// Everything the server can be configured with. [`Config::default`] is the lab's setup:
 /// `./server` on 127.0.0.1:2121.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The directory served as `/` (created if missing).
+    /// The directory served as `/` (created if missing), unless [`Config::storage`]
+    /// gives another backend.
     pub root: PathBuf,
+    /// The storage served as `/` instead of the local directory [`Config::root`]
+    /// (another backend, made before the server; see [`crate::storage`]). `None`:
+    /// the local directory.
+    pub storage: Option<Arc<dyn Backend>>,
     /// The address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
     /// How many worker threads run commands and transfers at once; a session waiting
@@ -136,6 +142,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             root: PathBuf::from("server"),
+            storage: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
             workers: 64,
             max_connections: 10_000,
@@ -173,7 +180,8 @@ struct Shared {
     config: Config,
     /// The settings a reload replaces: accounts, anonymous access, limits, grace, TLS.
     live: reload::Live,
-    root: Root,
+    /// Where the files live: `/` of every session without a home of its own.
+    storage: Arc<dyn Backend>,
     locks: LockTable,
     /// Set once shutdown begins: no new sessions, idle ones get `421`.
     stopping: AtomicBool,
@@ -425,17 +433,21 @@ pub struct RunReport {
 }
 
 impl Server {
-    /// Opens the root (creating it if missing) and binds the listening socket.
+    /// Opens the root (creating it if missing; or takes [`Config::storage`]) and binds
+    /// the listening socket.
     ///
     /// # Errors
     /// [`Error::Root`] when the root cannot be created or opened, [`Error::Bind`] when
     /// the address cannot be bound, [`Error::MetricsBind`] when the metrics' address
     /// cannot, [`Error::Xferlog`] when the transfer log cannot be opened.
     pub fn bind(mut config: Config) -> Result<Server> {
-        let root = Root::new(&config.root).map_err(|source| Error::Root {
-            path: config.root.clone(),
-            source,
-        })?;
+        let storage = match &config.storage {
+            Some(storage) => Arc::clone(storage),
+            None => Arc::new(Local::new(&config.root).map_err(|source| Error::Root {
+                path: config.root.clone(),
+                source,
+            })?) as Arc<dyn Backend>,
+        };
         let bind = config.bind;
         let listener =
             TcpListener::bind(bind).map_err(|source| Error::Bind { addr: bind, source })?;
@@ -509,7 +521,7 @@ impl Server {
             xferlog,
             config,
             live,
-            root,
+            storage,
             locks: LockTable::new(),
             hash_slots: Slots::per_core(),
             stopping: AtomicBool::new(false),
@@ -552,9 +564,9 @@ impl Server {
         self.implicit.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// The canonical root directory being served.
-    pub fn root(&self) -> &std::path::Path {
-        self.shared.root.dir()
+    /// The storage being served (its [`Backend::location`] of `/` says where).
+    pub fn storage(&self) -> &Arc<dyn Backend> {
+        &self.shared.storage
     }
 
     /// What the upload hooks did so far; the counts go on changing while the server
@@ -616,7 +628,10 @@ impl Server {
                 .map_err(Error::Thread)?;
             log::info!(
                 "serving {} on {} with {} workers, at most {} sessions",
-                shared.root.dir().display(),
+                shared
+                    .storage
+                    .location(&crate::path::VirtualPath::root())
+                    .display(),
                 self.addr,
                 config.workers,
                 shared.live().max_connections

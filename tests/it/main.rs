@@ -41,6 +41,8 @@ mod reload; // SIGHUP: users, certificate and config keys anew while sessions go
             // The S3 backend's object-store client against Garage: every request, byte-exact.
 mod s3_client;
 mod server;
+// One suite of storage checks run against every backend (local, local streamed).
+mod storage_suite;
 mod stress;
 mod tnftp;
 mod vsftpd;

@@ -34,6 +34,7 @@ mod transfer;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::commands::{Answer, HashAlgo};
@@ -47,8 +48,9 @@ use super::hooks::Upload;
 use super::metrics::{SessionResult, TlsChannel};
 use super::pool::Turn;
 use super::{ConnToken, Entry, Shared};
-use crate::path::{Resolved, Root, VirtualPath};
+use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode, TransferType};
+use crate::storage::Backend;
 use crate::tls::ServerStream;
 use crate::transfer::Pump;
 
@@ -74,8 +76,8 @@ pub(super) struct Session<'s> {
     control: Control,
     data: DataChannel<'s>,
     login: Login,
-    /// What the session sees as `/`: the server root, or the user's home inside it.
-    root: Root,
+    /// What the session sees as `/`: the server's storage, or the user's home in it.
+    storage: Arc<dyn Backend>,
     perms: Perms,
     /// Failed PASS commands so far.
     failures: u32,
@@ -87,7 +89,7 @@ pub(super) struct Session<'s> {
     /// The offset given by REST, used by the next RETR or STOR.
     rest: u64,
     /// The path given by RNFR, used by the next RNTO.
-    rename_from: Option<Resolved>,
+    rename_from: Option<VirtualPath>,
     /// The facts MLSD and MLST show (OPTS MLST).
     facts: Facts,
     /// The digest HASH computes (OPTS HASH).
@@ -196,7 +198,7 @@ pub(super) fn start<'s>(
         control: Control::new(stream, timeout, shared.metrics.replies()),
         data: DataChannel::new(shared, peer, local),
         login: Login::None,
-        root: shared.root.clone(),
+        storage: Arc::clone(&shared.storage),
         perms: Perms::default(),
         failures: 0,
         close_after_reply: false,
