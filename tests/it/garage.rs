@@ -127,8 +127,8 @@ impl Garage {
         let id = self.retry(bin, &["node", "id", "-q"]);
         let id = id.trim().split('@').next().unwrap_or("").to_owned();
         assert!(!id.is_empty(), "garage node id printed no id");
-        self.cli(bin, &["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
-        self.cli(bin, &["layout", "apply", "--version", "1"]);
+        self.retry(bin, &["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        self.retry(bin, &["layout", "apply", "--version", "1"]);
         self.retry(
             bin,
             &[
@@ -229,10 +229,10 @@ impl Garage {
             .join(format!("ftp-server-{}.toml", random_hex(4)));
         let text = format!(
             "storage = \"s3://{bucket}/{prefix}\"\n\
-             s3_endpoint = \"{endpoint}\"\n\
-             s3_region = \"{REGION}\"\n\
-             s3_access_key_id = \"{key}\"\n\
-             s3_secret_access_key = \"{secret}\"\n\
+             s3-endpoint = \"{endpoint}\"\n\
+             s3-region = \"{REGION}\"\n\
+             s3-access-key-id = \"{key}\"\n\
+             s3-secret-access-key = \"{secret}\"\n\
              {extra}",
             bucket = self.bucket,
             endpoint = self.endpoint,

@@ -231,7 +231,11 @@ pub fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
 
 /// The keys a config file may have that are no flag: secrets, which a command line
 /// would show to every user of the machine (`ps`).
-pub const FILE_ONLY_KEYS: [&str; 3] = ["s3-access-key-id", "s3-secret-access-key", "s3-session-token"];
+pub const FILE_ONLY_KEYS: [&str; 3] = [
+    "s3-access-key-id",
+    "s3-secret-access-key",
+    "s3-session-token",
+];
 
 /// A secret from the config file: never printed (`Debug` shows `<hidden>`, and
 /// check-config leaves it out).

@@ -451,6 +451,8 @@ impl S3Client {
                 query.push(("key-marker", key));
                 query.push(("upload-id-marker", id));
             }
+            // The signature wants the query in order, as `sign` merges it with its own.
+            query.sort_unstable();
             let url = self.sign_bucket(rusty_s3::Method::Get, &query, &[]);
             let resp = self.agent.get(url.as_str()).call()?;
             let text = read_text(expect_ok(resp)?)?;

@@ -59,7 +59,8 @@ const BIG_PART: usize = 64 << 20;
 const MAX_PARTS: u16 = 10_000;
 
 /// Why APPE and REST+STOR are refused, as the client reads it.
-const NO_APPEND: &str = "objects cannot be appended to or written in the middle; upload the whole file with STOR";
+const NO_APPEND: &str =
+    "objects cannot be appended to or written in the middle; upload the whole file with STOR";
 
 /// Where the backend's objects are: `s3://bucket/prefix`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,43 +287,52 @@ impl Backend for S3 {
     }
 
     fn lock_key(&self, path: &VirtualPath) -> Result<EntryKey, StorageError> {
-        Ok(EntryKey::new(format!("s3://{}/{}", self.bucket, self.key(path))))
+        Ok(EntryKey::new(format!(
+            "s3://{}/{}",
+            self.bucket,
+            self.key(path)
+        )))
     }
 
+    /// The session opens a file before it takes its lock (the lock key comes with
+    /// it), so an upload may complete between the look and the GET: the GET's
+    /// `If-Match` then fails, and the look is made again, so the download is one
+    /// whole version of the object, never a mix.
     fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
         let key = self.key(path);
-        let info = match self.look(path)? {
-            Some(Found::File(info)) => info,
-            Some(Found::Dir) => return Err(StorageError::IsADirectory),
-            None => return Err(StorageError::NotFound),
-        };
-        let stat = file_stat(&info);
         let lock = self.lock_key(path)?;
-        if offset >= info.size {
-            // Nothing to send: a ranged GET from the end would be refused (416).
-            return Ok(Opened {
-                download: Download::Stream(Box::new(io::empty())),
-                stat,
-                key: lock,
-            });
+        let mut tries = 0;
+        loop {
+            let info = match self.look(path)? {
+                Some(Found::File(info)) => info,
+                Some(Found::Dir) => return Err(StorageError::IsADirectory),
+                None => return Err(StorageError::NotFound),
+            };
+            let stat = file_stat(&info);
+            if offset >= info.size {
+                // Nothing to send: a ranged GET from the end would be refused (416).
+                return Ok(Opened {
+                    download: Download::Stream(Box::new(io::empty())),
+                    stat,
+                    key: lock,
+                });
+            }
+            let etag = Some(info.etag.as_str()).filter(|t| !t.is_empty());
+            match self.client.get(&key, offset, etag) {
+                Ok(reader) => {
+                    return Ok(Opened {
+                        download: Download::Stream(Box::new(reader)),
+                        stat,
+                        key: lock,
+                    })
+                }
+                Err(S3Error::Changed) if tries < 3 => tries += 1,
+                Err(e) => return Err(storage_error(e)),
+            }
         }
-        let etag = Some(info.etag.as_str()).filter(|t| !t.is_empty());
-        let reader = self
-            .client
-            .get(&key, offset, etag)
-            .map_err(storage_error)?;
-        Ok(Opened {
-            download: Download::Stream(Box::new(reader)),
-            stat,
-            key: lock,
-        })
     }
 
-    fn list(
-        &self,
-        dir: &VirtualPath,
-        wanted: Option<NameFilter>,
-    ) -> Result<Entries, StorageError> {
+    fn list(&self, dir: &VirtualPath, wanted: Option<NameFilter>) -> Result<Entries, StorageError> {
         let prefix = self.dir_prefix(dir);
         // The first page now, so that a missing directory or a store that does not
         // answer is an error reply rather than an empty listing.
@@ -331,10 +341,12 @@ impl Backend for S3 {
             .list_page(&prefix, Some("/"), None, None)
             .map_err(storage_error)?;
         if !dir.is_root() && first.objects.is_empty() && first.prefixes.is_empty() {
-            return Err(match self.client.head(&self.key(dir)).map_err(storage_error)? {
-                Some(_) => StorageError::NotADirectory,
-                None => StorageError::NotFound,
-            });
+            return Err(
+                match self.client.head(&self.key(dir)).map_err(storage_error)? {
+                    Some(_) => StorageError::NotADirectory,
+                    None => StorageError::NotFound,
+                },
+            );
         }
         Ok(Box::new(Listing {
             client: Arc::clone(&self.client),
@@ -373,9 +385,7 @@ impl Backend for S3 {
             return Err(StorageError::Exists);
         }
         self.parent_is_dir(path)?;
-        self.client
-            .put(&self.key(path), b"")
-            .map_err(storage_error)
+        self.client.put(&self.key(path), b"").map_err(storage_error)
     }
 
     fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
@@ -695,7 +705,14 @@ mod tests {
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("bucket", ""));
         let l = S3Location::parse("s3://bucket/a/b/").expect("prefix");
         assert_eq!((l.bucket.as_str(), l.prefix.as_str()), ("bucket", "a/b/"));
-        for bad in ["bucket/x", "s3://", "s3:///x", "s3://b/a/../c", "s3://b/a//c", "s3://b/./c"] {
+        for bad in [
+            "bucket/x",
+            "s3://",
+            "s3:///x",
+            "s3://b/a/../c",
+            "s3://b/a//c",
+            "s3://b/./c",
+        ] {
             assert!(S3Location::parse(bad).is_err(), "{bad}");
         }
     }
