@@ -40,6 +40,8 @@ mod rclone;
 mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on
             // The S3 backend's object-store client against Garage: every request, byte-exact.
 mod s3_client;
+// The S3 backend under ftp-server on Garage: curl, lftp, 10,000 objects, cut uploads.
+mod s3_backend;
 mod server;
 // One suite of storage checks run against every backend (local, local streamed).
 mod storage_suite;
