@@ -1016,6 +1016,44 @@ mod tests {
         Settings::combine(&cli(words), Some(&file(text)?))
     }
 
+    #[test]
+    fn s3_settings_come_from_keys_then_aws_variables_and_secrets_are_never_printed() {
+        let text = "storage = \"s3://bucket/pre/fix\"\ns3-endpoint = \"http://127.0.0.1:3900\"\n\
+                    s3-access-key-id = \"GKfile\"\ns3-secret-access-key = \"hush\"\n";
+        let s = settings(&[], text).expect("settings");
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("GKenv".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envhush".to_owned()),
+            "AWS_REGION" => Some("eu-west-3".to_owned()),
+            _ => None,
+        };
+        let (s3, location) = s.s3(&env).expect("s3").expect("configured");
+        assert_eq!(location.bucket, "bucket");
+        assert_eq!(location.prefix, "pre/fix/");
+        assert_eq!(s3.access_key_id, "GKfile");
+        assert_eq!(s3.secret_access_key, "hush");
+        assert_eq!(s3.region, "eu-west-3");
+        assert_eq!(s3.endpoint, "http://127.0.0.1:3900");
+        let printed = s.to_toml().expect("toml");
+        assert!(
+            !printed.contains("hush") && !printed.contains("GKfile"),
+            "{printed}"
+        );
+        assert!(!format!("{s:?}").contains("hush"));
+
+        let from_env = settings(&[], "storage = \"s3://b\"\n").expect("settings");
+        let (s3, _) = from_env.s3(&env).expect("s3").expect("configured");
+        assert_eq!(
+            (s3.access_key_id.as_str(), s3.secret_access_key.as_str()),
+            ("GKenv", "envhush")
+        );
+        assert_eq!(s3.endpoint, "https://s3.eu-west-3.amazonaws.com");
+        let none = from_env.s3(&|_| None).expect_err("no credentials");
+        assert!(none.to_string().contains("no credentials"), "{none}");
+        assert!(error("storage = \"/srv/files\"\n").contains("s3://"));
+        assert!(error("s3-endpoint = \"http://x\"\n").contains("storage"));
+    }
+
     /// The message of the error `text` gives with an empty command line.
     fn error(text: &str) -> String {
         settings(&[], text).expect_err("an error").to_string()
