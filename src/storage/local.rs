@@ -5,17 +5,19 @@
 //! walk) and acted on through handles. Downloads are the opened `File` (the transfer
 //! sends it with sendfile, from whatever offset); uploads are the hidden part file
 //! beside the target (the transfer splices into it), renamed over the target on commit
-//! and removed when dropped. So the local data path is what it was before the storage
-//! layer: the same system calls, one more resolution per upload for its lock key.
+//! and removed when dropped. A [`Place`] is a resolved entry (its directory's handle
+//! and its name), so a command resolves its path once, as before the storage layer,
+//! and the local data path makes the same system calls as before it.
 
+use std::any::Any;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::{
-    Backend, Download, Entries, EntryKey, NameFilter, Opened, Sink, Stat, StorageError, Upload,
-    VirtualPath,
+    Backend, Download, Entries, EntryKey, NameFilter, Opened, Place, Sink, Stat, StorageError,
+    Upload, VirtualPath,
 };
 use crate::path::{PartFile, PathError, Resolved, Root, TEMP_PREFIX};
 
@@ -77,6 +79,11 @@ impl Upload for LocalUpload {
     }
 }
 
+/// A path of the local backend, resolved: the handle of its directory and its name.
+struct LocalPlace {
+    resolved: Resolved,
+}
+
 impl Backend for Local {
     fn below(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError> {
         Ok(Arc::new(Local {
@@ -84,18 +91,10 @@ impl Backend for Local {
         }))
     }
 
-    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
-        Ok(Stat::from_metadata(&self.resolve(path)?.metadata()?))
-    }
-
-    fn stat_entry(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
-        Ok(Stat::from_metadata(
-            &self.resolve(path)?.symlink_metadata()?,
-        ))
-    }
-
-    fn lock_key(&self, path: &VirtualPath) -> Result<EntryKey, StorageError> {
-        Ok(self.resolve(path)?.lock_key().clone())
+    fn locate(&self, path: &VirtualPath) -> Result<Box<dyn Place>, StorageError> {
+        Ok(Box::new(LocalPlace {
+            resolved: self.resolve(path)?,
+        }))
     }
 
     /// One `openat2` when no symlink is on the way, else the checked resolution; the
@@ -134,58 +133,80 @@ impl Backend for Local {
         })))
     }
 
-    /// The part file is made in the target's directory handle; the kept bytes are
-    /// copied file to file (`copy_file_range`).
-    fn create_upload(
-        &self,
-        path: &VirtualPath,
-        keep: u64,
-    ) -> Result<Box<dyn Upload>, StorageError> {
-        let target = self.resolve(path)?;
-        // Dropping `part` on any error below removes it.
-        let mut part = target.create_part()?;
-        if keep > 0 {
-            let current = target.open_read()?;
-            io::copy(&mut current.take(keep), part.file_mut())?;
-        }
-        Ok(Box::new(LocalUpload { part, target }))
-    }
-
-    fn create_new(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        Ok(self.resolve(path)?.create_new()?)
-    }
-
-    fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        Ok(self.resolve(path)?.create_dir()?)
-    }
-
-    fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        Ok(self.resolve(path)?.remove_dir()?)
-    }
-
-    fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        Ok(self.resolve(path)?.remove_file()?)
-    }
-
-    fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
-        Ok(self.resolve(from)?.rename_to(&self.resolve(to)?)?)
-    }
-
-    fn set_modified(
-        &self,
-        path: &VirtualPath,
-        time: SystemTime,
-    ) -> Result<Option<Stat>, StorageError> {
-        let meta = self.resolve(path)?.set_modified(time)?;
-        Ok(meta.as_ref().map(Stat::from_metadata))
-    }
-
     /// The root's directory joined with the path (nothing is resolved: for programs
     /// outside the server).
     fn location(&self, path: &VirtualPath) -> PathBuf {
         let mut host = self.root.dir().to_path_buf();
         host.extend(path.components());
         host
+    }
+}
+
+impl Place for LocalPlace {
+    fn path(&self) -> &VirtualPath {
+        self.resolved.virtual_path()
+    }
+
+    fn key(&self) -> &EntryKey {
+        self.resolved.lock_key()
+    }
+
+    fn stat(&self) -> Result<Stat, StorageError> {
+        Ok(Stat::from_metadata(&self.resolved.metadata()?))
+    }
+
+    fn stat_entry(&self) -> Result<Stat, StorageError> {
+        Ok(Stat::from_metadata(&self.resolved.symlink_metadata()?))
+    }
+
+    /// The part file is made in the target's directory handle; the kept bytes are
+    /// copied file to file (`copy_file_range`).
+    fn create_upload(&self, keep: u64) -> Result<Box<dyn Upload>, StorageError> {
+        let target = &self.resolved;
+        // Dropping `part` on any error below removes it.
+        let mut part = target.create_part()?;
+        if keep > 0 {
+            let current = target.open_read()?;
+            io::copy(&mut current.take(keep), part.file_mut())?;
+        }
+        Ok(Box::new(LocalUpload {
+            part,
+            target: target.clone(),
+        }))
+    }
+
+    fn create_new(&self) -> Result<(), StorageError> {
+        Ok(self.resolved.create_new()?)
+    }
+
+    fn create_dir(&self) -> Result<(), StorageError> {
+        Ok(self.resolved.create_dir()?)
+    }
+
+    fn remove_dir(&self) -> Result<(), StorageError> {
+        Ok(self.resolved.remove_dir()?)
+    }
+
+    fn remove_file(&self) -> Result<(), StorageError> {
+        Ok(self.resolved.remove_file()?)
+    }
+
+    fn rename_to(&self, to: &dyn Place) -> Result<(), StorageError> {
+        let Some(to) = to.as_any().downcast_ref::<LocalPlace>() else {
+            return Err(StorageError::Unsupported(
+                "a rename from one storage to another".into(),
+            ));
+        };
+        Ok(self.resolved.rename_to(&to.resolved)?)
+    }
+
+    fn set_modified(&self, time: SystemTime) -> Result<Option<Stat>, StorageError> {
+        let meta = self.resolved.set_modified(time)?;
+        Ok(meta.as_ref().map(Stat::from_metadata))
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -199,6 +220,10 @@ mod tests {
 
     fn virt(path: &str) -> VirtualPath {
         VirtualPath::root().join(path).expect("path")
+    }
+
+    fn place(local: &Local, path: &str) -> Box<dyn Place> {
+        local.locate(&virt(path)).expect("locate")
     }
 
     fn fixture() -> (tempfile::TempDir, Local) {
@@ -230,19 +255,19 @@ mod tests {
             Err(StorageError::NotADirectory)
         ));
         assert!(matches!(
-            err(local.remove_dir(&virt("sub/full"))),
+            err(place(&local, "sub/full").remove_dir()),
             StorageError::NotEmpty
         ));
         assert!(matches!(
-            err(local.create_dir(&virt("sub"))),
+            err(place(&local, "sub").create_dir()),
             StorageError::Exists
         ));
         assert!(matches!(
-            err(local.create_new(&virt("file.txt"))),
+            err(place(&local, "file.txt").create_new()),
             StorageError::Exists
         ));
         assert!(matches!(
-            err(local.remove_file(&virt("sub"))),
+            err(place(&local, "sub").remove_file()),
             StorageError::IsADirectory | StorageError::Io(_)
         ));
         assert!(matches!(
@@ -269,12 +294,12 @@ mod tests {
         std::os::unix::fs::symlink("file.txt", tmp.path().join("root/alias")).expect("link");
         assert!(local.stat(&virt("alias")).expect("stat").is_file());
         assert_eq!(
-            local.stat_entry(&virt("alias")).expect("stat").kind,
+            place(&local, "alias").stat_entry().expect("stat").kind,
             Kind::Symlink
         );
         assert_eq!(
-            local.lock_key(&virt("alias")).expect("key"),
-            local.lock_key(&virt("alias")).expect("key")
+            place(&local, "alias").key(),
+            place(&local, "sub/../alias").key()
         );
     }
 
@@ -282,7 +307,7 @@ mod tests {
     fn uploads_appear_only_when_committed_and_keep_what_they_are_asked_to() {
         let (tmp, local) = fixture();
         let root = tmp.path().join("root");
-        let mut upload = local.create_upload(&virt("new.txt"), 0).expect("upload");
+        let mut upload = place(&local, "new.txt").create_upload(0).expect("upload");
         match upload.sink() {
             Sink::File(mut file) => file.write_all(b"fresh").expect("write"),
             Sink::Stream(_) => panic!("the local backend writes a file"),
@@ -291,11 +316,11 @@ mod tests {
         upload.commit().expect("commit");
         assert_eq!(fs::read(root.join("new.txt")).expect("read"), b"fresh");
 
-        let dropped = local.create_upload(&virt("gone.txt"), 0).expect("upload");
+        let dropped = place(&local, "gone.txt").create_upload(0).expect("upload");
         drop(dropped);
         assert!(!root.join("gone.txt").exists());
 
-        let mut resumed = local.create_upload(&virt("file.txt"), 3).expect("upload");
+        let mut resumed = place(&local, "file.txt").create_upload(3).expect("upload");
         if let Sink::File(mut file) = resumed.sink() {
             file.write_all(b"ab").expect("write");
         }
@@ -303,7 +328,7 @@ mod tests {
         assert_eq!(fs::read(root.join("file.txt")).expect("read"), b"123ab");
 
         // Part files are never listed, and nothing of the dropped upload is left.
-        let _open = local.create_upload(&virt("half.txt"), 0).expect("upload");
+        let _open = place(&local, "half.txt").create_upload(0).expect("upload");
         let mut names: Vec<String> = local
             .list(&VirtualPath::root(), None)
             .expect("list")
@@ -333,7 +358,10 @@ mod tests {
         assert_eq!(io::read_to_string(file).expect("read"), "12345");
         let home = local.below(&virt("homes/alice")).expect("home");
         assert!(tmp.path().join("root/homes/alice").is_dir());
-        home.create_dir(&virt("docs")).expect("mkdir");
+        home.locate(&virt("docs"))
+            .expect("locate")
+            .create_dir()
+            .expect("mkdir");
         assert!(tmp.path().join("root/homes/alice/docs").is_dir());
         assert_eq!(
             home.location(&virt("docs/a.txt")),

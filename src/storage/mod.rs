@@ -6,19 +6,20 @@
 //! local directory ([`local::Local`], the default) resolves it below its root with
 //! directory handles (see [`crate::path`]); an object store maps it to a key.
 //!
-//! Why a path-based trait, held as `Arc<dyn Backend>`, rather than handles or an enum
-//! of backends: an object store has no handles, and a trait object lets another
-//! backend plug in from its own module (and a test wrap one) without the session
-//! knowing it. The session keeps what is the same on every backend: permissions, the
-//! lock table (keyed by what [`Backend::lock_key`] gives, per server instance), REST
-//! and APPE bookkeeping, listings' format. The local backend resolves a path again
-//! for each call; each resolution is confined on its own, and measured, one more
-//! `openat2` per upload is within noise (README, "Storage").
+//! Why trait objects (`Arc<dyn Backend>`, and a [`Place`] per command) rather than an
+//! enum of backends: another backend plugs in from its own module (and a test wraps
+//! one) without the session knowing it. A command looks its path up once
+//! ([`Backend::locate`]) and acts on the [`Place`] found: on the local backend that
+//! keeps every action on the directory handle the lookup found, as before the layer
+//! (a lookup per action would let a directory swapped for a symlink meanwhile make
+//! the later steps fail, and cost a lookup each). The session keeps what is the
+//! same on every backend: permissions, the lock table (keyed by [`Place::key`], per
+//! server instance), REST and APPE bookkeeping, listings' format.
 //!
 //! Two things keep the local data path as fast as before:
 //! - [`Backend::open_read`] gives a [`Download`]: a `File` (the transfer sends it with
 //!   sendfile) or a stream (`Read`) for stores that have no file;
-//! - [`Backend::create_upload`] gives an [`Upload`] whose [`Sink`] is a `File` (the
+//! - [`Place::create_upload`] gives an [`Upload`] whose [`Sink`] is a `File` (the
 //!   transfer splices into it) or a `Write`; it becomes visible only by
 //!   [`Upload::commit`], and dropping it uncommitted leaves nothing (the local part
 //!   file is removed; a multipart upload would be aborted).
@@ -30,6 +31,7 @@
 pub mod local;
 pub mod s3;
 
+use std::any::Any;
 use std::fmt;
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
@@ -93,7 +95,7 @@ pub enum Kind {
     File,
     /// A directory.
     Dir,
-    /// Only from [`Backend::stat_entry`] (or a dangling link): every other look
+    /// Only from [`Place::stat_entry`] (or a dangling link): every other look
     /// follows a symlink that stays inside the root.
     Symlink,
     /// A named pipe.
@@ -239,28 +241,18 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// When it cannot be made or opened, or would lie outside.
     fn below(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError>;
 
-    /// What `path` names, following a last symlink that stays inside.
+    /// Looks `path` up once, for a command that acts on it (see [`Place`]). The entry
+    /// need not exist (STOR, MKD); the directories on its way must.
     ///
     /// # Errors
-    /// [`StorageError::NotFound`] when missing; others as they come.
-    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError>;
+    /// [`StorageError::NotFound`] for a missing directory on the way,
+    /// [`StorageError::Outside`] for a way out of the root.
+    fn locate(&self, path: &VirtualPath) -> Result<Box<dyn Place>, StorageError>;
 
-    /// The entry `path` itself (a symlink is not followed).
-    ///
-    /// # Errors
-    /// As [`Backend::stat`].
-    fn stat_entry(&self, path: &VirtualPath) -> Result<Stat, StorageError>;
-
-    /// The key the lock table holds `path` under: the same for every name of one
-    /// entry, where the backend can tell.
-    ///
-    /// # Errors
-    /// When the path cannot be resolved.
-    fn lock_key(&self, path: &VirtualPath) -> Result<EntryKey, StorageError>;
-
-    /// Opens what `path` names to read it from `offset` (see [`Download`]). The caller
-    /// checks that it is a plain file and that `offset` is not past its end; a
-    /// backend that streams may refuse an offset past the end itself.
+    /// Opens what `path` names to read it from `offset` (see [`Download`]), in as few
+    /// steps as the backend can (RETR of small files is most of a busy server's
+    /// work). The caller checks that it is a plain file and that `offset` is not past
+    /// its end; a backend that streams may refuse an offset past the end itself.
     ///
     /// # Errors
     /// When it cannot be opened.
@@ -273,61 +265,97 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// When the directory cannot be opened.
     fn list(&self, dir: &VirtualPath, wanted: Option<NameFilter>) -> Result<Entries, StorageError>;
 
-    /// Starts an upload that will replace `path`, beginning with the first `keep`
+    /// Where `path` is, for programs and logs outside the protocol (upload hooks'
+    /// `FTP_FILE`, the start-up line): a host path, or a URL such as
+    /// `s3://bucket/key`. Never shown to clients.
+    fn location(&self, path: &VirtualPath) -> PathBuf;
+
+    /// What `path` names, following a last symlink that stays inside.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when missing; others as they come.
+    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
+        self.locate(path)?.stat()
+    }
+}
+
+/// A path looked up once by [`Backend::locate`]: a command's actions on it all act on
+/// what was found then. On the local backend that is the handle of the directory
+/// holding the entry, so a directory swapped for a symlink between the lookup and an
+/// action cannot lead the action elsewhere, and a command needs one lookup however
+/// many steps it takes (lock key, size, upload, rename). On an object store it is
+/// the key.
+pub trait Place: Send + Sync {
+    /// The path as the client sees it.
+    fn path(&self) -> &VirtualPath;
+
+    /// The key the lock table holds the entry under: the same for every name of one
+    /// entry, where the backend can tell (local: the canonical path).
+    fn key(&self) -> &EntryKey;
+
+    /// What the entry names, following a last symlink that stays inside.
+    ///
+    /// # Errors
+    /// [`StorageError::NotFound`] when missing; others as they come.
+    fn stat(&self) -> Result<Stat, StorageError>;
+
+    /// The entry itself (a symlink is not followed).
+    ///
+    /// # Errors
+    /// As [`Place::stat`].
+    fn stat_entry(&self) -> Result<Stat, StorageError>;
+
+    /// Starts an upload that will replace the entry, beginning with the first `keep`
     /// bytes of the current file (APPE, REST+STOR; 0 for STOR). The caller holds the
     /// write lock and has checked `keep` against the current size.
     ///
     /// # Errors
     /// When it cannot be started; [`StorageError::Unsupported`] for a `keep` the
     /// backend cannot do.
-    fn create_upload(&self, path: &VirtualPath, keep: u64)
-        -> Result<Box<dyn Upload>, StorageError>;
+    fn create_upload(&self, keep: u64) -> Result<Box<dyn Upload>, StorageError>;
 
-    /// Makes `path` an empty file only if the name is free (STOU reserves its name).
+    /// Makes the entry an empty file only if the name is free (STOU reserves its
+    /// name so).
     ///
     /// # Errors
     /// [`StorageError::Exists`] when the name is taken.
-    fn create_new(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    fn create_new(&self) -> Result<(), StorageError>;
 
-    /// Makes the directory `path` (MKD).
+    /// Makes the entry a directory (MKD).
     ///
     /// # Errors
     /// [`StorageError::Exists`] when the name is taken.
-    fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    fn create_dir(&self) -> Result<(), StorageError>;
 
-    /// Removes the empty directory `path` (RMD).
+    /// Removes the entry, an empty directory (RMD).
     ///
     /// # Errors
     /// [`StorageError::NotEmpty`] when it has entries.
-    fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    fn remove_dir(&self) -> Result<(), StorageError>;
 
-    /// Removes the entry `path`, which is not a directory (DELE; a symlink itself).
+    /// Removes the entry, which is not a directory (DELE; a symlink itself).
     ///
     /// # Errors
     /// When it is missing or cannot be removed.
-    fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError>;
+    fn remove_file(&self) -> Result<(), StorageError>;
 
-    /// Renames `from` to `to`, replacing a file there (RNFR, RNTO).
+    /// Renames the entry to `to` (a place of the same backend), replacing a file
+    /// there (RNFR, RNTO).
     ///
     /// # Errors
     /// When it fails; a backend may refuse directories ([`StorageError::Unsupported`]).
-    fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
+    fn rename_to(&self, to: &dyn Place) -> Result<(), StorageError>;
 
-    /// Sets the modification time of the plain file `path` names (MFMT); its stat
+    /// Sets the modification time of the plain file the entry names (MFMT); its stat
     /// afterwards, or `None`, changing nothing, when it is not a plain file.
     ///
     /// # Errors
     /// When it cannot be set ([`StorageError::Unsupported`] allowed).
-    fn set_modified(
-        &self,
-        path: &VirtualPath,
-        time: SystemTime,
-    ) -> Result<Option<Stat>, StorageError>;
+    fn set_modified(&self, time: SystemTime) -> Result<Option<Stat>, StorageError>;
 
-    /// Where `path` is, for programs and logs outside the protocol (upload hooks'
-    /// `FTP_FILE`, the start-up line): a host path, or a URL such as
-    /// `s3://bucket/key`. Never shown to clients.
-    fn location(&self, path: &VirtualPath) -> PathBuf;
+    /// The place as [`Any`], so that [`Place::rename_to`] finds its backend's own
+    /// type in `to`.
+    fn as_any(&self) -> &dyn Any;
 }
 
 #[cfg(test)]

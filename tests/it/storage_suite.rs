@@ -12,6 +12,7 @@
 //! `--storage s3://...` of a real Garage node, see `garage.rs`). A backend joins with
 //! one `suite!` line and a fixture.
 
+use std::any::Any;
 use std::collections::HashSet;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -25,8 +26,8 @@ use std::time::{Duration, SystemTime};
 use simple_ftp::server::accounts::Users;
 use simple_ftp::storage::local::Local;
 use simple_ftp::storage::{
-    Backend, Download, Entries, EntryKey, NameFilter, Opened, Sink, Stat, StorageError, Upload,
-    VirtualPath,
+    Backend, Download, Entries, EntryKey, NameFilter, Opened, Place, Sink, Stat, StorageError,
+    Upload, VirtualPath,
 };
 use simple_ftp::{Config, Server, ShutdownHandle};
 
@@ -607,14 +608,9 @@ impl Backend for StreamingBackend {
         let below = self.0.below(home)?;
         Ok(Arc::new(StreamingBackend(below, Arc::clone(&self.1))))
     }
-    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
-        self.0.stat(path)
-    }
-    fn stat_entry(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
-        self.0.stat_entry(path)
-    }
-    fn lock_key(&self, path: &VirtualPath) -> Result<EntryKey, StorageError> {
-        self.0.lock_key(path)
+    fn locate(&self, path: &VirtualPath) -> Result<Box<dyn Place>, StorageError> {
+        let inner = self.0.locate(path)?;
+        Ok(Box::new(StreamingPlace(inner, Arc::clone(&self.1))))
     }
     fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
         let Opened {
@@ -644,17 +640,34 @@ impl Backend for StreamingBackend {
     fn list(&self, dir: &VirtualPath, wanted: Option<NameFilter>) -> Result<Entries, StorageError> {
         self.0.list(dir, wanted)
     }
-    fn create_upload(
-        &self,
-        path: &VirtualPath,
-        keep: u64,
-    ) -> Result<Box<dyn Upload>, StorageError> {
+    fn location(&self, path: &VirtualPath) -> PathBuf {
+        self.0.location(path)
+    }
+}
+
+/// A place of the [`StreamingBackend`]: the local one, with uploads made writers.
+struct StreamingPlace(Box<dyn Place>, Arc<Streams>);
+
+impl Place for StreamingPlace {
+    fn path(&self) -> &VirtualPath {
+        self.0.path()
+    }
+    fn key(&self) -> &EntryKey {
+        self.0.key()
+    }
+    fn stat(&self) -> Result<Stat, StorageError> {
+        self.0.stat()
+    }
+    fn stat_entry(&self) -> Result<Stat, StorageError> {
+        self.0.stat_entry()
+    }
+    fn create_upload(&self, keep: u64) -> Result<Box<dyn Upload>, StorageError> {
         if keep > 0 {
             return Err(StorageError::Unsupported(
                 "APPE and REST+STOR onto an existing file".into(),
             ));
         }
-        let mut inner = self.0.create_upload(path, keep)?;
+        let mut inner = self.0.create_upload(keep)?;
         let Sink::File(file) = inner.sink() else {
             return Ok(inner);
         };
@@ -666,30 +679,29 @@ impl Backend for StreamingBackend {
             writer: std::io::BufWriter::with_capacity(64 << 10, file),
         }))
     }
-    fn create_new(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        self.0.create_new(path)
+    fn create_new(&self) -> Result<(), StorageError> {
+        self.0.create_new()
     }
-    fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        self.0.create_dir(path)
+    fn create_dir(&self) -> Result<(), StorageError> {
+        self.0.create_dir()
     }
-    fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        self.0.remove_dir(path)
+    fn remove_dir(&self) -> Result<(), StorageError> {
+        self.0.remove_dir()
     }
-    fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
-        self.0.remove_file(path)
+    fn remove_file(&self) -> Result<(), StorageError> {
+        self.0.remove_file()
     }
-    fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
-        self.0.rename(from, to)
+    fn rename_to(&self, to: &dyn Place) -> Result<(), StorageError> {
+        match to.as_any().downcast_ref::<StreamingPlace>() {
+            Some(to) => self.0.rename_to(&*to.0),
+            None => self.0.rename_to(to),
+        }
     }
-    fn set_modified(
-        &self,
-        path: &VirtualPath,
-        time: SystemTime,
-    ) -> Result<Option<Stat>, StorageError> {
-        self.0.set_modified(path, time)
+    fn set_modified(&self, time: SystemTime) -> Result<Option<Stat>, StorageError> {
+        self.0.set_modified(time)
     }
-    fn location(&self, path: &VirtualPath) -> PathBuf {
-        self.0.location(path)
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

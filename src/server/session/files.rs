@@ -26,7 +26,7 @@ use crate::path::{is_fit_for_new_name, EntryKey, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TimeVal};
 use crate::server::hooks::Upload as UploadFacts;
 use crate::server::metrics::LockMode;
-use crate::storage::{Download, Opened, Stat, StorageError, Upload};
+use crate::storage::{Download, Opened, Place, Stat, StorageError, Upload};
 use crate::time::Utc;
 use crate::transfer::CopyError;
 
@@ -61,14 +61,19 @@ impl<'s> Session<'s> {
         Ok(self.cwd.join(arg)?)
     }
 
-    /// The path a new file or directory is to get: a name with a control character
-    /// is refused (`553`), since listings would send it verbatim.
-    fn new_name(&self, arg: &str) -> Result<VirtualPath, Failure> {
+    /// Looks up the path `arg` names, once, for a command that acts on it.
+    fn locate(&self, arg: &str) -> Result<Box<dyn Place>, Failure> {
+        Ok(self.storage.locate(&self.path(arg)?)?)
+    }
+
+    /// Looks up the path a new file or directory is to get: a name with a control
+    /// character is refused (`553`), since listings would send it verbatim.
+    fn locate_new(&self, arg: &str) -> Result<Box<dyn Place>, Failure> {
         let path = self.path(arg)?;
         if !path.leaf().is_none_or(is_fit_for_new_name) {
             return Err(Refusal::ControlCharName.into());
         }
-        Ok(path)
+        Ok(self.storage.locate(&path)?)
     }
 
     /// The path `name` gives, checked to be a plain file (following a symlink that
@@ -227,10 +232,9 @@ impl<'s> Session<'s> {
     /// visible only when the upload is complete. Readers see the old version or the
     /// new one, never a mix.
     pub(super) fn store(&mut self, name: &str, how: Store) -> Result<Step, Failure> {
-        let path = self.new_name(name)?;
-        let key = self.storage.lock_key(&path)?;
-        let shown = path.to_string();
-        self.store_at(path, key, how, &mark(&shown), false)
+        let place = self.locate_new(name)?;
+        let shown = place.path().to_string();
+        self.store_at(place, how, &mark(&shown), false)
     }
 
     /// STOU (RFC 959; RFC 1123 §4.1.2.9): stores under a name the server picks, free
@@ -248,44 +252,35 @@ impl<'s> Session<'s> {
                 Some(base) => format!("{base}.{n}"),
                 None => format!("ftp{:08x}", crate::path::random() as u32),
             };
-            let path = self.new_name(&name)?;
-            match self.storage.create_new(&path) {
+            let place = self.locate_new(&name)?;
+            match place.create_new() {
                 Ok(()) => {
-                    reserved = Some((name, path));
+                    reserved = Some((name, place));
                     break;
                 }
                 Err(StorageError::Exists) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        let Some((name, path)) = reserved else {
+        let Some((name, place)) = reserved else {
             return Err(Refusal::NoUniqueName.into());
         };
-        let key = match self.storage.lock_key(&path) {
-            Ok(key) => key,
-            Err(e) => {
-                let _ = self.storage.remove_file(&path);
-                return Err(e.into());
-            }
-        };
         let reply = Reply::new(ReplyCode::FileStatusOk, format!("FILE: {name}"));
-        self.store_at(path, key, Store::Replace, &reply, true)
+        self.store_at(place, Store::Replace, &reply, true)
     }
 
-    /// Starts receiving an upload into `path` (see [`Session::store`]), held in the
-    /// lock table under `key`; `mark` is the `150`. `reserved`: STOU made `path` to
-    /// hold the name, and a failure removes it.
+    /// Starts receiving an upload into `place` (see [`Session::store`]); `mark` is the
+    /// `150`. `reserved`: STOU made the file to hold the name, and a failure removes it.
     fn store_at(
         &mut self,
-        path: VirtualPath,
-        key: EntryKey,
+        place: Box<dyn Place>,
         how: Store,
         mark: &Reply,
         reserved: bool,
     ) -> Result<Step, Failure> {
-        let started = self.start_store(&path, &key, how, mark);
+        let started = self.start_store(&*place, how, mark);
         if started.is_err() && reserved {
-            let _ = self.storage.remove_file(&path);
+            let _ = place.remove_file();
         }
         let (opening, upload, guard) = started?;
         let verb = match how {
@@ -293,8 +288,8 @@ impl<'s> Session<'s> {
             Store::Append => "APPE",
             _ => "STOR",
         };
-        let shown = path.clone();
-        let job = Job::receive(upload, path, verb, reserved);
+        let shown = place.path().clone();
+        let job = Job::receive(upload, place, verb, reserved);
         self.begin(opening, job, shown, Some(guard))
     }
 
@@ -302,14 +297,15 @@ impl<'s> Session<'s> {
     /// facts for the upload hook, which gets them once the `226` went out
     /// ([`Session::hand_over_upload`]). Called under the file's write lock, so the size
     /// is the one the upload left.
-    pub(super) fn uploaded(&mut self, verb: &'static str, target: &VirtualPath) {
+    pub(super) fn uploaded(&mut self, verb: &'static str, target: &dyn Place) {
         if self.shared.hooks.is_none() {
             return;
         }
         let Login::In(user) = &self.login else {
             return; // uploads need a login
         };
-        let size = match self.storage.stat_entry(target) {
+        let path = target.path();
+        let size = match target.stat_entry() {
             Ok(stat) => stat.size,
             Err(e) => {
                 // Nothing to run a hook on; said, and counted with the dropped ones.
@@ -317,18 +313,15 @@ impl<'s> Session<'s> {
                     .hook_stats
                     .dropped
                     .fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "{}: upload hook for {verb} {target} dropped: {e}",
-                    self.peer
-                );
+                log::warn!("{}: upload hook for {verb} {path} dropped: {e}", self.peer);
                 return;
             }
         };
         self.uploaded = Some(UploadFacts {
             action: verb,
             user: user.clone(),
-            path: target.to_string(),
-            file: self.storage.location(target),
+            path: path.to_string(),
+            file: self.storage.location(path),
             size,
             client: self.peer.ip().to_canonical(),
         });
@@ -342,20 +335,19 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Takes the write lock on `path` (its `key`), starts the backend's upload (with
-    /// the part of the current file that APPE or REST keeps), says `mark` and starts
-    /// opening the data connection.
+    /// Takes the write lock on `place`, starts the backend's upload (with the part of
+    /// the current file that APPE or REST keeps), says `mark` and starts opening the
+    /// data connection.
     fn start_store(
         &mut self,
-        path: &VirtualPath,
-        key: &EntryKey,
+        place: &dyn Place,
         how: Store,
         mark: &Reply,
     ) -> Result<(Opening, Box<dyn Upload>, FileGuard<'s>), Failure> {
         let plan = self.data.take_plan();
-        let guard = self.write_lock(key)?;
+        let guard = self.write_lock(place.key())?;
         // Under the write lock: the size an APPE or REST keeps cannot change now.
-        let current = match self.storage.stat(path) {
+        let current = match place.stat() {
             Ok(stat) if stat.is_dir() => return Err(Refusal::IsADirectory.into()),
             Ok(stat) => Some(stat.size),
             Err(StorageError::NotFound) => None,
@@ -370,7 +362,7 @@ impl<'s> Session<'s> {
             }
         };
         // Dropping `upload` on any error below leaves nothing behind.
-        let upload = self.storage.create_upload(path, keep)?;
+        let upload = place.create_upload(keep)?;
         let opening = self.data.open(plan, &mut self.control, mark, &self.token)?;
         Ok((opening, upload, guard))
     }
@@ -412,16 +404,15 @@ impl<'s> Session<'s> {
     /// the time goes to the version the name names at that moment (clients send MFMT
     /// after the upload's `226`).
     pub(super) fn mfmt(&self, time: &TimeVal, name: &str) -> Result<Reply, Failure> {
-        let path = self.path(name)?;
-        let stat = self
-            .storage
-            .set_modified(&path, time.to_system_time())?
+        let place = self.locate(name)?;
+        let stat = place
+            .set_modified(time.to_system_time())?
             .ok_or(Refusal::NotAFile)?;
         let modified = stat
             .modified
             .ok_or_else(|| StorageError::Unsupported("modification times".into()))?;
         let now = Utc::from_system_time(modified).mdtm();
-        log::info!("{}: MFMT {path} {now}", self.peer);
+        log::info!("{}: MFMT {} {now}", self.peer, place.path());
         Ok(Reply::new(
             ReplyCode::FileStatus,
             format!("Modify={now}; {name}"),
@@ -429,65 +420,64 @@ impl<'s> Session<'s> {
     }
 
     pub(super) fn dele(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.path(name)?;
-        if self.storage.stat_entry(&path)?.is_dir() {
+        let place = self.locate(name)?;
+        if place.stat_entry()?.is_dir() {
             return Err(Refusal::DeleteDirectory.into());
         }
-        let _guard = self.write_lock(&self.storage.lock_key(&path)?)?;
-        self.storage.remove_file(&path)?;
-        log::info!("{}: DELE {path}", self.peer);
+        let _guard = self.write_lock(place.key())?;
+        place.remove_file()?;
+        log::info!("{}: DELE {}", self.peer, place.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "File deleted"))
     }
 
     pub(super) fn mkd(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.new_name(name)?;
-        self.storage.create_dir(&path)?;
-        log::info!("{}: MKD {path}", self.peer);
+        let place = self.locate_new(name)?;
+        place.create_dir()?;
+        log::info!("{}: MKD {}", self.peer, place.path());
         Ok(Reply::new(
             ReplyCode::PathName,
-            format!("{} created", quote(path.as_str())),
+            format!("{} created", quote(place.path().as_str())),
         ))
     }
 
     pub(super) fn rmd(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.path(name)?;
-        if path.is_root() {
+        let place = self.locate(name)?;
+        if place.path().is_root() {
             return Err(Refusal::RemoveRoot.into());
         }
-        if !self.storage.stat_entry(&path)?.is_dir() {
+        if !place.stat_entry()?.is_dir() {
             return Err(Refusal::NotADirectory.into());
         }
-        self.storage.remove_dir(&path)?;
-        log::info!("{}: RMD {path}", self.peer);
+        place.remove_dir()?;
+        log::info!("{}: RMD {}", self.peer, place.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
     }
 
-    /// RNFR: remembers an existing name for the RNTO that must come next.
+    /// RNFR: remembers an existing entry for the RNTO that must come next.
     pub(super) fn rnfr(&mut self, name: &str) -> Result<Reply, Failure> {
-        let path = self.path(name)?;
-        self.storage.stat_entry(&path)?;
-        self.rename_from = Some(path);
+        let place = self.locate(name)?;
+        place.stat_entry()?;
+        self.rename_from = Some(place);
         Ok(Reply::new(ReplyCode::PendingFurtherInfo, "Ready for RNTO"))
     }
 
-    pub(super) fn rnto(&self, from: VirtualPath, name: &str) -> Result<Reply, Failure> {
-        let to = self.new_name(name)?;
-        if from.is_root() || to.is_root() {
+    pub(super) fn rnto(&self, from: Box<dyn Place>, name: &str) -> Result<Reply, Failure> {
+        let to = self.locate_new(name)?;
+        if from.path().is_root() || to.path().is_root() {
             return Err(Refusal::RenameRoot.into());
         }
-        let (from_key, to_key) = (self.storage.lock_key(&from)?, self.storage.lock_key(&to)?);
         // Both names are locked, in a fixed order so two renames never deadlock.
-        let (first, second) = if from_key <= to_key {
-            (&from_key, &to_key)
+        let (first, second) = if from.key() <= to.key() {
+            (from.key(), to.key())
         } else {
-            (&to_key, &from_key)
+            (to.key(), from.key())
         };
         let _a = self.write_lock(first)?;
         let _b = (first != second)
             .then(|| self.write_lock(second))
             .transpose()?;
-        self.storage.rename(&from, &to)?;
-        log::info!("{}: rename {from} to {to}", self.peer);
+        from.rename_to(&*to)?;
+        log::info!("{}: rename {} to {}", self.peer, from.path(), to.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "Rename successful"))
     }
 }

@@ -50,7 +50,7 @@ use super::pool::Turn;
 use super::{ConnToken, Entry, Shared};
 use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode, TransferType};
-use crate::storage::Backend;
+use crate::storage::{Backend, Place};
 use crate::tls::ServerStream;
 use crate::transfer::Pump;
 
@@ -89,7 +89,7 @@ pub(super) struct Session<'s> {
     /// The offset given by REST, used by the next RETR or STOR.
     rest: u64,
     /// The path given by RNFR, used by the next RNTO.
-    rename_from: Option<VirtualPath>,
+    rename_from: Option<Box<dyn Place>>,
     /// The facts MLSD and MLST show (OPTS MLST).
     facts: Facts,
     /// The digest HASH computes (OPTS HASH).

@@ -26,7 +26,7 @@ use crate::locks::FileGuard;
 use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode};
 use crate::server::pool::Turn;
-use crate::storage::{Sink, Upload};
+use crate::storage::{Place, Sink, Upload};
 use crate::tls::ServerStream;
 use crate::transfer::{is_timeout, CopyError};
 
@@ -95,7 +95,7 @@ pub(super) enum Job {
     /// its name, and a failed upload removes it.
     Receive {
         upload: Box<dyn Upload>,
-        target: VirtualPath,
+        target: Box<dyn Place>,
         verb: &'static str,
         received: u64,
         reserved: bool,
@@ -135,7 +135,7 @@ impl Job {
 
     pub(super) fn receive(
         upload: Box<dyn Upload>,
-        target: VirtualPath,
+        target: Box<dyn Place>,
         verb: &'static str,
         reserved: bool,
     ) -> Job {
@@ -517,12 +517,12 @@ impl<'s> Session<'s> {
             } => {
                 // The upload's fate does not depend on our close_notify reaching the client.
                 let _ = self.close_data(stream);
-                let kept = self.keep_upload(upload, &target, verb);
+                let kept = self.keep_upload(upload, target.path(), verb);
                 if kept.is_err() && reserved {
-                    let _ = self.storage.remove_file(&target);
+                    let _ = target.remove_file();
                 }
                 kept?;
-                self.uploaded(verb, &target);
+                self.uploaded(verb, &*target);
                 self.log_transfer(verb, &path, received, started);
                 Ok(transfer_complete(received))
             }
@@ -576,7 +576,7 @@ impl<'s> Session<'s> {
             ..
         } = &t.job
         {
-            let _ = self.storage.remove_file(target);
+            let _ = target.remove_file();
         }
     }
 }

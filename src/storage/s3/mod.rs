@@ -41,8 +41,8 @@ use std::time::SystemTime;
 
 use self::client::{ObjectInfo, S3Client, S3Error, S3Settings};
 use super::{
-    Backend, Download, Entries, EntryKey, Kind, NameFilter, Opened, Sink, Stat, StorageError,
-    Upload, VirtualPath,
+    Backend, Download, Entries, EntryKey, Kind, NameFilter, Opened, Place, Sink, Stat,
+    StorageError, Upload, VirtualPath,
 };
 use crate::path::TEMP_PREFIX;
 
@@ -259,10 +259,10 @@ fn servable(name: &str) -> bool {
         && crate::path::is_fit_for_new_name(name)
 }
 
-impl Backend for S3 {
+impl S3 {
     /// A home is a key prefix below this one; its marker is written when nothing is
     /// there yet, as a local home directory is made.
-    fn below(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError> {
+    fn below_at(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError> {
         let base = self.dir_prefix(home);
         if !home.is_root() && self.look(home)?.is_none() {
             self.client.put(&base, b"").map_err(storage_error)?;
@@ -274,7 +274,7 @@ impl Backend for S3 {
         }))
     }
 
-    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
+    fn stat_at(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
         match self.look(path)? {
             Some(Found::File(info)) => Ok(file_stat(&info)),
             Some(Found::Dir) => Ok(dir_stat(None)),
@@ -282,11 +282,11 @@ impl Backend for S3 {
         }
     }
 
-    fn stat_entry(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
-        self.stat(path)
+    fn stat_entry_at(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
+        self.stat_at(path)
     }
 
-    fn lock_key(&self, path: &VirtualPath) -> Result<EntryKey, StorageError> {
+    fn lock_key_at(&self, path: &VirtualPath) -> Result<EntryKey, StorageError> {
         Ok(EntryKey::new(format!(
             "s3://{}/{}",
             self.bucket,
@@ -298,9 +298,9 @@ impl Backend for S3 {
     /// it), so an upload may complete between the look and the GET: the GET's
     /// `If-Match` then fails, and the look is made again, so the download is one
     /// whole version of the object, never a mix.
-    fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
+    fn open_read_at(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
         let key = self.key(path);
-        let lock = self.lock_key(path)?;
+        let lock = self.lock_key_at(path)?;
         let mut tries = 0;
         loop {
             let info = match self.look(path)? {
@@ -332,7 +332,11 @@ impl Backend for S3 {
         }
     }
 
-    fn list(&self, dir: &VirtualPath, wanted: Option<NameFilter>) -> Result<Entries, StorageError> {
+    fn list_at(
+        &self,
+        dir: &VirtualPath,
+        wanted: Option<NameFilter>,
+    ) -> Result<Entries, StorageError> {
         let prefix = self.dir_prefix(dir);
         // The first page now, so that a missing directory or a store that does not
         // answer is an error reply rather than an empty listing.
@@ -357,7 +361,7 @@ impl Backend for S3 {
         }))
     }
 
-    fn create_upload(
+    fn create_upload_at(
         &self,
         path: &VirtualPath,
         keep: u64,
@@ -380,7 +384,7 @@ impl Backend for S3 {
         }))
     }
 
-    fn create_new(&self, path: &VirtualPath) -> Result<(), StorageError> {
+    fn create_new_at(&self, path: &VirtualPath) -> Result<(), StorageError> {
         if self.look(path)?.is_some() {
             return Err(StorageError::Exists);
         }
@@ -388,7 +392,7 @@ impl Backend for S3 {
         self.client.put(&self.key(path), b"").map_err(storage_error)
     }
 
-    fn create_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+    fn create_dir_at(&self, path: &VirtualPath) -> Result<(), StorageError> {
         if self.look(path)?.is_some() {
             return Err(StorageError::Exists);
         }
@@ -398,7 +402,7 @@ impl Backend for S3 {
             .map_err(storage_error)
     }
 
-    fn remove_dir(&self, path: &VirtualPath) -> Result<(), StorageError> {
+    fn remove_dir_at(&self, path: &VirtualPath) -> Result<(), StorageError> {
         match self.look(path)? {
             Some(Found::Dir) if !path.is_root() => {}
             Some(Found::Dir) => return Err(StorageError::Io(io::Error::other("the root"))),
@@ -412,7 +416,7 @@ impl Backend for S3 {
         self.client.delete(&prefix).map_err(storage_error)
     }
 
-    fn remove_file(&self, path: &VirtualPath) -> Result<(), StorageError> {
+    fn remove_file_at(&self, path: &VirtualPath) -> Result<(), StorageError> {
         match self.look(path)? {
             Some(Found::File(_)) => self.client.delete(&self.key(path)).map_err(storage_error),
             Some(Found::Dir) => Err(StorageError::IsADirectory),
@@ -420,7 +424,7 @@ impl Backend for S3 {
         }
     }
 
-    fn rename(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+    fn rename_at(&self, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
         if from == to {
             return match self.look(from)? {
                 Some(_) => Ok(()),
@@ -474,7 +478,7 @@ impl Backend for S3 {
         }
     }
 
-    fn set_modified(
+    fn set_modified_at(
         &self,
         _path: &VirtualPath,
         _time: SystemTime,
@@ -484,13 +488,114 @@ impl Backend for S3 {
         ))
     }
 
-    fn location(&self, path: &VirtualPath) -> PathBuf {
+    fn location_at(&self, path: &VirtualPath) -> PathBuf {
         let key = if path.is_root() {
             self.base.clone()
         } else {
             self.key(path)
         };
         PathBuf::from(format!("s3://{}/{key}", self.bucket))
+    }
+}
+
+impl Backend for S3 {
+    /// A home is a key prefix below this one; its marker is written when nothing is
+    /// there yet, as a local home directory is made.
+    fn below(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError> {
+        self.below_at(home)
+    }
+
+    fn locate(&self, path: &VirtualPath) -> Result<Box<dyn Place>, StorageError> {
+        Ok(Box::new(S3Place {
+            key: self.lock_key_at(path)?,
+            backend: self.clone(),
+            path: path.clone(),
+        }))
+    }
+
+    fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
+        self.open_read_at(path, offset)
+    }
+
+    fn list(&self, dir: &VirtualPath, wanted: Option<NameFilter>) -> Result<Entries, StorageError> {
+        self.list_at(dir, wanted)
+    }
+
+    fn location(&self, path: &VirtualPath) -> PathBuf {
+        self.location_at(path)
+    }
+
+    fn stat(&self, path: &VirtualPath) -> Result<Stat, StorageError> {
+        self.stat_at(path)
+    }
+}
+
+/// A path of the S3 backend, looked up: an object store has no handles, so a place
+/// is its path and lock key, and each action asks the store anew.
+struct S3Place {
+    backend: S3,
+    path: VirtualPath,
+    key: EntryKey,
+}
+
+impl Place for S3Place {
+    fn path(&self) -> &VirtualPath {
+        &self.path
+    }
+
+    fn key(&self) -> &EntryKey {
+        &self.key
+    }
+
+    fn stat(&self) -> Result<Stat, StorageError> {
+        self.backend.stat_at(&self.path)
+    }
+
+    fn stat_entry(&self) -> Result<Stat, StorageError> {
+        self.backend.stat_entry_at(&self.path)
+    }
+
+    fn create_upload(&self, keep: u64) -> Result<Box<dyn Upload>, StorageError> {
+        self.backend.create_upload_at(&self.path, keep)
+    }
+
+    fn create_new(&self) -> Result<(), StorageError> {
+        self.backend.create_new_at(&self.path)
+    }
+
+    fn create_dir(&self) -> Result<(), StorageError> {
+        self.backend.create_dir_at(&self.path)
+    }
+
+    fn remove_dir(&self) -> Result<(), StorageError> {
+        self.backend.remove_dir_at(&self.path)
+    }
+
+    fn remove_file(&self) -> Result<(), StorageError> {
+        self.backend.remove_file_at(&self.path)
+    }
+
+    /// Both places must be of the same bucket and base (one session's backend).
+    fn rename_to(&self, to: &dyn Place) -> Result<(), StorageError> {
+        match to.as_any().downcast_ref::<S3Place>() {
+            Some(to)
+                if to.backend.bucket == self.backend.bucket
+                    && to.backend.base == self.backend.base =>
+            {
+                self.backend.rename_at(&self.path, &to.path)
+            }
+            _ => Err(StorageError::Unsupported(
+                "a rename between two storages".to_owned(),
+            )),
+        }
+    }
+
+    fn set_modified(&self, time: SystemTime) -> Result<Option<Stat>, StorageError> {
+        self.backend.set_modified_at(&self.path, time)
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
 }
 
