@@ -29,7 +29,7 @@
 //! [`StorageError::Unsupported`] with its reason, and the client gets a clear `550`.
 
 pub mod local;
-// Other backends' modules go here, one line each (the S3 backend: `pub mod s3;`).
+pub mod s3;
 
 use std::any::Any;
 use std::fmt;

@@ -17,6 +17,7 @@ mod fairness;
 mod faults;
 mod ftplib;
 mod ftps;
+mod garage; // a real Garage node (S3-compatible store) per test, for the S3 backend
 mod hardening;
 mod hooks;
 mod ipv6;
@@ -37,6 +38,10 @@ mod peers;
 mod pureftpd;
 mod rclone;
 mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on
+            // The S3 backend's object-store client against Garage: every request, byte-exact.
+mod s3_client;
+// The S3 backend under ftp-server on Garage: curl, lftp, 10,000 objects, cut uploads.
+mod s3_backend;
 mod server;
 // One suite of storage checks run against every backend (local, local streamed).
 mod storage_suite;

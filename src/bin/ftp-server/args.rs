@@ -70,6 +70,36 @@ pub struct Args {
     /// IPv4 address announced in PASV replies (behind NAT).
     #[arg(long)]
     pub pasv_address: Option<Ipv4Addr>,
+    /// Serve files from an S3-compatible object store instead of --root:
+    /// `s3://BUCKET/PREFIX`. Credentials come from the config file's
+    /// `s3-access-key-id` and `s3-secret-access-key` keys, else AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (never from a flag, which `ps` would show).
+    #[arg(long, value_name = "URL", value_parser = parse_storage)]
+    pub storage: Option<String>,
+    /// The object store's endpoint URL [default: AWS_ENDPOINT_URL_S3 or
+    /// AWS_ENDPOINT_URL, else AWS S3's for the region].
+    #[arg(long, value_name = "URL", requires = "storage")]
+    pub s3_endpoint: Option<String>,
+    /// The region requests are signed for [default: AWS_REGION or AWS_DEFAULT_REGION,
+    /// else us-east-1].
+    #[arg(long, value_name = "REGION", requires = "storage")]
+    pub s3_region: Option<String>,
+    /// Seconds an object-store request may take to connect, and each of its reads and
+    /// writes may wait.
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub s3_timeout: u64,
+    /// The object store's access key id (config file only).
+    #[arg(skip)]
+    #[serde(skip_serializing)]
+    pub s3_access_key_id: Option<Secret>,
+    /// The object store's secret access key (config file only).
+    #[arg(skip)]
+    #[serde(skip_serializing)]
+    pub s3_secret_access_key: Option<Secret>,
+    /// A session token for temporary credentials (config file only).
+    #[arg(skip)]
+    #[serde(skip_serializing)]
+    pub s3_session_token: Option<Secret>,
     /// TOML file of accounts (name, argon2 password hash, home, permissions).
     #[arg(long, value_name = "FILE")]
     pub users: Option<PathBuf>,
@@ -197,6 +227,31 @@ pub fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
         return Err("expected 1 <= MIN <= MAX".to_owned());
     }
     Ok(lo..=hi)
+}
+
+/// The keys a config file may have that are no flag: secrets, which a command line
+/// would show to every user of the machine (`ps`).
+pub const FILE_ONLY_KEYS: [&str; 3] = [
+    "s3-access-key-id",
+    "s3-secret-access-key",
+    "s3-session-token",
+];
+
+/// A secret from the config file: never printed (`Debug` shows `<hidden>`, and
+/// check-config leaves it out).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// Checks `--storage` (and the `storage` key): an `s3://BUCKET/PREFIX` URL.
+pub fn parse_storage(text: &str) -> Result<String, String> {
+    simple_ftp::storage::s3::S3Location::parse(text).map(|_| text.to_owned())
 }
 
 /// A port range in TOML: the string `"MIN-MAX"`, as on the command line.

@@ -2,7 +2,9 @@
 //! file, the command line and the defaults become the settings the server runs with.
 //!
 //! The file is TOML; its keys are the long flags of [`Args`] without `--`, spelled
-//! exactly so (`max-per-ip = 8`; `max_per_ip` is an unknown key, with a hint). Booleans
+//! exactly so (`max-per-ip = 8`; `max_per_ip` is an unknown key, with a hint), and
+//! the few keys that are no flag ([`FILE_ONLY_KEYS`]: the object store's credentials,
+//! which a command line would show in `ps`). Booleans
 //! are the switches, a flag that may be repeated would take an array. Relative paths
 //! are taken from the working directory, as on the command line.
 //!
@@ -41,10 +43,12 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use simple_ftp::server::accounts::{Anonymous, Users};
 use simple_ftp::server::Config;
+use simple_ftp::storage::s3::client::S3Settings;
+use simple_ftp::storage::s3::S3Location;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::args::{AnonymousArg, Args, LogFormat, DEFAULT_PORT};
+use crate::args::{AnonymousArg, Args, LogFormat, Secret, DEFAULT_PORT, FILE_ONLY_KEYS};
 
 /// What is wrong with a config file or with the settings as a whole; each names the
 /// key, and the file and line it was read from.
@@ -319,7 +323,8 @@ impl ConfigFile {
             })
             .collect();
         spanned.sort_by_key(|(span, _)| span.start);
-        let known = keys();
+        let mut known = keys();
+        known.extend(FILE_ONLY_KEYS.iter().map(|k| (*k).to_owned()));
         if let Some((_, entry)) = spanned.iter().find(|(_, e)| !known.contains(&e.key)) {
             return Err(ConfigError::UnknownKey {
                 path: path.to_owned(),
@@ -485,6 +490,20 @@ impl Settings {
             message: first_line(&e),
         })?;
 
+        // The keys that are no flag (secrets) come from the file as they are; their
+        // type was checked by ConfigFile::parse.
+        for entry in file.iter().flat_map(|f| &f.entries) {
+            let toml::Value::String(value) = &entry.value else {
+                continue;
+            };
+            let secret = Some(Secret(value.clone()));
+            match entry.key.as_str() {
+                "s3-access-key-id" => args.s3_access_key_id = secret,
+                "s3-secret-access-key" => args.s3_secret_access_key = secret,
+                "s3-session-token" => args.s3_session_token = secret,
+                _ => {}
+            }
+        }
         let loopback = args.bind.is_loopback();
         args.port = Some(args.port.or(args.port_arg).unwrap_or(DEFAULT_PORT));
         args.port_arg = None;
@@ -647,6 +666,77 @@ impl Settings {
             metrics: args.metrics,
             xferlog: args.xferlog.clone(),
         })
+    }
+
+    /// The object store's settings when `storage` names one (`None`: the local
+    /// directory): each from its key, else from the usual AWS variable `env` gives
+    /// (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION or
+    /// AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL), else the default
+    /// (region us-east-1, AWS S3's endpoint for the region). Nothing is contacted.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `storage` when no credentials are found, or
+    /// `s3-endpoint` for an endpoint that is not an http(s) URL.
+    pub fn s3(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Option<(S3Settings, S3Location)>, ConfigError> {
+        let args = &self.args;
+        let Some(url) = &args.storage else {
+            return Ok(None);
+        };
+        let location = S3Location::parse(url).map_err(|message| ConfigError::Invalid {
+            setting: self.setting("storage"),
+            message,
+        })?;
+        let env = |name: &str| env(name).filter(|v| !v.is_empty());
+        let from = |key: &Option<Secret>, var: &str| {
+            key.as_ref().map(|s| s.0.clone()).or_else(|| env(var))
+        };
+        let (Some(access_key_id), Some(secret_access_key)) = (
+            from(&args.s3_access_key_id, "AWS_ACCESS_KEY_ID"),
+            from(&args.s3_secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+        ) else {
+            return Err(ConfigError::Invalid {
+                setting: self.setting("storage"),
+                message: "no credentials: set s3-access-key-id and s3-secret-access-key in \
+                          the config file, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                    .to_owned(),
+            });
+        };
+        let region = args
+            .s3_region
+            .clone()
+            .or_else(|| env("AWS_REGION"))
+            .or_else(|| env("AWS_DEFAULT_REGION"))
+            .unwrap_or_else(|| "us-east-1".to_owned());
+        let endpoint = args
+            .s3_endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| env("AWS_ENDPOINT_URL"))
+            .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+        let settings = S3Settings {
+            endpoint,
+            region,
+            bucket: location.bucket.clone(),
+            access_key_id,
+            secret_access_key,
+            session_token: from(&args.s3_session_token, "AWS_SESSION_TOKEN"),
+            timeout: Duration::from_secs(args.s3_timeout.max(1)),
+        };
+        // The client checks the endpoint and the bucket's name without a request.
+        simple_ftp::storage::s3::client::S3Client::new(&settings).map_err(|e| {
+            ConfigError::Invalid {
+                setting: self.setting(if args.s3_endpoint.is_some() {
+                    "s3-endpoint"
+                } else {
+                    "storage"
+                }),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(Some((settings, location)))
     }
 
     /// The settings as a config file: every key, in the order of `--help`, as
@@ -926,6 +1016,44 @@ mod tests {
         Settings::combine(&cli(words), Some(&file(text)?))
     }
 
+    #[test]
+    fn s3_settings_come_from_keys_then_aws_variables_and_secrets_are_never_printed() {
+        let text = "storage = \"s3://bucket/pre/fix\"\ns3-endpoint = \"http://127.0.0.1:3900\"\n\
+                    s3-access-key-id = \"GKfile\"\ns3-secret-access-key = \"hush\"\n";
+        let s = settings(&[], text).expect("settings");
+        let env = |name: &str| match name {
+            "AWS_ACCESS_KEY_ID" => Some("GKenv".to_owned()),
+            "AWS_SECRET_ACCESS_KEY" => Some("envhush".to_owned()),
+            "AWS_REGION" => Some("eu-west-3".to_owned()),
+            _ => None,
+        };
+        let (s3, location) = s.s3(&env).expect("s3").expect("configured");
+        assert_eq!(location.bucket, "bucket");
+        assert_eq!(location.prefix, "pre/fix/");
+        assert_eq!(s3.access_key_id, "GKfile");
+        assert_eq!(s3.secret_access_key, "hush");
+        assert_eq!(s3.region, "eu-west-3");
+        assert_eq!(s3.endpoint, "http://127.0.0.1:3900");
+        let printed = s.to_toml().expect("toml");
+        assert!(
+            !printed.contains("hush") && !printed.contains("GKfile"),
+            "{printed}"
+        );
+        assert!(!format!("{s:?}").contains("hush"));
+
+        let from_env = settings(&[], "storage = \"s3://b\"\n").expect("settings");
+        let (s3, _) = from_env.s3(&env).expect("s3").expect("configured");
+        assert_eq!(
+            (s3.access_key_id.as_str(), s3.secret_access_key.as_str()),
+            ("GKenv", "envhush")
+        );
+        assert_eq!(s3.endpoint, "https://s3.eu-west-3.amazonaws.com");
+        let none = from_env.s3(&|_| None).expect_err("no credentials");
+        assert!(none.to_string().contains("no credentials"), "{none}");
+        assert!(error("storage = \"/srv/files\"\n").contains("s3://"));
+        assert!(error("s3-endpoint = \"http://x\"\n").contains("storage"));
+    }
+
     /// The message of the error `text` gives with an empty command line.
     fn error(text: &str) -> String {
         settings(&[], text).expect_err("an error").to_string()
@@ -967,6 +1095,7 @@ mod tests {
             .map(|f| f.trim_matches('`').to_owned())
             .collect();
         let mut keys = keys();
+        keys.extend(FILE_ONLY_KEYS.iter().map(|k| (*k).to_owned()));
         keys.sort();
         let mut fields_sorted = fields.clone();
         fields_sorted.sort();

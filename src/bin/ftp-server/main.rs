@@ -154,6 +154,14 @@ fn run() -> anyhow::Result<()> {
     }
 
     let mut config = settings.server_config()?;
+    if let Some((s3, location)) = settings.s3(&|name| std::env::var(name).ok())? {
+        // The bucket is checked now: wrong credentials or an unreachable store stop
+        // the start with a clear error, not every session later.
+        let backend = simple_ftp::storage::s3::S3::connect(&s3, &location)
+            .with_context(|| format!("cannot use {location} at {}", s3.endpoint))?;
+        log::info!("storage: {location} at {} ({})", s3.endpoint, s3.region);
+        config.storage = Some(std::sync::Arc::new(backend));
+    }
     (config.max_connections, config.max_passive_listeners) =
         open_files(config.workers, config.max_connections, true);
     log::info!(
@@ -286,6 +294,7 @@ fn check_config(cli: &CommandLine, path: &Path) -> anyhow::Result<()> {
     let file = ConfigFile::load(path)?;
     let settings = Settings::combine(cli, Some(&file))?;
     settings.server_config()?;
+    settings.s3(&|name| std::env::var(name).ok())?;
     let mut stdout = std::io::stdout();
     stdout
         .write_all(settings.to_toml()?.as_bytes())

@@ -1,0 +1,253 @@
+//! A real Garage (an S3-compatible object store) for the S3 backend's tests: one node
+//! on loopback per test, from a config in its own temporary directory (sqlite
+//! metadata, replication factor 1, free ports, a fresh RPC secret), with a layout
+//! applied, one bucket and one key allowed on it. Stopped by its PID on drop.
+//!
+//! The binary is looked for where `.ci/run` builds it
+//! (`$SIMPLE_FTP_PEERS/garage/bin/garage`, default `/var/cache/simple-ftp-bench`),
+//! then on the PATH. Without it, [`Garage::start_or_skip`] prints why and the test
+//! skips; under `CI=true` it fails.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use simple_ftp::storage::s3::client::{S3Client, S3Settings};
+
+use crate::common::{free_port, require, WAIT};
+
+/// The region the node's S3 API answers to.
+pub const REGION: &str = "garage";
+
+/// A running Garage node with one bucket and a key that may read, write and own it.
+pub struct Garage {
+    child: Child,
+    /// Holds the node's config, metadata, data and log.
+    pub dir: tempfile::TempDir,
+    config: PathBuf,
+    /// `http://127.0.0.1:PORT`, the S3 API.
+    pub endpoint: String,
+    /// The bucket made for the test.
+    pub bucket: String,
+    /// The key's id and secret.
+    pub key_id: String,
+    pub secret: String,
+}
+
+/// Where the Garage binary is, if anywhere.
+pub fn garage_binary() -> Option<PathBuf> {
+    let peers =
+        std::env::var("SIMPLE_FTP_PEERS").unwrap_or_else(|_| "/var/cache/simple-ftp-bench".into());
+    let cached = Path::new(&peers).join("garage/bin/garage");
+    if cached.is_file() {
+        return Some(cached);
+    }
+    crate::common::have("garage", &["--version"]).then(|| PathBuf::from("garage"))
+}
+
+/// `n` random bytes as lower-case hex, from the kernel.
+fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .expect("read /dev/urandom");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Garage {
+    /// Starts a node, or returns `None` (with the reason printed) when Garage is not
+    /// installed; under `CI=true` a missing Garage fails the test.
+    pub fn start_or_skip() -> Option<Garage> {
+        let bin = garage_binary();
+        if !require(bin.is_some(), "garage (built by .ci/run)") {
+            return None;
+        }
+        Some(Garage::start(&bin.expect("checked")))
+    }
+
+    fn start(bin: &Path) -> Garage {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rpc = free_port();
+        let s3 = free_port();
+        let config = dir.path().join("garage.toml");
+        let text = format!(
+            "metadata_dir = \"{meta}\"\n\
+             data_dir = \"{data}\"\n\
+             db_engine = \"sqlite\"\n\
+             replication_factor = 1\n\
+             rpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
+             rpc_public_addr = \"127.0.0.1:{rpc}\"\n\
+             rpc_secret = \"{secret}\"\n\
+             [s3_api]\n\
+             s3_region = \"{REGION}\"\n\
+             api_bind_addr = \"127.0.0.1:{s3}\"\n\
+             root_domain = \".s3.garage.localhost\"\n",
+            meta = dir.path().join("meta").display(),
+            data = dir.path().join("data").display(),
+            secret = random_hex(32),
+        );
+        std::fs::write(&config, text).expect("write garage.toml");
+        // Garage refuses a secret in a file others can read.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600))
+                .expect("chmod garage.toml");
+        }
+        let log = File::create(dir.path().join("garage.log")).expect("log");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&config)
+            .arg("server")
+            .env("RUST_LOG", "garage=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start garage");
+        let mut garage = Garage {
+            child,
+            dir,
+            config,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+            bucket: "ftp".to_owned(),
+            key_id: format!("GK{}", random_hex(12)),
+            secret: random_hex(32),
+        };
+        garage.set_up(bin);
+        garage
+    }
+
+    /// Layout, key, bucket, permission: what the quick start does by hand.
+    fn set_up(&mut self, bin: &Path) {
+        // The node's id, once its RPC answers.
+        let id = self.retry(bin, &["node", "id", "-q"]);
+        let id = id.trim().split('@').next().unwrap_or("").to_owned();
+        assert!(!id.is_empty(), "garage node id printed no id");
+        self.retry(bin, &["layout", "assign", "-z", "dc1", "-c", "1G", &id]);
+        self.retry(bin, &["layout", "apply", "--version", "1"]);
+        self.retry(
+            bin,
+            &[
+                "key",
+                "import",
+                "--yes",
+                "-n",
+                "ftp-tests",
+                &self.key_id.clone(),
+                &self.secret.clone(),
+            ],
+        );
+        self.retry(bin, &["bucket", "create", &self.bucket.clone()]);
+        let (bucket, key) = (self.bucket.clone(), self.key_id.clone());
+        self.cli(
+            bin,
+            &[
+                "bucket", "allow", "--read", "--write", "--owner", &bucket, "--key", &key,
+            ],
+        );
+        // The S3 API answers once the layout is in force everywhere (here: one node).
+        let client = self.client();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match client.check_bucket() {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("garage's S3 API did not come up: {e}\n{}", self.log()),
+            }
+        }
+    }
+
+    /// Runs a `garage` CLI command against this node; panics with its output on failure.
+    fn cli(&self, bin: &Path, args: &[&str]) -> String {
+        match self.try_cli(bin, args) {
+            Ok(out) => out,
+            Err(why) => panic!("garage {args:?} failed: {why}\n{}", self.log()),
+        }
+    }
+
+    fn try_cli(&self, bin: &Path, args: &[&str]) -> Result<String, String> {
+        let mut cmd = Command::new(bin);
+        cmd.arg("-c").arg(&self.config).args(args);
+        let run = crate::common::run_peer(cmd);
+        if run.status.success() {
+            Ok(run.stdout)
+        } else {
+            Err(format!("{}{}", run.stdout, run.stderr))
+        }
+    }
+
+    /// Runs a CLI command until it succeeds (the node is still starting), up to `WAIT`.
+    fn retry(&self, bin: &Path, args: &[&str]) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.try_cli(bin, args) {
+                Ok(out) => return out,
+                Err(why) if Instant::now() >= deadline => {
+                    panic!("garage {args:?} kept failing: {why}\n{}", self.log())
+                }
+                Err(_) => thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+
+    /// What the node logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+    }
+
+    /// The settings of a client of the test bucket.
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone(),
+            region: REGION.to_owned(),
+            bucket: self.bucket.clone(),
+            access_key_id: self.key_id.clone(),
+            secret_access_key: self.secret.clone(),
+            session_token: None,
+            timeout: WAIT,
+        }
+    }
+
+    /// A client of the test bucket.
+    pub fn client(&self) -> S3Client {
+        S3Client::new(&self.settings()).expect("s3 client")
+    }
+
+    /// A config file for `ftp-server` on this bucket under `prefix` (credentials as
+    /// config keys, never on a command line), returned with its path.
+    pub fn server_config(&self, prefix: &str, extra: &str) -> PathBuf {
+        let path = self
+            .dir
+            .path()
+            .join(format!("ftp-server-{}.toml", random_hex(4)));
+        let text = format!(
+            "storage = \"s3://{bucket}/{prefix}\"\n\
+             s3-endpoint = \"{endpoint}\"\n\
+             s3-region = \"{REGION}\"\n\
+             s3-access-key-id = \"{key}\"\n\
+             s3-secret-access-key = \"{secret}\"\n\
+             {extra}",
+            bucket = self.bucket,
+            endpoint = self.endpoint,
+            key = self.key_id,
+            secret = self.secret,
+        );
+        std::fs::write(&path, text).expect("write server config");
+        path
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        // Our own child, by its PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

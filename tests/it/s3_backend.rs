@@ -1,0 +1,175 @@
+//! The S3 backend behind a real `ftp-server` on a real Garage: curl and lftp move
+//! files byte-exact and list them, a directory of 10,000 objects lists whole, a cut
+//! upload leaves neither an object nor a multipart upload, and wrong credentials stop
+//! the server at start with a clear error.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{assert_same, eventually, have, pattern, require, run_peer, Ftp, TestServer};
+use crate::garage::Garage;
+
+/// A server on `garage`'s bucket under `prefix`.
+fn server_on(garage: &Garage, prefix: &str) -> TestServer {
+    let config = garage.server_config(prefix, "");
+    TestServer::start(&["--config", &config.to_string_lossy()])
+}
+
+#[test]
+fn curl_and_lftp_upload_download_and_list_through_s3() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let server = server_on(&garage, "peers");
+    let local = server.dir.path().join("local");
+    std::fs::create_dir_all(&local).expect("mkdir");
+    // Past one part, so the upload is a multipart one.
+    let big = pattern(9 * 1024 * 1024 + 13, 1);
+    std::fs::write(local.join("big.bin"), &big).expect("write");
+    let base = format!("ftp://{}", server.addr);
+    if require(have("curl", &["--version"]), "curl") {
+        let mut put = Command::new("curl");
+        put.args(["-sS", "--ftp-create-dirs", "-T"])
+            .arg(local.join("big.bin"))
+            .arg(format!("{base}/c/big.bin"));
+        let run = run_peer(put);
+        assert!(run.status.success(), "curl -T: {run:?}\n{}", server.log());
+        let mut get = Command::new("curl");
+        get.args(["-sS", "-o"])
+            .arg(local.join("back.bin"))
+            .arg(format!("{base}/c/big.bin"));
+        let run = run_peer(get);
+        assert!(run.status.success(), "curl get: {run:?}");
+        assert_same(
+            &std::fs::read(local.join("back.bin")).expect("read"),
+            &big,
+            "curl download",
+        );
+        let mut list = Command::new("curl");
+        list.args(["-sS", "--list-only"]).arg(format!("{base}/c/"));
+        let run = run_peer(list);
+        assert_eq!(run.stdout.trim(), "big.bin", "{run:?}");
+        // The object is really in the bucket, whole, under the prefix.
+        let info = garage.client().head("peers/c/big.bin").expect("head");
+        assert_eq!(info.map(|i| i.size), Some(big.len() as u64));
+    }
+    if require(have("lftp", &["--version"]), "lftp (apt-get install lftp)") {
+        let small = pattern(70_000, 2);
+        std::fs::write(local.join("small.bin"), &small).expect("write");
+        let script = format!(
+            "set ftp:passive-mode on; set net:max-retries 1; set net:timeout 20; \
+             set cmd:fail-exit yes; set ftp:ssl-allow no; set xfer:clobber on; \
+             open -u anonymous,lftp@ -p {} {}; lcd {}; mkdir l; cd l; put small.bin; \
+             put big.bin; get small.bin -o small.back; get big.bin -o big.back; cls -1",
+            server.addr.port(),
+            server.addr.ip(),
+            local.display()
+        );
+        let mut cmd = Command::new("lftp");
+        cmd.arg("-c").arg(script).env("HOME", server.dir.path());
+        let run = run_peer(cmd);
+        assert!(run.status.success(), "lftp: {run:?}\n{}", server.log());
+        assert_same(
+            &std::fs::read(local.join("small.back")).expect("read"),
+            &small,
+            "lftp small",
+        );
+        assert_same(
+            &std::fs::read(local.join("big.back")).expect("read"),
+            &big,
+            "lftp big",
+        );
+        let mut listed: Vec<&str> = run.stdout.lines().map(str::trim).collect();
+        listed.sort_unstable();
+        assert_eq!(listed, ["big.bin", "small.bin"], "{run:?}");
+    }
+}
+
+#[test]
+fn a_directory_of_ten_thousand_objects_lists_whole() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    const N: usize = 10_000;
+    // Made straight in the bucket (quicker than FTP), by a few threads at once.
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let client = garage.client();
+            scope.spawn(move || {
+                for i in (t..N).step_by(8) {
+                    client.put(&format!("many/d/f{i:05}"), b"x").expect("put");
+                }
+            });
+        }
+    });
+    let server = server_on(&garage, "many");
+    let mut ftp = server.login();
+    let text = ftp.listing("NLST d");
+    let mut names: Vec<&str> = text.lines().map(|l| l.trim_start_matches("d/")).collect();
+    names.sort_unstable();
+    let want: Vec<String> = (0..N).map(|i| format!("f{i:05}")).collect();
+    assert_eq!(names.len(), N);
+    assert!(names.iter().zip(&want).all(|(a, b)| a == b));
+    let mlsd = ftp.listing("MLSD d");
+    assert_eq!(mlsd.lines().filter(|l| l.contains("type=file")).count(), N);
+}
+
+#[test]
+fn a_cut_upload_leaves_no_object_and_no_multipart_upload() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let server = server_on(&garage, "cut");
+    let mut ftp: Ftp = server.login();
+    let mut data: TcpStream = ftp.epsv();
+    ftp.expect("STOR cut.bin", 150);
+    // Two parts' worth and more: a multipart upload is under way when it is cut.
+    data.write_all(&pattern(17 * 1024 * 1024, 4))
+        .expect("write");
+    let client = garage.client();
+    eventually("a multipart upload under way", || {
+        !client.list_multipart("cut/").expect("list").is_empty()
+    });
+    socket2::SockRef::from(&data)
+        .set_linger(Some(Duration::ZERO))
+        .expect("linger");
+    drop(data);
+    let r = ftp.reply();
+    assert!(r.code == 426 || r.code == 451, "{r:?}");
+    eventually("the multipart upload aborted", || {
+        client.list_multipart("cut/").expect("list").is_empty()
+    });
+    assert!(client.head("cut/cut.bin").expect("head").is_none());
+    ftp.expect("SIZE cut.bin", 550);
+}
+
+#[test]
+fn wrong_credentials_stop_the_server_at_start_with_a_clear_error() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let config = garage.dir.path().join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage = \"s3://{}/x\"\ns3-endpoint = \"{}\"\ns3-region = \"garage\"\n\
+             s3-access-key-id = \"{}\"\ns3-secret-access-key = \"{}\"\n",
+            garage.bucket,
+            garage.endpoint,
+            garage.key_id,
+            "0".repeat(64)
+        ),
+    )
+    .expect("write");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ftp-server"));
+    cmd.args(["--port", "0", "--root"])
+        .arg(garage.dir.path().join("unused-root"))
+        .arg("--config")
+        .arg(&config);
+    let run = run_peer(cmd);
+    assert!(!run.status.success(), "{run:?}");
+    assert!(run.stderr.contains("access denied"), "{}", run.stderr);
+    assert!(!run.stdout.contains("listening on"), "{run:?}");
+}
