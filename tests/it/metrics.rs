@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::{
     assert_same, eventually, free_port, have, pattern, require, Ftp, TestServer, WAIT,
@@ -282,7 +282,19 @@ fn thread_names(pid: u32) -> Vec<String> {
 fn the_http_side_is_one_thread_with_bounded_requests() {
     let (server, at) = metrics_server(&["--workers", "2"]);
     scrape(at); // the thread runs
-    let before = thread_names(server.pid());
+                // The metrics thread starts before the parker and the workers: wait until the
+                // server's threads are all there, so the count below compares like with like.
+    let started = Instant::now();
+    let before = loop {
+        let names = thread_names(server.pid());
+        let all = ["parker", "worker-0", "worker-1"]
+            .iter()
+            .all(|t| names.iter().any(|n| n == t));
+        if all || started.elapsed() > WAIT {
+            break names;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(before.iter().filter(|n| *n == "metrics").count(), 1);
     // Clients that connect and say nothing get no thread of their own, and are
     // dropped after the request time: a scrape behind them is answered.
