@@ -44,7 +44,7 @@ use simple_ftp::server::Config;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::args::{AnonymousArg, Args, LogFormat, DEFAULT_PORT};
+use crate::args::{AnonymousArg, Args, LogFormat, ProxyProtocolArg, DEFAULT_PORT};
 
 /// What is wrong with a config file or with the settings as a whole; each names the
 /// key, and the file and line it was read from.
@@ -525,6 +525,12 @@ impl Settings {
                 message: "needs a command".to_owned(),
             });
         }
+        if args.proxy_protocol != ProxyProtocolArg::Off && args.trusted_proxies.is_empty() {
+            return Err(ConfigError::Missing {
+                setting: setting("proxy-protocol"),
+                needed: vec!["trusted-proxies".to_owned()],
+            });
+        }
         let origins = keys()
             .into_iter()
             .map(|key| {
@@ -627,7 +633,9 @@ impl Settings {
             lock_wait: Duration::from_secs(args.lock_wait),
             grace: Duration::from_secs(args.grace),
             pasv_ports: args.pasv_ports.clone(),
-            pasv_address: args.pasv_address,
+            // A literal address; a host name is resolved once, at start
+            // (`Settings::pasv_address`), not at every reload.
+            pasv_address: args.pasv_address.as_deref().and_then(|a| a.parse().ok()),
             users,
             anonymous,
             max_per_ip: args.max_per_ip.unwrap_or(0),
@@ -644,7 +652,44 @@ impl Settings {
             max_passive_listeners: 0,
             metrics: args.metrics,
             xferlog: args.xferlog.clone(),
+            proxy_protocol: args.proxy_protocol.into(),
+            trusted_proxies: args.trusted_proxies.clone(),
         })
+    }
+
+    /// The address PASV replies announce (`--pasv-address`): the address given, or
+    /// the IPv4 address its host name resolves to now.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `pasv-address` when the name does not resolve,
+    /// or resolves to no IPv4 address.
+    pub fn pasv_address(&self) -> Result<Option<std::net::Ipv4Addr>, ConfigError> {
+        use std::net::{IpAddr, ToSocketAddrs};
+        let Some(text) = &self.args.pasv_address else {
+            return Ok(None);
+        };
+        if let Ok(ip) = text.parse() {
+            return Ok(Some(ip));
+        }
+        let invalid = |message: String| ConfigError::Invalid {
+            setting: self.setting("pasv-address"),
+            message,
+        };
+        let found = (text.as_str(), 0)
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("cannot resolve {text}: {e}")))?;
+        found
+            .into_iter()
+            .find_map(|a| match a.ip() {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{text} has no IPv4 address, which PASV replies need"
+                ))
+            })
     }
 
     /// The settings as a config file: every key, in the order of `--help`, as

@@ -154,6 +154,12 @@ fn run() -> anyhow::Result<()> {
     }
 
     let mut config = settings.server_config()?;
+    config.pasv_address = settings.pasv_address()?;
+    if let (Some(name), Some(ip)) = (&settings.args().pasv_address, config.pasv_address) {
+        if name.parse::<std::net::Ipv4Addr>().is_err() {
+            log::info!("PASV replies announce {ip} ({name})");
+        }
+    }
     (config.max_connections, config.max_passive_listeners) =
         open_files(config.workers, config.max_connections, true);
     log::info!(
@@ -286,6 +292,7 @@ fn check_config(cli: &CommandLine, path: &Path) -> anyhow::Result<()> {
     let file = ConfigFile::load(path)?;
     let settings = Settings::combine(cli, Some(&file))?;
     settings.server_config()?;
+    settings.pasv_address()?;
     let mut stdout = std::io::stdout();
     stdout
         .write_all(settings.to_toml()?.as_bytes())
