@@ -34,6 +34,9 @@ mod new_names;
 mod packaging; // the systemd unit (systemd-analyze verify), shell completions, the man page
 mod parking;
 mod peers;
+// --proxy-protocol with hand-written v1/v2 headers: the header's client is the peer
+// everywhere (STAT, --max-per-ip, PORT, data connections, logs); bad headers closed.
+mod proxy_protocol;
 mod pureftpd;
 mod rclone;
 mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on
