@@ -18,6 +18,9 @@ mod faults;
 mod ftplib;
 mod ftps;
 mod hardening;
+// Two instances on one root behind a real HAProxy (send-proxy-v2): curl, lftp and our
+// client from two addresses, byte-exact across instances, --max-per-ip, no bounce.
+mod haproxy;
 mod hooks;
 mod ipv6;
 // --log-format json: every line of a real session's log is a JSON object with its fields.
