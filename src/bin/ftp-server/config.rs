@@ -1050,6 +1050,84 @@ mod tests {
     }
 
     #[test]
+    fn proxy_protocol_and_trusted_proxies_from_the_file_and_the_command_line() {
+        use simple_ftp::server::ProxyMode;
+        let s = settings(
+            &[],
+            "proxy-protocol = \"required\"\ntrusted-proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        )
+        .expect("settings");
+        let config = s.server_config().expect("config");
+        assert_eq!(config.proxy_protocol, ProxyMode::Required);
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+        assert_eq!(s.origin("trusted-proxies"), at_line(2));
+        // One comma-separated string, as on the command line.
+        let s = settings(
+            &[],
+            "proxy-protocol = \"optional\"\ntrusted-proxies = \"10.0.0.0/8,::1\"\n",
+        )
+        .expect("settings");
+        assert_eq!(s.args.trusted_proxies.len(), 2);
+        let s = settings(
+            &[
+                "--proxy-protocol",
+                "optional",
+                "--trusted-proxies",
+                "127.0.0.1,::1",
+            ],
+            "",
+        )
+        .expect("settings");
+        assert_eq!(s.args.trusted_proxies.len(), 2);
+        // What check-config prints reads back the same.
+        let printed = s.to_toml().expect("toml");
+        assert!(
+            printed.contains("\ntrusted-proxies = [\"127.0.0.1/32\", \"::1/128\"]\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\nproxy-protocol = \"optional\"\n"),
+            "{printed}"
+        );
+        let again = settings(&[], &printed).expect("printed settings");
+        assert_eq!(again.args.trusted_proxies, s.args.trusted_proxies);
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_proxies_and_bad_blocks_are_refused() {
+        assert_eq!(
+            error("proxy-protocol = \"required\"\n"),
+            "ftp.toml:1: proxy-protocol: needs trusted-proxies as well"
+        );
+        let e = error("proxy-protocol = \"optional\"\ntrusted-proxies = [\"10.0.0.1/8\"]\n");
+        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
+        assert!(e.contains("ftp.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn pasv_address_takes_an_ipv4_address_or_a_host_name() {
+        let s = settings(&[], "pasv-address = \"192.0.2.1\"\n").expect("settings");
+        assert_eq!(
+            s.pasv_address().expect("address"),
+            Some("192.0.2.1".parse().expect("ip"))
+        );
+        let s = settings(&[], "pasv-address = \"localhost\"\n").expect("settings");
+        assert_eq!(
+            s.pasv_address().expect("resolves"),
+            Some(std::net::Ipv4Addr::LOCALHOST)
+        );
+        let s = settings(&[], "pasv-address = \"no-such-host.invalid\"\n").expect("settings");
+        assert!(s.pasv_address().is_err());
+        assert!(error("pasv-address = \"::1\"\n").contains("IPv4"));
+        assert!(error("pasv-address = \"a b\"\n").contains("host name"));
+    }
+
+    #[test]
     fn a_flag_on_the_command_line_beats_the_file_even_at_its_default() {
         let s = settings(&["--port", "2121"], "port = 21\n").expect("settings");
         assert_eq!(s.args.port, Some(2121));
