@@ -9,6 +9,11 @@
 //! for its next command is parked, and comes back over the same channel when its
 //! connection has something to read or a deadline passed.
 //!
+//! Behind a load balancer (`proxy`, `--proxy-protocol`), a connection from a trusted
+//! proxy is counted in the total by the acceptor and handed over as it is: the worker
+//! reads its PROXY header, and the client it names is the session's peer from then on
+//! (its `--max-per-ip` count, its PORT targets, its data connections, its log lines).
+//!
 //! Shutdown follows ownership. [`ShutdownHandle::shutdown`] sets a flag, connects once to
 //! the listener to wake `accept()`, and shuts down the reading half of every control
 //! connection: idle sessions wake up, see the flag and say `421`, while a session in the

@@ -4,7 +4,10 @@
 //!
 //! A passive listener is bound on the control connection's local address, in the
 //! configured port range if there is one, and accepts only a connection from the
-//! control connection's peer IP: anyone else who finds the port is dropped. Active
+//! control connection's peer IP: anyone else who finds the port is dropped. Behind a
+//! trusted proxy (`--proxy-protocol`) that peer is the client the control
+//! connection's PROXY header named, and a data connection relayed by the proxy must
+//! name the same client in its own header. Active
 //! connections go only to the client's own IP and a port >= 1024, which rules out the
 //! FTP bounce attack (RFC 2577 §3).
 
