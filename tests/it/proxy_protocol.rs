@@ -2,8 +2,8 @@
 //! v2) from test sockets: the server takes the header's client as the peer (STAT,
 //! `--max-per-ip`, PORT/EPRT targets, the passive data connection's check, the log,
 //! the transfer log), drops untrusted peers when a header is required, closes a
-//! malformed, truncated or late header without a reply, and serves other clients
-//! while one is late.
+//! malformed, truncated or late header without a reply, serves other clients
+//! while one is late, and hands the implicit FTPS port's TLS handshake over whole.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
@@ -335,4 +335,69 @@ fn the_bytes_after_a_header_reach_the_session_whole() {
     ftp.expect_reply(200);
     ftp.login();
     assert_eq!(stat_client(&mut ftp), "192.0.2.7");
+}
+
+#[test]
+fn the_implicit_ftps_port_reads_the_header_then_the_tls_handshake() {
+    if !crate::common::require(crate::common::have("python3", &["--version"]), "python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).expect("certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write key");
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let (cert_s, key_s) = (cert.to_string_lossy(), key.to_string_lossy());
+    let args = [
+        &REQUIRED[..],
+        &[
+            "--tls-cert",
+            &cert_s,
+            "--tls-key",
+            &key_s,
+            "--implicit-tls-port",
+            "0",
+        ],
+    ]
+    .concat();
+    let server = TestServer::start_in(dir, root, &args);
+    let implicit = server.implicit.expect("implicit FTPS address");
+    let header: String = v2(addr("192.0.2.7:40000"), implicit)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    // The header and the ClientHello go out back to back; the server must take
+    // exactly the header's bytes and leave the handshake's to TLS.
+    let script = r#"
+import socket, ssl, sys
+port, ca, header = int(sys.argv[1]), sys.argv[2], bytes.fromhex(sys.argv[3])
+raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+raw.sendall(header)
+tls = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname="127.0.0.1")
+f = tls.makefile("rb")
+def cmd(line):
+    tls.sendall(line.encode() + b"\r\n")
+    first = f.readline().decode()
+    text = first
+    while first[3:4] == "-":
+        first = f.readline().decode()
+        text += first
+    return text
+print(f.readline()[:3].decode())
+print(cmd("USER anonymous")[:3], cmd("PASS x")[:3])
+stat = cmd("STAT")
+print([l.strip() for l in stat.splitlines() if "Connected from" in l][0])
+"#;
+    let port = implicit.port().to_string();
+    let run = crate::common::python(script, &[port.as_ref(), cert.as_os_str(), header.as_ref()]);
+    assert!(run.status.success(), "{}\n{}", run.stderr, server.log());
+    assert_eq!(
+        run.stdout.lines().collect::<Vec<_>>(),
+        ["220", "331 230", "Connected from 192.0.2.7"],
+        "{}",
+        server.log()
+    );
 }
