@@ -11,6 +11,8 @@
 //!   channel to a fixed pool of worker threads, which run its session.
 //! - [`client`] is the blocking FTP client and the logic of the `ftp-client` REPL on top of it.
 //! - [`protocol`] turns wire text into a `Command` and formats `Reply`s; bounded line reads.
+//! - [`storage`] is where the served files live: the [`storage::Backend`] trait the
+//!   session reads and writes through, and the local directory ([`storage::local`]).
 //! - [`path`] is the only way client text becomes a file-system path inside the server root.
 //! - `locks` is the per-file lock table that keeps concurrent uploads and downloads apart.
 //! - [`tls`] is explicit FTPS (RFC 4217): plain-or-TLS streams and the rustls configurations.
@@ -35,6 +37,7 @@ mod error;
 pub mod limits;
 mod locks;
 pub mod server;
+pub mod storage;
 pub mod time;
 pub mod tls;
 pub mod transfer;

@@ -139,6 +139,12 @@ impl fmt::Display for VirtualPath {
 pub struct EntryKey(PathBuf);
 
 impl EntryKey {
+    /// A key made by a storage backend of its own (an object store's bucket and key):
+    /// every name of one entry must give the same key.
+    pub fn new(key: impl Into<PathBuf>) -> EntryKey {
+        EntryKey(key.into())
+    }
+
     /// The path the key is made of.
     pub fn as_path(&self) -> &Path {
         &self.0
@@ -609,11 +615,17 @@ impl Root {
         arg: &str,
     ) -> Result<Option<(VirtualPath, EntryKey, File)>, PathError> {
         let virt = cwd.join(arg)?;
-        let Some(relative) = virt.as_str().strip_prefix('/').filter(|r| !r.is_empty()) else {
-            return Ok(None);
-        };
+        Ok(self
+            .open_direct_virtual(&virt)
+            .map(|(key, file)| (virt, key, file)))
+    }
+
+    /// [`Root::open_direct`] of an already normalized virtual path: the file's lock key
+    /// and the file, or `None` when the usual way must be taken.
+    pub fn open_direct_virtual(&self, virt: &VirtualPath) -> Option<(EntryKey, File)> {
+        let relative = virt.as_str().strip_prefix('/').filter(|r| !r.is_empty())?;
         if !OPENAT2.load(Ordering::Relaxed) {
-            return Ok(None);
+            return None;
         }
         let opened = rustix::fs::openat2(
             &*self.fd,
@@ -626,13 +638,13 @@ impl Root {
             Ok(fd) => {
                 // With no symlink on the way, the path below the root is canonical.
                 let key = EntryKey(self.dir.join(relative));
-                Ok(Some((virt, key, File::from(fd))))
+                Some((key, File::from(fd)))
             }
             Err(Errno::NOSYS | Errno::PERM) => {
                 OPENAT2.store(false, Ordering::Relaxed);
-                Ok(None)
+                None
             }
-            Err(_) => Ok(None),
+            Err(_) => None,
         }
     }
 

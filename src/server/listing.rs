@@ -10,16 +10,21 @@
 //! the directory's own order, as `ls -f` shows it. Clients that show a large listing
 //! to people sort it themselves.
 //!
+//! Entries come as [`Stat`]s from any storage backend, so every listing looks the
+//! same whichever holds the files; a backend without mode bits (an object store)
+//! shows a fixed `rwxr-xr-x` for directories and `rw-r--r--` for files
+//! ([`Stat::mode_or_default`]), in `ls` lines and in the `UNIX.mode` fact alike, and
+//! one without an identity leaves the `unique` fact out.
+//!
 //! A name with a control character is never listed ([`listable`]): a CR or LF in a
 //! name would end the line early and let the rest of the name pose as another entry
 //! (or, in STAT and MLST, as another reply line).
 
 use std::fmt::Write as _;
-use std::fs::Metadata;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::time::SystemTime;
 
 use super::accounts::Perms;
+use crate::storage::{Kind, Stat};
 use crate::time::{ls_date, Utc};
 
 mod glob;
@@ -57,7 +62,7 @@ pub(super) fn entry_line(
     kind: Listing,
     prefix: &str,
     name: &str,
-    meta: &Metadata,
+    meta: &Stat,
     facts: Facts,
     perms: Perms,
     now: SystemTime,
@@ -78,37 +83,28 @@ pub(super) fn entry_line(
 
 /// One `ls -l` style line, with CRLF: the file type and all twelve mode bits as
 /// `ls` shows them (`drwxr-xr-x`, `-rwsr-x--T`).
-pub(super) fn ls_line(out: &mut String, name: &str, meta: &Metadata, now: SystemTime) {
-    let date = meta
-        .modified()
-        .map_or_else(|_| ls_date(now, now), |t| ls_date(t, now));
+pub(super) fn ls_line(out: &mut String, name: &str, meta: &Stat, now: SystemTime) {
+    let date = ls_date(meta.modified.unwrap_or(now), now);
     let _ = write!(
         out,
         "{}{} {:>3} ftp      ftp      {:>12} {date} {name}\r\n",
-        type_letter(meta),
-        mode_letters(meta.permissions().mode()),
-        meta.nlink(),
-        meta.len()
+        type_letter(meta.kind),
+        mode_letters(meta.mode_or_default()),
+        meta.nlink,
+        meta.size
     );
 }
 
 /// The first letter of an `ls -l` line.
-fn type_letter(meta: &Metadata) -> char {
-    let t = meta.file_type();
-    if t.is_dir() {
-        'd'
-    } else if t.is_symlink() {
-        'l'
-    } else if t.is_fifo() {
-        'p'
-    } else if t.is_socket() {
-        's'
-    } else if t.is_block_device() {
-        'b'
-    } else if t.is_char_device() {
-        'c'
-    } else {
-        '-'
+fn type_letter(kind: Kind) -> char {
+    match kind {
+        Kind::Dir => 'd',
+        Kind::Symlink => 'l',
+        Kind::Fifo => 'p',
+        Kind::Socket => 's',
+        Kind::BlockDevice => 'b',
+        Kind::CharDevice => 'c',
+        Kind::File => '-',
     }
 }
 
@@ -188,7 +184,7 @@ impl Facts {
     }
 
     /// `type=file;size=5;...; ` followed by `name` (no line ending).
-    pub(super) fn line(self, name: &str, meta: &Metadata, perms: Perms) -> String {
+    pub(super) fn line(self, name: &str, meta: &Stat, perms: Perms) -> String {
         let mut out = String::with_capacity(96 + name.len());
         for (i, fact) in FACTS.iter().enumerate() {
             if !self.has(i) {
@@ -196,14 +192,17 @@ impl Facts {
             }
             let _ = match *fact {
                 "type" => write!(out, "type={};", if meta.is_dir() { "dir" } else { "file" }),
-                "size" => write!(out, "size={};", meta.len()),
-                "modify" => match meta.modified() {
-                    Ok(t) => write!(out, "modify={};", Utc::from_system_time(t).mdtm()),
-                    Err(_) => Ok(()),
+                "size" => write!(out, "size={};", meta.size),
+                "modify" => match meta.modified {
+                    Some(t) => write!(out, "modify={};", Utc::from_system_time(t).mdtm()),
+                    None => Ok(()),
                 },
                 "perm" => write!(out, "perm={};", perm_fact(meta, perms)),
-                "unique" => write!(out, "unique={:x}U{:x};", meta.dev(), meta.ino()),
-                _ => write!(out, "UNIX.mode={:04o};", meta.permissions().mode() & 0o7777),
+                "unique" => match meta.unique {
+                    Some((dev, ino)) => write!(out, "unique={dev:x}U{ino:x};"),
+                    None => Ok(()),
+                },
+                _ => write!(out, "UNIX.mode={:04o};", meta.mode_or_default() & 0o7777),
             };
         }
         out.push(' ');
@@ -213,7 +212,7 @@ impl Facts {
 }
 
 /// The `perm` fact (RFC 3659 §7.5.5): what this session may do with the entry.
-fn perm_fact(meta: &Metadata, perms: Perms) -> String {
+fn perm_fact(meta: &Stat, perms: Perms) -> String {
     let rename = perms.write && perms.delete;
     let letters: &[(bool, char)] = if meta.is_dir() {
         &[
@@ -243,6 +242,8 @@ fn perm_fact(meta: &Metadata, perms: Perms) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]
@@ -250,7 +251,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let file = tmp.path().join("a b.txt");
         std::fs::write(&file, "12345").expect("write");
-        let meta = std::fs::metadata(&file).expect("meta");
+        let meta = Stat::from_metadata(&std::fs::metadata(&file).expect("meta"));
         let line = Facts::default().line("a b.txt", &meta, Perms::ALL);
         assert!(line.starts_with("type=file;size=5;modify="), "{line}");
         assert!(line.contains(";perm=adfrw;unique="), "{line}");
@@ -263,7 +264,7 @@ mod tests {
             some.feature(),
             "MLST type*;size*;modify;perm;unique;UNIX.mode;"
         );
-        let dir = std::fs::metadata(tmp.path()).expect("meta");
+        let dir = Stat::from_metadata(&std::fs::metadata(tmp.path()).expect("meta"));
         assert_eq!(
             Facts::select("type;perm").line("d", &dir, Perms::READ),
             "type=dir;perm=el; d"
@@ -284,14 +285,14 @@ mod tests {
         let file = tmp.path().join("f");
         std::fs::write(&file, "abc").expect("write");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        let meta = std::fs::metadata(&file).expect("meta");
+        let meta = Stat::from_metadata(&std::fs::metadata(&file).expect("meta"));
         let mut out = String::new();
         ls_line(&mut out, "f", &meta, SystemTime::now());
         assert!(out.starts_with("-rw-r----- "), "{out}");
         assert!(out.contains(" 3 ") && out.ends_with(" f\r\n"), "{out}");
         std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))
             .expect("chmod");
-        let dir_meta = std::fs::metadata(tmp.path()).expect("meta");
+        let dir_meta = Stat::from_metadata(&std::fs::metadata(tmp.path()).expect("meta"));
         let mut out = String::new();
         ls_line(&mut out, "d", &dir_meta, SystemTime::now());
         assert!(out.starts_with("drwxr-xr-x "), "{out}");
@@ -314,7 +315,7 @@ mod tests {
         let file = tmp.path().join("f");
         std::fs::write(&file, "abc").expect("write");
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-        let meta = std::fs::metadata(&file).expect("meta");
+        let meta = Stat::from_metadata(&std::fs::metadata(&file).expect("meta"));
         assert_eq!(
             Facts::select("type;UNIX.mode").line("f", &meta, Perms::READ),
             "type=file;UNIX.mode=0640; f"

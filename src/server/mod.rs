@@ -64,15 +64,21 @@ use self::metrics::{Metrics, SessionResult};
 use self::xferlog::Xferlog;
 use crate::error::{Error, Result};
 use crate::locks::LockTable;
-use crate::path::Root;
 use crate::protocol::{Reply, ReplyCode};
+use crate::storage::local::Local;
+use crate::storage::Backend;
 
 /// Everything the server can be configured with. [`Config::default`] is the lab's setup:
 /// `./server` on 127.0.0.1:2121.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// The directory served as `/` (created if missing).
+    /// The directory served as `/` (created if missing), unless [`Config::storage`]
+    /// gives another backend.
     pub root: PathBuf,
+    /// The storage served as `/` instead of the local directory [`Config::root`]
+    /// (another backend, made before the server; see [`crate::storage`]). `None`:
+    /// the local directory.
+    pub storage: Option<Arc<dyn Backend>>,
     /// The address to listen on; port 0 picks a free port.
     pub bind: SocketAddr,
     /// How many worker threads run commands and transfers at once; a session waiting
@@ -148,6 +154,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             root: PathBuf::from("server"),
+            storage: None,
             bind: SocketAddr::from(([127, 0, 0, 1], 2121)),
             workers: 64,
             max_connections: 10_000,
@@ -187,7 +194,8 @@ struct Shared {
     config: Config,
     /// The settings a reload replaces: accounts, anonymous access, limits, grace, TLS.
     live: reload::Live,
-    root: Root,
+    /// Where the files live: `/` of every session without a home of its own.
+    storage: Arc<dyn Backend>,
     locks: LockTable,
     /// Set once shutdown begins: no new sessions, idle ones get `421`.
     stopping: AtomicBool,
@@ -310,10 +318,13 @@ struct Connections {
 /// session is told `421` by the parker, and one on a worker sees the shutdown flag
 /// within its linger (every wait for a command, or for a TLS handshake, is that short),
 /// so an idle session costs one descriptor.
-#[derive(Debug)]
-struct Registered {
-    data: Option<TcpStream>,
-}
+///
+/// Each session has its own slot, shared by the registry and the session's
+/// [`ConnToken`]: a transfer sets and clears it twice per transfer, and through one
+/// lock for every session those writes queued up behind each other under load (a
+/// futex wait and wake each, measured as the most frequent wait of small uploads).
+/// The registry's lock is now taken only when a session comes and goes.
+type Registered = Arc<Mutex<Option<TcpStream>>>;
 
 impl Shared {
     fn stopping(&self) -> bool {
@@ -435,11 +446,13 @@ impl Shared {
         }
         let id = conns.next_id;
         conns.next_id += 1;
-        conns.open.insert(id, Registered { data: None });
+        let data = Registered::default();
+        conns.open.insert(id, Arc::clone(&data));
         Some(ConnToken {
             shared: self,
             id,
             ip,
+            data,
         })
     }
 
@@ -447,9 +460,9 @@ impl Shared {
     /// still running, which makes it fail and clean up.
     fn cut_transfers(&self) {
         let conns = self.conns.lock();
-        for conn in conns.open.values() {
+        for slot in conns.open.values() {
             // Errors mean the connection is already gone, which is what we want.
-            if let Some(data) = &conn.data {
+            if let Some(data) = &*slot.lock() {
                 let _ = data.shutdown(Shutdown::Both);
             }
         }
@@ -462,15 +475,17 @@ struct ConnToken<'s> {
     shared: &'s Shared,
     id: u64,
     ip: IpAddr,
+    /// This session's slot in the registry.
+    data: Registered,
 }
 
 impl ConnToken<'_> {
     /// Records the data connection in use, so a forced shutdown can cut it.
     fn set_data(&self, data: Option<&TcpStream>) {
         let clone = data.and_then(|d| d.try_clone().ok());
-        if let Some(conn) = self.shared.conns.lock().open.get_mut(&self.id) {
-            conn.data = clone;
-        }
+        let old = std::mem::replace(&mut *self.data.lock(), clone);
+        // Closed after the lock is let go.
+        drop(old);
     }
 }
 
@@ -518,17 +533,21 @@ pub struct RunReport {
 }
 
 impl Server {
-    /// Opens the root (creating it if missing) and binds the listening socket.
+    /// Opens the root (creating it if missing; or takes [`Config::storage`]) and binds
+    /// the listening socket.
     ///
     /// # Errors
     /// [`Error::Root`] when the root cannot be created or opened, [`Error::Bind`] when
     /// the address cannot be bound, [`Error::MetricsBind`] when the metrics' address
     /// cannot, [`Error::Xferlog`] when the transfer log cannot be opened.
     pub fn bind(mut config: Config) -> Result<Server> {
-        let root = Root::new(&config.root).map_err(|source| Error::Root {
-            path: config.root.clone(),
-            source,
-        })?;
+        let storage = match &config.storage {
+            Some(storage) => Arc::clone(storage),
+            None => Arc::new(Local::new(&config.root).map_err(|source| Error::Root {
+                path: config.root.clone(),
+                source,
+            })?) as Arc<dyn Backend>,
+        };
         let bind = config.bind;
         let listener =
             TcpListener::bind(bind).map_err(|source| Error::Bind { addr: bind, source })?;
@@ -602,7 +621,7 @@ impl Server {
             xferlog,
             config,
             live,
-            root,
+            storage,
             locks: LockTable::new(),
             hash_slots: Slots::per_core(),
             header_reads: AtomicUsize::new(0),
@@ -646,9 +665,9 @@ impl Server {
         self.implicit.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// The canonical root directory being served.
-    pub fn root(&self) -> &std::path::Path {
-        self.shared.root.dir()
+    /// The storage being served (its [`Backend::location`] of `/` says where).
+    pub fn storage(&self) -> &Arc<dyn Backend> {
+        &self.shared.storage
     }
 
     /// What the upload hooks did so far; the counts go on changing while the server
@@ -710,7 +729,10 @@ impl Server {
                 .map_err(Error::Thread)?;
             log::info!(
                 "serving {} on {} with {} workers, at most {} sessions",
-                shared.root.dir().display(),
+                shared
+                    .storage
+                    .location(&crate::path::VirtualPath::root())
+                    .display(),
                 self.addr,
                 config.workers,
                 shared.live().max_connections

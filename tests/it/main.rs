@@ -44,6 +44,8 @@ mod pureftpd;
 mod rclone;
 mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on
 mod server;
+// One suite of storage checks run against every backend (local, local streamed).
+mod storage_suite;
 mod stress;
 mod tnftp;
 mod vsftpd;

@@ -624,6 +624,8 @@ impl Settings {
         };
         Ok(Config {
             root: args.root.clone(),
+            // The local directory; other backends are given here once they exist.
+            storage: None,
             bind: SocketAddr::new(args.bind, args.port.unwrap_or(DEFAULT_PORT)),
             workers: args.workers,
             max_connections: args.max_connections.max(1),

@@ -8,6 +8,7 @@ use super::listings::{Facts, Listing};
 use super::login::Login;
 use super::{End, Session};
 use crate::protocol::{Command, Reply, ReplyCode, TransferType};
+use crate::storage::StorageError;
 use crate::time::Utc;
 
 /// What answering a command line came to.
@@ -188,12 +189,14 @@ impl Session<'_> {
             Command::Cwd(dir) => self.cwd(&dir)?,
             Command::Cdup => self.cwd("..")?,
             Command::Size(name) => {
-                let (_, meta) = self.plain_file(&name)?;
-                Reply::new(FileStatus, meta.len().to_string())
+                let (_, stat) = self.plain_file(&name)?;
+                Reply::new(FileStatus, stat.size.to_string())
             }
             Command::Mdtm(name) => {
-                let (_, meta) = self.plain_file(&name)?;
-                let modified = meta.modified().map_err(Failure::Fs)?;
+                let (_, stat) = self.plain_file(&name)?;
+                let modified = stat
+                    .modified
+                    .ok_or_else(|| StorageError::Unsupported("modification times".into()))?;
                 Reply::new(FileStatus, Utc::from_system_time(modified).mdtm())
             }
             Command::Mfmt { time, path } => self.mfmt(&time, &path)?,

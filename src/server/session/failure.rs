@@ -12,6 +12,7 @@ use rustix::io::Errno;
 
 use crate::path::PathError;
 use crate::protocol::{Reply, ReplyCode};
+use crate::storage::StorageError;
 use crate::transfer::CopyError;
 
 /// What went wrong handling a command. Each kind is documented by the reply it earns.
@@ -24,6 +25,9 @@ pub(super) enum Failure {
     /// A file-system action failed: 550 when the file is missing or not accessible,
     /// 452 when the disk is full, 451 otherwise.
     Fs(io::Error),
+    /// The storage backend refused or failed: each [`StorageError`] kind has its
+    /// reply (550 for most; an I/O error as [`Failure::Fs`]).
+    Storage(StorageError),
     /// 450: another transfer holds the file for longer than the lock wait.
     Busy,
     /// 425: the data connection could not be opened, or none was set up.
@@ -152,6 +156,12 @@ impl From<PathError> for Failure {
     }
 }
 
+impl From<StorageError> for Failure {
+    fn from(e: StorageError) -> Failure {
+        Failure::Storage(e)
+    }
+}
+
 impl From<CopyError> for Failure {
     fn from(e: CopyError) -> Failure {
         match e {
@@ -179,6 +189,7 @@ impl Failure {
             }
             Failure::Path(PathError::Outside) => Reply::new(FileUnavailable, "Permission denied"),
             Failure::Path(PathError::Io(e)) | Failure::Fs(e) => fs_reply(&e),
+            Failure::Storage(e) => storage_reply(e),
             Failure::Busy => Reply::new(
                 FileBusy,
                 "File busy: another transfer is using it, try again",
@@ -199,7 +210,9 @@ impl Failure {
     /// the debug log only.
     pub(super) fn log(&self, peer: SocketAddr, verb: &str) {
         match self {
-            Failure::Fs(e) | Failure::Path(PathError::Io(e)) => {
+            Failure::Fs(e)
+            | Failure::Path(PathError::Io(e))
+            | Failure::Storage(StorageError::Io(e)) => {
                 let level = match e.kind() {
                     io::ErrorKind::NotFound
                     | io::ErrorKind::NotADirectory
@@ -210,6 +223,7 @@ impl Failure {
                 };
                 log::log!(level, "{peer}: {verb} failed: {e}");
             }
+            Failure::Storage(e) => log::debug!("{peer}: {verb} failed: {e}"),
             Failure::Transfer(e) => log::info!("{peer}: {verb} aborted: {e}"),
             Failure::NoData(why) => log::info!("{peer}: {verb}: {}", why.detail()),
             _ => log::debug!("{peer}: {verb} refused"),
@@ -353,6 +367,26 @@ impl Refusal {
     }
 }
 
+/// The reply for what a storage backend said: the kinds in the words a local file
+/// system's errors have always had here, whichever backend it was.
+fn storage_reply(e: StorageError) -> Reply {
+    use ReplyCode::*;
+    match e {
+        StorageError::NotFound | StorageError::NotADirectory => {
+            Reply::new(FileUnavailable, "No such file or directory")
+        }
+        StorageError::IsADirectory => Reply::new(FileUnavailable, "Is a directory"),
+        StorageError::NotEmpty => Reply::new(FileUnavailable, "Directory not empty"),
+        StorageError::Exists => Reply::new(FileUnavailable, "File exists"),
+        StorageError::Outside => Reply::new(FileUnavailable, "Permission denied"),
+        StorageError::Unsupported(why) => Reply::new(
+            FileUnavailable,
+            format!("Not supported by this server's storage: {why}"),
+        ),
+        StorageError::Io(e) => fs_reply(&e),
+    }
+}
+
 /// The reply for a failed file-system action. It says what failed in the client's
 /// terms: never the error's own text, which can hold a host path (an error from
 /// making a temporary file names it) or an `os error N`; the details go to the log
@@ -403,6 +437,35 @@ mod tests {
         assert!(reply.starts_with("425 "), "{reply}");
         assert!(!reply.contains("os error"), "{reply}");
         assert!(reply.contains("Connection refused"), "{reply}");
+    }
+
+    #[test]
+    fn storage_errors_have_their_replies() {
+        let cases = [
+            (StorageError::NotFound, "550 No such file or directory"),
+            (StorageError::NotADirectory, "550 No such file or directory"),
+            (StorageError::IsADirectory, "550 Is a directory"),
+            (StorageError::NotEmpty, "550 Directory not empty"),
+            (StorageError::Exists, "550 File exists"),
+            (StorageError::Outside, "550 Permission denied"),
+            (
+                StorageError::Unsupported("APPE".into()),
+                "550 Not supported by this server's storage: APPE",
+            ),
+            (
+                StorageError::Io(io::ErrorKind::StorageFull.into()),
+                "452 Insufficient storage space",
+            ),
+            (
+                StorageError::Io(io::Error::from_raw_os_error(Errno::ACCESS.raw_os_error())),
+                "550 Permission denied",
+            ),
+        ];
+        for (error, want) in cases {
+            let wire = Failure::from(error).reply().to_wire();
+            assert!(wire.starts_with(want), "{wire}");
+            assert!(!wire.contains("os error"), "{wire}");
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The commands that read or change files and directories: RETR, STOR, APPE, STOU,
 //! HASH, SIZE, MDTM, MFMT, CWD, DELE, MKD, RMD, RNFR and RNTO.
 //!
-//! Every path goes through the session's [`Root`] (directory handles, nothing outside
-//! the root), every file a transfer reads or replaces is held in the lock table, and
-//! an upload is built beside its target and renamed over it only when complete.
+//! Every path is normalized here (the session's current directory joined with the
+//! client's text) and handed to the session's storage backend ([`crate::storage`]),
+//! which keeps it inside the root. Every file a transfer reads or replaces is held in
+//! the lock table, and an upload becomes visible only when complete: the backend's
+//! [`Upload`] is committed (on the local backend, a part file beside the target
+//! renamed over it).
 
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
 use std::net::TcpStream;
 use std::sync::atomic::Ordering;
@@ -19,10 +22,11 @@ use super::transfer::{transfer_complete, Job, CHUNK};
 use super::Session;
 use crate::digest::digest_between;
 use crate::locks::FileGuard;
-use crate::path::{is_fit_for_new_name, EntryKey, PartFile, PathError, Resolved, VirtualPath};
+use crate::path::{is_fit_for_new_name, EntryKey, VirtualPath};
 use crate::protocol::{Reply, ReplyCode, TimeVal};
-use crate::server::hooks::Upload;
+use crate::server::hooks::Upload as UploadFacts;
 use crate::server::metrics::LockMode;
+use crate::storage::{Download, Opened, Place, Stat, StorageError, Upload};
 use crate::time::Utc;
 use crate::transfer::CopyError;
 
@@ -52,54 +56,57 @@ enum Quick {
 }
 
 impl<'s> Session<'s> {
-    pub(super) fn resolve(&self, arg: &str) -> Result<Resolved, Failure> {
-        Ok(self.root.resolve(&self.cwd, arg)?)
+    /// The path `arg` names from the current directory.
+    pub(super) fn path(&self, arg: &str) -> Result<VirtualPath, Failure> {
+        Ok(self.cwd.join(arg)?)
     }
 
-    /// Resolves the name a new file or directory is to get: one with a control
+    /// Looks up the path `arg` names, once, for a command that acts on it.
+    fn locate(&self, arg: &str) -> Result<Box<dyn Place>, Failure> {
+        Ok(self.storage.locate(&self.path(arg)?)?)
+    }
+
+    /// Looks up the path a new file or directory is to get: a name with a control
     /// character is refused (`553`), since listings would send it verbatim.
-    fn resolve_new(&self, arg: &str) -> Result<Resolved, Failure> {
-        let path = self.resolve(arg)?;
-        if !path.virtual_path().leaf().is_none_or(is_fit_for_new_name) {
+    fn locate_new(&self, arg: &str) -> Result<Box<dyn Place>, Failure> {
+        let path = self.path(arg)?;
+        if !path.leaf().is_none_or(is_fit_for_new_name) {
             return Err(Refusal::ControlCharName.into());
         }
-        Ok(path)
+        Ok(self.storage.locate(&path)?)
     }
 
-    /// Resolves `name` and checks that it is a plain file (following a symlink that
+    /// The path `name` gives, checked to be a plain file (following a symlink that
     /// stays inside the root).
-    pub(super) fn plain_file(&self, name: &str) -> Result<(Resolved, Metadata), Failure> {
-        let path = self.resolve(name)?;
-        let meta = path.metadata()?;
-        if !meta.is_file() {
+    pub(super) fn plain_file(&self, name: &str) -> Result<(VirtualPath, Stat), Failure> {
+        let path = self.path(name)?;
+        let stat = self.storage.stat(&path)?;
+        if !stat.is_file() {
             return Err(Refusal::NotAFile.into());
         }
-        Ok((path, meta))
+        Ok((path, stat))
     }
 
-    /// Opens the plain file `name` for reading and takes its read lock: one `openat2`
-    /// when no symlink is on the way, else the checked resolution. The file is opened
-    /// before the lock is taken: a reader that waits for an upload of the same name
-    /// reads the version it asked for, whole (uploads replace a file by renaming a
-    /// complete one over it).
+    /// Opens the plain file `name` for reading from `offset` and takes its read lock.
+    /// The file is opened before the lock is taken: a reader that waits for an upload
+    /// of the same name reads the version it asked for, whole (uploads replace a file
+    /// whole when complete).
     fn open_plain(
         &self,
         name: &str,
-    ) -> Result<(VirtualPath, File, Metadata, FileGuard<'s>), Failure> {
-        let (path, key, file) = match self.root.open_direct(&self.cwd, name)? {
-            Some(opened) => opened,
-            None => {
-                let path = self.resolve(name)?;
-                let file = path.open_read()?;
-                (path.virtual_path().clone(), path.lock_key().clone(), file)
-            }
-        };
+        offset: u64,
+    ) -> Result<(VirtualPath, Download, Stat, FileGuard<'s>), Failure> {
+        let path = self.path(name)?;
+        let Opened {
+            download,
+            stat,
+            key,
+        } = self.storage.open_read(&path, offset)?;
         let guard = self.read_lock(&key)?;
-        let meta = file.metadata().map_err(Failure::Fs)?;
-        if !meta.is_file() {
+        if !stat.is_file() {
             return Err(Refusal::NotAFile.into());
         }
-        Ok((path, file, meta, guard))
+        Ok((path, download, stat, guard))
     }
 
     fn read_lock(&self, key: &EntryKey) -> Result<FileGuard<'s>, Failure> {
@@ -121,12 +128,11 @@ impl<'s> Session<'s> {
     }
 
     pub(super) fn cwd(&mut self, dir: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(dir)?;
-        let meta = path.metadata()?;
-        if !meta.is_dir() {
+        let path = self.path(dir)?;
+        if !self.storage.stat(&path)?.is_dir() {
             return Err(Refusal::NotADirectory.into());
         }
-        self.cwd = path.virtual_path().clone();
+        self.cwd = path;
         Ok(Reply::new(
             ReplyCode::FileActionOk,
             format!("Directory changed to {}", self.cwd),
@@ -136,8 +142,8 @@ impl<'s> Session<'s> {
     pub(super) fn retr(&mut self, name: &str) -> Result<Step, Failure> {
         let mut plan = self.data.take_plan();
         let mut offset = std::mem::take(&mut self.rest);
-        let (path, file, meta, guard) = self.open_plain(name)?;
-        let end = meta.len();
+        let (path, download, stat, guard) = self.open_plain(name, offset)?;
+        let end = stat.size;
         if offset > end {
             return Err(Refusal::RestPastEnd {
                 offset,
@@ -152,6 +158,17 @@ impl<'s> Session<'s> {
         let started = Instant::now();
         let start = offset;
         let mark = mark(&what);
+        let file = match download {
+            Download::File(file) => file,
+            // A stream has no quick path: it is read as it is sent.
+            Download::Stream(reader) => {
+                let opening = self
+                    .data
+                    .open(plan, &mut self.control, &mark, &self.token)?;
+                let job = Job::send_stream(reader, offset, end);
+                return self.begin(opening, job, path, Some(guard));
+            }
+        };
         let quick = self.quick_send(&mut plan, &file, &mut offset, end, &mark);
         if let Err(failure) = &quick {
             self.transfer_failed("RETR", &path, offset - start, started, failure);
@@ -210,22 +227,22 @@ impl<'s> Session<'s> {
         Ok(Quick::Done)
     }
 
-    /// STOR, APPE and REST+STOR: the new version is built in a hidden temporary file
-    /// beside the target (starting from part of the current file when resuming or
-    /// appending) and renamed over the target only when the upload is complete.
-    /// Readers see the old version or the new one, never a mix.
+    /// STOR, APPE and REST+STOR: the new version is built by the backend's upload
+    /// (starting from part of the current file when resuming or appending) and made
+    /// visible only when the upload is complete. Readers see the old version or the
+    /// new one, never a mix.
     pub(super) fn store(&mut self, name: &str, how: Store) -> Result<Step, Failure> {
-        let path = self.resolve_new(name)?;
-        let shown = path.virtual_path().to_string();
-        self.store_at(path, how, &mark(&shown), false)
+        let place = self.locate_new(name)?;
+        let shown = place.path().to_string();
+        self.store_at(place, how, &mark(&shown), false)
     }
 
     /// STOU (RFC 959; RFC 1123 §4.1.2.9): stores under a name the server picks, free
     /// in the current directory (or beside `base`, when the client suggests one), as
     /// STOR does. The name is reserved at once with an empty file made only if the
-    /// name is free (`O_CREAT | O_EXCL`), then the complete upload replaces it; a failed
-    /// upload removes it. The `150 FILE: name` reply is the form vsftpd and ProFTPD
-    /// send, which clients parse for the name.
+    /// name is free (`O_CREAT | O_EXCL` on the local backend), then the complete
+    /// upload replaces it; a failed upload removes it. The `150 FILE: name` reply is
+    /// the form vsftpd and ProFTPD send, which clients parse for the name.
     pub(super) fn stou(&mut self, base: Option<&str>) -> Result<Step, Failure> {
         const TRIES: u32 = 100;
         let mut reserved = None;
@@ -235,44 +252,44 @@ impl<'s> Session<'s> {
                 Some(base) => format!("{base}.{n}"),
                 None => format!("ftp{:08x}", crate::path::random() as u32),
             };
-            let path = self.resolve_new(&name)?;
-            match path.create_new() {
+            let place = self.locate_new(&name)?;
+            match place.create_new() {
                 Ok(()) => {
-                    reserved = Some((name, path));
+                    reserved = Some((name, place));
                     break;
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(Failure::Fs(e)),
+                Err(StorageError::Exists) => {}
+                Err(e) => return Err(e.into()),
             }
         }
-        let Some((name, path)) = reserved else {
+        let Some((name, place)) = reserved else {
             return Err(Refusal::NoUniqueName.into());
         };
         let reply = Reply::new(ReplyCode::FileStatusOk, format!("FILE: {name}"));
-        self.store_at(path, Store::Replace, &reply, true)
+        self.store_at(place, Store::Replace, &reply, true)
     }
 
-    /// Starts receiving an upload into `path` (see [`Session::store`]); `mark` is the
-    /// `150`. `reserved`: STOU made `path` to hold the name, and a failure removes it.
+    /// Starts receiving an upload into `place` (see [`Session::store`]); `mark` is the
+    /// `150`. `reserved`: STOU made the file to hold the name, and a failure removes it.
     fn store_at(
         &mut self,
-        path: Resolved,
+        place: Box<dyn Place>,
         how: Store,
         mark: &Reply,
         reserved: bool,
     ) -> Result<Step, Failure> {
-        let started = self.start_store(&path, how, mark);
+        let started = self.start_store(&*place, how, mark);
         if started.is_err() && reserved {
-            let _ = path.remove_file();
+            let _ = place.remove_file();
         }
-        let (opening, part, guard) = started?;
+        let (opening, upload, guard) = started?;
         let verb = match how {
             _ if reserved => "STOU",
             Store::Append => "APPE",
             _ => "STOR",
         };
-        let shown = path.virtual_path().clone();
-        let job = Job::receive(part, path, verb, reserved);
+        let shown = place.path().clone();
+        let job = Job::receive(upload, place, verb, reserved);
         self.begin(opening, job, shown, Some(guard))
     }
 
@@ -280,34 +297,31 @@ impl<'s> Session<'s> {
     /// facts for the upload hook, which gets them once the `226` went out
     /// ([`Session::hand_over_upload`]). Called under the file's write lock, so the size
     /// is the one the upload left.
-    pub(super) fn uploaded(&mut self, verb: &'static str, target: &Resolved) {
+    pub(super) fn uploaded(&mut self, verb: &'static str, target: &dyn Place) {
         if self.shared.hooks.is_none() {
             return;
         }
         let Login::In(user) = &self.login else {
             return; // uploads need a login
         };
-        let size = match target.symlink_metadata() {
-            Ok(meta) => meta.len(),
+        let path = target.path();
+        let size = match target.stat_entry() {
+            Ok(stat) => stat.size,
             Err(e) => {
                 // Nothing to run a hook on; said, and counted with the dropped ones.
                 self.shared
                     .hook_stats
                     .dropped
                     .fetch_add(1, Ordering::Relaxed);
-                log::warn!(
-                    "{}: upload hook for {verb} {} dropped: {e}",
-                    self.peer,
-                    target.virtual_path()
-                );
+                log::warn!("{}: upload hook for {verb} {path} dropped: {e}", self.peer);
                 return;
             }
         };
-        self.uploaded = Some(Upload {
+        self.uploaded = Some(UploadFacts {
             action: verb,
             user: user.clone(),
-            path: target.virtual_path().to_string(),
-            file: target.host_path(),
+            path: path.to_string(),
+            file: self.storage.location(path),
             size,
             client: self.peer.ip().to_canonical(),
         });
@@ -321,22 +335,22 @@ impl<'s> Session<'s> {
         }
     }
 
-    /// Takes the write lock on `path`, makes the new version's temporary file (with
-    /// the part of the current file that APPE or REST keeps), says `mark` and starts
-    /// opening the data connection.
+    /// Takes the write lock on `place`, starts the backend's upload (with the part of
+    /// the current file that APPE or REST keeps), says `mark` and starts opening the
+    /// data connection.
     fn start_store(
         &mut self,
-        path: &Resolved,
+        place: &dyn Place,
         how: Store,
         mark: &Reply,
-    ) -> Result<(Opening, PartFile, FileGuard<'s>), Failure> {
+    ) -> Result<(Opening, Box<dyn Upload>, FileGuard<'s>), Failure> {
         let plan = self.data.take_plan();
-        let guard = self.write_lock(path.lock_key())?;
+        let guard = self.write_lock(place.key())?;
         // Under the write lock: the size an APPE or REST keeps cannot change now.
-        let current = match path.metadata() {
-            Ok(meta) if meta.is_dir() => return Err(Refusal::IsADirectory.into()),
-            Ok(meta) => Some(meta.len()),
-            Err(PathError::Io(e)) if e.kind() == io::ErrorKind::NotFound => None,
+        let current = match place.stat() {
+            Ok(stat) if stat.is_dir() => return Err(Refusal::IsADirectory.into()),
+            Ok(stat) => Some(stat.size),
+            Err(StorageError::NotFound) => None,
             Err(e) => return Err(e.into()),
         };
         let keep = match (how, current) {
@@ -347,15 +361,10 @@ impl<'s> Session<'s> {
                 return Err(Refusal::RestPastEnd { offset, len: None }.into());
             }
         };
-        // Made in the target's directory handle; dropping `part` on any error removes it.
-        let mut part = path.create_part().map_err(Failure::Fs)?;
-        if keep > 0 {
-            // File to file: std::io::copy uses copy_file_range here.
-            let current = path.open_read()?;
-            io::copy(&mut current.take(keep), part.file_mut()).map_err(Failure::Fs)?;
-        }
+        // Dropping `upload` on any error below leaves nothing behind.
+        let upload = place.create_upload(keep)?;
         let opening = self.data.open(plan, &mut self.control, mark, &self.token)?;
-        Ok((opening, part, guard))
+        Ok((opening, upload, guard))
     }
 
     /// HASH: the file's digest. Hashing costs CPU in proportion to the file (seconds
@@ -366,10 +375,12 @@ impl<'s> Session<'s> {
         let Some(_slot) = self.shared.hash_slots.take(self.shared.config.lock_wait) else {
             return Err(Refusal::HashBusy.into());
         };
-        let (_, file, _, _guard) = self.open_plain(name)?;
-        let (len, digest) = match self.hash {
-            HashAlgo::Sha256 => self.digest::<sha2::Sha256>(&file)?,
-            HashAlgo::Sha512 => self.digest::<sha2::Sha512>(&file)?,
+        let (_, download, _, _guard) = self.open_plain(name, 0)?;
+        let (len, digest) = match (download, self.hash) {
+            (Download::File(file), HashAlgo::Sha256) => self.digest::<sha2::Sha256>(file)?,
+            (Download::File(file), HashAlgo::Sha512) => self.digest::<sha2::Sha512>(file)?,
+            (Download::Stream(from), HashAlgo::Sha256) => self.digest::<sha2::Sha256>(from)?,
+            (Download::Stream(from), HashAlgo::Sha512) => self.digest::<sha2::Sha512>(from)?,
         };
         Ok(Reply::new(
             ReplyCode::FileStatus,
@@ -377,9 +388,9 @@ impl<'s> Session<'s> {
         ))
     }
 
-    /// The digest `D` of `file`, read to its end, with a look for ABOR between chunks.
-    fn digest<D: sha2::Digest>(&mut self, file: &File) -> Result<(u64, String), Failure> {
-        digest_between::<D, Failure>(file, CHUNK as u64, Failure::Fs, || {
+    /// The digest `D` of `from`, read to its end, with a look for ABOR between chunks.
+    fn digest<D: sha2::Digest>(&mut self, from: impl Read) -> Result<(u64, String), Failure> {
+        digest_between::<D, Failure>(from, CHUNK as u64, Failure::Fs, || {
             if self.shared.forced.load(Ordering::SeqCst) {
                 return Err(Failure::Transfer(io::ErrorKind::ConnectionAborted.into()));
             }
@@ -389,16 +400,19 @@ impl<'s> Session<'s> {
 
     /// MFMT (draft-somers-ftp-mfxx §3): sets the modification time of the plain file
     /// `name` (following a symlink that stays inside the root) on the opened file, and
-    /// says the time the file now has, as the file system keeps it. No lock is taken:
+    /// says the time the file now has, as the storage keeps it. No lock is taken:
     /// the time goes to the version the name names at that moment (clients send MFMT
     /// after the upload's `226`).
     pub(super) fn mfmt(&self, time: &TimeVal, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(name)?;
-        let meta = path
+        let place = self.locate(name)?;
+        let stat = place
             .set_modified(time.to_system_time())?
             .ok_or(Refusal::NotAFile)?;
-        let now = Utc::from_system_time(meta.modified().map_err(Failure::Fs)?).mdtm();
-        log::info!("{}: MFMT {} {now}", self.peer, path.virtual_path());
+        let modified = stat
+            .modified
+            .ok_or_else(|| StorageError::Unsupported("modification times".into()))?;
+        let now = Utc::from_system_time(modified).mdtm();
+        log::info!("{}: MFMT {} {now}", self.peer, place.path());
         Ok(Reply::new(
             ReplyCode::FileStatus,
             format!("Modify={now}; {name}"),
@@ -406,71 +420,64 @@ impl<'s> Session<'s> {
     }
 
     pub(super) fn dele(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(name)?;
-        let meta = path.symlink_metadata().map_err(Failure::Fs)?;
-        if meta.is_dir() {
+        let place = self.locate(name)?;
+        if place.stat_entry()?.is_dir() {
             return Err(Refusal::DeleteDirectory.into());
         }
-        let _guard = self.write_lock(path.lock_key())?;
-        path.remove_file().map_err(Failure::Fs)?;
-        log::info!("{}: DELE {}", self.peer, path.virtual_path());
+        let _guard = self.write_lock(place.key())?;
+        place.remove_file()?;
+        log::info!("{}: DELE {}", self.peer, place.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "File deleted"))
     }
 
     pub(super) fn mkd(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve_new(name)?;
-        path.create_dir().map_err(Failure::Fs)?;
-        log::info!("{}: MKD {}", self.peer, path.virtual_path());
+        let place = self.locate_new(name)?;
+        place.create_dir()?;
+        log::info!("{}: MKD {}", self.peer, place.path());
         Ok(Reply::new(
             ReplyCode::PathName,
-            format!("{} created", quote(path.virtual_path().as_str())),
+            format!("{} created", quote(place.path().as_str())),
         ))
     }
 
     pub(super) fn rmd(&self, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(name)?;
-        if path.virtual_path().is_root() {
+        let place = self.locate(name)?;
+        if place.path().is_root() {
             return Err(Refusal::RemoveRoot.into());
         }
-        let meta = path.symlink_metadata().map_err(Failure::Fs)?;
-        if !meta.is_dir() {
+        if !place.stat_entry()?.is_dir() {
             return Err(Refusal::NotADirectory.into());
         }
-        path.remove_dir().map_err(Failure::Fs)?;
-        log::info!("{}: RMD {}", self.peer, path.virtual_path());
+        place.remove_dir()?;
+        log::info!("{}: RMD {}", self.peer, place.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "Directory removed"))
     }
 
-    /// RNFR: remembers an existing name for the RNTO that must come next.
+    /// RNFR: remembers an existing entry for the RNTO that must come next.
     pub(super) fn rnfr(&mut self, name: &str) -> Result<Reply, Failure> {
-        let path = self.resolve(name)?;
-        path.symlink_metadata().map_err(Failure::Fs)?;
-        self.rename_from = Some(path);
+        let place = self.locate(name)?;
+        place.stat_entry()?;
+        self.rename_from = Some(place);
         Ok(Reply::new(ReplyCode::PendingFurtherInfo, "Ready for RNTO"))
     }
 
-    pub(super) fn rnto(&self, from: Resolved, name: &str) -> Result<Reply, Failure> {
-        let to = self.resolve_new(name)?;
-        if from.virtual_path().is_root() || to.virtual_path().is_root() {
+    pub(super) fn rnto(&self, from: Box<dyn Place>, name: &str) -> Result<Reply, Failure> {
+        let to = self.locate_new(name)?;
+        if from.path().is_root() || to.path().is_root() {
             return Err(Refusal::RenameRoot.into());
         }
         // Both names are locked, in a fixed order so two renames never deadlock.
-        let (first, second) = if from.lock_key() <= to.lock_key() {
-            (from.lock_key(), to.lock_key())
+        let (first, second) = if from.key() <= to.key() {
+            (from.key(), to.key())
         } else {
-            (to.lock_key(), from.lock_key())
+            (to.key(), from.key())
         };
         let _a = self.write_lock(first)?;
         let _b = (first != second)
             .then(|| self.write_lock(second))
             .transpose()?;
-        from.rename_to(&to).map_err(Failure::Fs)?;
-        log::info!(
-            "{}: rename {} to {}",
-            self.peer,
-            from.virtual_path(),
-            to.virtual_path()
-        );
+        from.rename_to(&*to)?;
+        log::info!("{}: rename {} to {}", self.peer, from.path(), to.path());
         Ok(Reply::new(ReplyCode::FileActionOk, "Rename successful"))
     }
 }

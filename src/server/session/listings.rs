@@ -3,7 +3,6 @@
 //! chunks to the data connection, or to the control connection for STAT. The format
 //! of an entry is the listing module's ([`crate::server::listing`]).
 
-use std::fs::Metadata;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -12,13 +11,14 @@ use super::failure::{Failure, Refusal};
 use super::files::mark;
 use super::transfer::Job;
 use super::Session;
-use crate::path::{PathError, Resolved, TEMP_PREFIX};
+use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode};
 use crate::server::accounts::Perms;
 use crate::server::listing::{
     entry_line, has_wildcards, listable, Pattern, LISTING_CHUNK, SORTED_MAX,
 };
 pub(super) use crate::server::listing::{Facts, Listing};
+use crate::storage::{Entries, NameFilter, StorageError};
 
 /// What a listing command lists, found before its first reply.
 struct Target {
@@ -30,8 +30,6 @@ struct Target {
     /// empty for bare names.
     prefix: String,
 }
-
-type Entries = Box<dyn Iterator<Item = (String, Metadata)> + Send>;
 
 /// The lines of a listing, made a chunk at a time, so the memory a listing takes does
 /// not grow with the directory. A directory of up to [`SORTED_MAX`] entries is listed
@@ -84,7 +82,7 @@ impl Lines {
     /// whether entries are left.
     pub(super) fn fill(&mut self, chunk: &mut String) -> bool {
         while chunk.len() < LISTING_CHUNK {
-            let Some((name, meta)) = self.entries.next() else {
+            let Some((name, stat)) = self.entries.next() else {
                 return false;
             };
             if !listable(&self.prefix) || !listable(&name) {
@@ -97,7 +95,7 @@ impl Lines {
             }
             chunk.push_str(self.indent);
             let (kind, facts, perms, now) = (self.kind, self.facts, self.perms, self.now);
-            entry_line(chunk, kind, &self.prefix, &name, &meta, facts, perms, now);
+            entry_line(chunk, kind, &self.prefix, &name, &stat, facts, perms, now);
         }
         true
     }
@@ -129,25 +127,25 @@ impl Session<'_> {
     fn listing_target(&self, arg: Option<&str>, kind: Listing) -> Result<Target, Failure> {
         let given = arg.unwrap_or("");
         let literal = self
-            .resolve(if given.is_empty() { "." } else { given })
-            .and_then(|path| match path.metadata() {
-                Ok(meta) => Ok((path, meta)),
-                Err(e) => Err(Failure::Path(e)),
+            .path(if given.is_empty() { "." } else { given })
+            .and_then(|path| match self.storage.stat(&path) {
+                Ok(stat) => Ok((path, stat)),
+                Err(e) => Err(Failure::from(e)),
             });
         let (dir_text, last) = match given.rsplit_once('/') {
             Some(("", last)) => ("/", last),
             Some((dir, last)) => (dir, last),
             None => (".", given),
         };
-        let (path, meta) = match literal {
+        let (path, stat) = match literal {
             Ok(found) => found,
             Err(e) if kind == Listing::Facts || !has_wildcards(last) => return Err(e),
             Err(e) => {
-                let Ok(dir) = self.resolve(dir_text) else {
+                let Ok(dir) = self.path(dir_text) else {
                     return Err(e);
                 };
                 let pattern = Pattern::new(last);
-                let mut entries = read_entries(&dir, Some(&pattern))?.peekable();
+                let mut entries = self.read_entries(&dir, Some(pattern))?.peekable();
                 if entries.peek().is_none() {
                     return Err(Refusal::NoMatch.into());
                 }
@@ -163,7 +161,7 @@ impl Session<'_> {
                 });
             }
         };
-        if meta.is_dir() {
+        if stat.is_dir() {
             // NLST of a directory names its entries `dir/name`, as vsftpd and ProFTPD
             // do (tnftp's `mget sub/a.txt` fetched the root's `a.txt` from a bare name); with
             // no path, or `.`, the names are bare.
@@ -173,7 +171,7 @@ impl Session<'_> {
                 "" => "/".to_owned(),
                 base => format!("{base}/"),
             };
-            let entries = read_entries(&path, None)?;
+            let entries = self.read_entries(&path, None)?;
             return Ok(Target {
                 entries: Box::new(entries),
                 prefix,
@@ -184,23 +182,18 @@ impl Session<'_> {
         }
         let name = match kind {
             Listing::Names => given.to_owned(),
-            _ => path
-                .virtual_path()
-                .components()
-                .last()
-                .unwrap_or("/")
-                .to_owned(),
+            _ => path.components().last().unwrap_or("/").to_owned(),
         };
         Ok(Target {
-            entries: Box::new(std::iter::once((name, meta))),
+            entries: Box::new(std::iter::once((name, stat))),
             prefix: String::new(),
         })
     }
 
     pub(super) fn mlst(&self, arg: Option<&str>) -> Result<Reply, Failure> {
-        let path = self.resolve(arg.unwrap_or("."))?;
-        let meta = path.metadata()?;
-        let shown = path.virtual_path().as_str();
+        let path = self.path(arg.unwrap_or("."))?;
+        let stat = self.storage.stat(&path)?;
+        let shown = path.as_str();
         if !listable(shown) {
             log::debug!(
                 "{}: MLST of {shown:?} refused: a control character",
@@ -208,7 +201,7 @@ impl Session<'_> {
             );
             return Err(Refusal::NameHidden.into());
         }
-        let facts = self.facts.line(shown, &meta, self.perms);
+        let facts = self.facts.line(shown, &stat, self.perms);
         Ok(Reply::multi(
             ReplyCode::FileActionOk,
             &format!("Listing {shown}"),
@@ -249,29 +242,21 @@ impl Session<'_> {
     }
 }
 
-/// The entries of `dir`, in the directory's own order, as they are read: without our
-/// temporary files, without names `wanted` does not match, and without symlinks that
-/// lead outside the root (or nowhere); a symlink shows what it points to. Entries
-/// that cannot be read are left out. This is the one place a listing reads a
-/// directory.
-///
-/// # Errors
-/// When the directory cannot be opened.
-fn read_entries(
-    dir: &Resolved,
-    wanted: Option<&Pattern>,
-) -> Result<impl Iterator<Item = (String, Metadata)>, PathError> {
-    let dir = dir.open_dir()?;
-    let names = dir.names()?;
-    let wanted = wanted.cloned();
-    Ok(names.filter_map(move |entry| {
-        let entry = entry.ok()?;
-        let name = entry.to_string_lossy().into_owned();
-        if name.starts_with(TEMP_PREFIX) || wanted.as_ref().is_some_and(|p| !p.matches(&name)) {
-            return None;
-        }
-        // A symlink shows what it points to, when that stays inside the root.
-        let meta = dir.metadata_of(&entry).ok()?;
-        Some((name, meta))
-    }))
+impl Session<'_> {
+    /// The entries of `dir` from the storage, in its own order, as they are read:
+    /// without our temporary files, without names `wanted` does not match, and
+    /// without symlinks that lead outside the root (or nowhere); a symlink shows what
+    /// it points to. Entries that cannot be read are left out. This is the one place
+    /// a listing reads a directory.
+    ///
+    /// # Errors
+    /// When the directory cannot be opened.
+    fn read_entries(
+        &self,
+        dir: &VirtualPath,
+        wanted: Option<Pattern>,
+    ) -> Result<Entries, StorageError> {
+        let wanted = wanted.map(|p| Box::new(move |name: &str| p.matches(name)) as NameFilter);
+        self.storage.list(dir, wanted)
+    }
 }

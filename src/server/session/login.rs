@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use super::failure::{Failure, Refusal};
 use super::{End, Session};
-use crate::path::{PathError, Root, VirtualPath};
+use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode, TransferType};
 use crate::server::accounts::Perms;
+use crate::storage::{Backend, StorageError};
 use crate::tls;
 
 use super::commands::HashAlgo;
@@ -74,7 +75,7 @@ impl Session<'_> {
             }
             return Err(Refusal::LoginIncorrect.into());
         };
-        self.root = self.home_root(&home).map_err(|e| {
+        self.storage = self.home_root(&home).map_err(|e| {
             log::error!("{}: home {home} of {name:?} is unusable: {e}", self.peer);
             self.shared.metrics.login(anonymous, false);
             Failure::from(Refusal::HomeUnavailable)
@@ -89,10 +90,10 @@ impl Session<'_> {
 
     /// The root of a session whose user lives in `home` (inside the server root, made
     /// there if missing).
-    fn home_root(&self, home: &VirtualPath) -> Result<Root, PathError> {
-        let server = &self.shared.root;
+    fn home_root(&self, home: &VirtualPath) -> Result<Arc<dyn Backend>, StorageError> {
+        let server = &self.shared.storage;
         if home.is_root() {
-            return Ok(server.clone());
+            return Ok(Arc::clone(server));
         }
         server.below(home)
     }
@@ -194,7 +195,7 @@ impl Session<'_> {
             return Err(Refusal::ReinInTls.into());
         }
         self.login = Login::None;
-        self.root = self.shared.root.clone();
+        self.storage = Arc::clone(&self.shared.storage);
         self.perms = Perms::default();
         self.cwd = VirtualPath::root();
         self.transfer_type = TransferType::Ascii;

@@ -35,6 +35,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::BorrowedFd;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use self::commands::{Answer, HashAlgo};
@@ -49,8 +50,9 @@ use super::metrics::{SessionResult, TlsChannel};
 use super::pool::Turn;
 use super::proxy::{self, Header};
 use super::{Admitted, ConnToken, Entry, Shared};
-use crate::path::{Resolved, Root, VirtualPath};
+use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode, TransferType};
+use crate::storage::{Backend, Place};
 use crate::tls::ServerStream;
 use crate::transfer::Pump;
 
@@ -76,8 +78,8 @@ pub(super) struct Session<'s> {
     control: Control,
     data: DataChannel<'s>,
     login: Login,
-    /// What the session sees as `/`: the server root, or the user's home inside it.
-    root: Root,
+    /// What the session sees as `/`: the server's storage, or the user's home in it.
+    storage: Arc<dyn Backend>,
     perms: Perms,
     /// Failed PASS commands so far.
     failures: u32,
@@ -89,7 +91,7 @@ pub(super) struct Session<'s> {
     /// The offset given by REST, used by the next RETR or STOR.
     rest: u64,
     /// The path given by RNFR, used by the next RNTO.
-    rename_from: Option<Resolved>,
+    rename_from: Option<Box<dyn Place>>,
     /// The facts MLSD and MLST show (OPTS MLST).
     facts: Facts,
     /// The digest HASH computes (OPTS HASH).
@@ -203,7 +205,7 @@ pub(super) fn start<'s>(
         control: Control::new(stream, timeout, shared.metrics.replies()),
         data: DataChannel::new(shared, peer, local),
         login: Login::None,
-        root: shared.root.clone(),
+        storage: Arc::clone(&shared.storage),
         perms: Perms::default(),
         failures: 0,
         close_after_reply: false,

@@ -8,10 +8,12 @@
 //! pool's queue, the session goes to the back of it ([`Ran::Yielded`]). So when every
 //! worker is in a long transfer, a ready command waits about one slice, not one
 //! transfer. The data still moves with blocking, zero-copy calls: a slice is many of
-//! them. Waiting for the client's passive data connection is sliced the same way.
+//! them. Waiting for the client's passive data connection is sliced the same way. A
+//! storage backend without files (see [`crate::storage`]) is read and written as a
+//! stream instead, through a buffer, in the same slices.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -21,11 +23,15 @@ use super::failure::Failure;
 use super::listings::Lines;
 use super::Session;
 use crate::locks::FileGuard;
-use crate::path::{PartFile, Resolved, VirtualPath};
+use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode};
 use crate::server::pool::Turn;
+use crate::storage::{Place, Sink, Upload};
 use crate::tls::ServerStream;
 use crate::transfer::{is_timeout, CopyError};
+
+/// The buffer of a download a backend streams (see [`Job::SendStream`]).
+const STREAM_BUFFER: usize = 256 << 10;
 
 /// Bytes moved at most in one slice of a transfer.
 pub(super) const CHUNK: usize = 8 << 20;
@@ -72,12 +78,24 @@ pub(super) enum Job {
         end: u64,
         start: u64,
     },
-    /// STOR, APPE, STOU: the upload goes into `part`, which replaces `target` only
-    /// when it is complete. `reserved`: STOU made `target` (empty) to hold its name,
-    /// and a failed upload removes it.
+    /// RETR from a backend that streams: `reader` gives the bytes from `start` on;
+    /// `buf[pos..filled]` were read and are yet to go, `offset` bytes of the file
+    /// went (counted from its start).
+    SendStream {
+        reader: Box<dyn Read + Send>,
+        buf: Box<[u8]>,
+        pos: usize,
+        filled: usize,
+        offset: u64,
+        end: u64,
+        start: u64,
+    },
+    /// STOR, APPE, STOU: the upload goes into `upload`, which replaces `target` only
+    /// when it is committed, complete. `reserved`: STOU made `target` (empty) to hold
+    /// its name, and a failed upload removes it.
     Receive {
-        part: PartFile,
-        target: Resolved,
+        upload: Box<dyn Upload>,
+        target: Box<dyn Place>,
         verb: &'static str,
         received: u64,
         reserved: bool,
@@ -102,14 +120,27 @@ impl Job {
         }
     }
 
+    /// RETR of a stream that starts at `start` of a file of `end` bytes.
+    pub(super) fn send_stream(reader: Box<dyn Read + Send>, start: u64, end: u64) -> Job {
+        Job::SendStream {
+            reader,
+            buf: vec![0; STREAM_BUFFER].into_boxed_slice(),
+            pos: 0,
+            filled: 0,
+            offset: start,
+            end,
+            start,
+        }
+    }
+
     pub(super) fn receive(
-        part: PartFile,
-        target: Resolved,
+        upload: Box<dyn Upload>,
+        target: Box<dyn Place>,
         verb: &'static str,
         reserved: bool,
     ) -> Job {
         Job::Receive {
-            part,
+            upload,
             target,
             verb,
             received: 0,
@@ -120,7 +151,7 @@ impl Job {
     /// The command the transfer answers, for the log.
     fn verb(&self) -> &'static str {
         match self {
-            Job::Send { .. } => "RETR",
+            Job::Send { .. } | Job::SendStream { .. } => "RETR",
             Job::Receive { verb, .. } => verb,
             Job::List { lines, .. } => lines.verb(),
         }
@@ -197,7 +228,9 @@ fn prepare(stream: &ServerStream, job: &Job) -> Result<(), Failure> {
     let tcp = stream.tcp().map_err(Failure::Transfer)?;
     match job {
         Job::Receive { .. } => tcp.set_read_timeout(Some(TICK)),
-        Job::Send { .. } | Job::List { .. } => tcp.set_write_timeout(Some(TICK)),
+        Job::Send { .. } | Job::SendStream { .. } | Job::List { .. } => {
+            tcp.set_write_timeout(Some(TICK))
+        }
     }
     .map_err(Failure::Transfer)
 }
@@ -324,9 +357,64 @@ impl<'s> Session<'s> {
                 }
                 Ok(true)
             }
-            Job::Receive { part, received, .. } => {
+            Job::SendStream {
+                reader,
+                buf,
+                pos,
+                filled,
+                offset,
+                end,
+                ..
+            } => {
                 loop {
-                    match self.pump.stream_to_file(stream, part.file(), CHUNK) {
+                    if *pos == *filled {
+                        if *offset >= *end {
+                            return Ok(true);
+                        }
+                        let want =
+                            usize::try_from(*end - *offset).map_or(buf.len(), |l| l.min(buf.len()));
+                        let n = loop {
+                            match reader.read(&mut buf[..want]) {
+                                Ok(n) => break n,
+                                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                                Err(e) => return Err(Failure::Fs(e)),
+                            }
+                        };
+                        if n == 0 {
+                            return Ok(true); // the file shrank meanwhile
+                        }
+                        (*pos, *filled) = (0, n);
+                    }
+                    match stream.write(&buf[*pos..*filled]) {
+                        Ok(0) => return Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
+                        Ok(n) => {
+                            *pos += n;
+                            *offset += n as u64;
+                            if !stall.progress(n) {
+                                continue;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) if is_timeout(&e) => stall.check()?,
+                        Err(e) => return Err(Failure::Transfer(e)),
+                    }
+                    break;
+                }
+                if *offset < *end || *pos < *filled {
+                    self.check_abort()?;
+                    return Ok(false);
+                }
+                Ok(true)
+            }
+            Job::Receive {
+                upload, received, ..
+            } => {
+                loop {
+                    let moved = match upload.sink() {
+                        Sink::File(file) => self.pump.stream_to_file(stream, file, CHUNK),
+                        Sink::Stream(mut to) => self.pump.reader_to_writer(stream, &mut to, CHUNK),
+                    };
+                    match moved {
                         Ok(0) => return Ok(true),
                         Ok(n) => {
                             *received += n as u64;
@@ -393,7 +481,7 @@ impl<'s> Session<'s> {
             return Err(Failure::Aborted); // a transfer completes only once open
         };
         match job {
-            Job::Send { offset, start, .. } => {
+            Job::Send { offset, start, .. } | Job::SendStream { offset, start, .. } => {
                 if let Some(tcp) = stream.as_plain() {
                     // The 226 comes after the client's close, or a short wait (see
                     // `data::await_close`).
@@ -421,7 +509,7 @@ impl<'s> Session<'s> {
                 Ok(Reply::new(ReplyCode::TransferComplete, "Directory send OK"))
             }
             Job::Receive {
-                part,
+                upload,
                 target,
                 verb,
                 received,
@@ -429,12 +517,12 @@ impl<'s> Session<'s> {
             } => {
                 // The upload's fate does not depend on our close_notify reaching the client.
                 let _ = self.close_data(stream);
-                let kept = self.keep_upload(part, &target, verb);
+                let kept = self.keep_upload(upload, target.path(), verb);
                 if kept.is_err() && reserved {
                     let _ = target.remove_file();
                 }
                 kept?;
-                self.uploaded(verb, &target);
+                self.uploaded(verb, &*target);
                 self.log_transfer(verb, &path, received, started);
                 Ok(transfer_complete(received))
             }
@@ -445,11 +533,11 @@ impl<'s> Session<'s> {
     /// not the end of the file.
     fn keep_upload(
         &mut self,
-        part: PartFile,
-        target: &Resolved,
+        upload: Box<dyn Upload>,
+        target: &VirtualPath,
         verb: &str,
     ) -> Result<(), Failure> {
-        let shown = target.virtual_path();
+        let shown = target;
         // After the grace period the server shuts our data connection down, and the
         // read sees an end of file: that upload is cut short, not complete.
         if self.shared.forced.load(Ordering::SeqCst) {
@@ -468,7 +556,7 @@ impl<'s> Session<'s> {
                 self.peer
             );
         })?;
-        part.persist(target).map_err(Failure::Fs)
+        Ok(upload.commit()?)
     }
 
     /// The end of a failed transfer: its data connection closed, a partial upload
@@ -497,7 +585,9 @@ impl Transfer<'_> {
     /// What the transfer is about, the file bytes it moved so far, and when it began.
     fn progress(&self) -> (&VirtualPath, u64, Instant) {
         let bytes = match &self.job {
-            Job::Send { offset, start, .. } => offset - start,
+            Job::Send { offset, start, .. } | Job::SendStream { offset, start, .. } => {
+                offset - start
+            }
             Job::Receive { received, .. } => *received,
             Job::List { .. } => 0,
         };
