@@ -88,14 +88,22 @@ pub(crate) enum SessionResult {
     TooManyPerIp,
     /// `421`: the server was shutting down.
     ShuttingDown,
+    /// Dropped without a reply: not from a trusted proxy, under
+    /// `--proxy-protocol required`.
+    Untrusted,
+    /// Closed without a reply: its PROXY header was malformed, missing, truncated or
+    /// late.
+    ProxyHeader,
 }
 
 impl SessionResult {
-    const ALL: [SessionResult; 4] = [
+    const ALL: [SessionResult; 6] = [
         SessionResult::Accepted,
         SessionResult::TooMany,
         SessionResult::TooManyPerIp,
         SessionResult::ShuttingDown,
+        SessionResult::Untrusted,
+        SessionResult::ProxyHeader,
     ];
 
     fn label(self) -> &'static str {
@@ -104,6 +112,8 @@ impl SessionResult {
             SessionResult::TooMany => "too_many",
             SessionResult::TooManyPerIp => "too_many_per_ip",
             SessionResult::ShuttingDown => "shutting_down",
+            SessionResult::Untrusted => "untrusted",
+            SessionResult::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -375,7 +385,8 @@ impl Metrics {
         let sessions_vec = counters(
             "ftp_sessions_total",
             "Connections the server took, by what became of them: accepted as a session, \
-             or refused with 421 (too_many, too_many_per_ip, shutting_down).",
+             or refused with 421 (too_many, too_many_per_ip, shutting_down), or closed \
+             without a reply under --proxy-protocol (untrusted, proxy_header).",
             &["result"],
         )?;
         let sessions = SessionResult::ALL

@@ -9,6 +9,11 @@
 //! for its next command is parked, and comes back over the same channel when its
 //! connection has something to read or a deadline passed.
 //!
+//! Behind a load balancer (`proxy`, `--proxy-protocol`), a connection from a trusted
+//! proxy is counted in the total by the acceptor and handed over as it is: the worker
+//! reads its PROXY header, and the client it names is the session's peer from then on
+//! (its `--max-per-ip` count, its PORT targets, its data connections, its log lines).
+//!
 //! Shutdown follows ownership. [`ShutdownHandle::shutdown`] sets a flag, connects once to
 //! the listener to wake `accept()`, and shuts down the reading half of every control
 //! connection: idle sessions wake up, see the flag and say `421`, while a session in the
@@ -32,10 +37,12 @@ pub mod logging;
 mod metrics;
 mod park;
 mod pool;
+mod proxy;
 mod reload;
 mod session;
 mod xferlog;
 
+pub use self::proxy::{Cidr, CidrError, ProxyMode};
 pub use self::reload::{ReloadError, ReloadHandle, Reloadable};
 
 use std::collections::HashMap;
@@ -136,6 +143,11 @@ pub struct Config {
     /// The transfer log to append a line to per file transfer (wu-ftpd's xferlog
     /// format); `None` writes none.
     pub xferlog: Option<PathBuf>,
+    /// Whether connections start with a PROXY protocol header naming the real client
+    /// (see [`ProxyMode`]); believed only from [`Config::trusted_proxies`].
+    pub proxy_protocol: ProxyMode,
+    /// The addresses whose PROXY headers are believed (the load balancers).
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -168,6 +180,8 @@ impl Default for Config {
             hook_timeout: Duration::from_secs(60),
             metrics: None,
             xferlog: None,
+            proxy_protocol: ProxyMode::Off,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -198,6 +212,8 @@ struct Shared {
     admission: Mutex<Admission>,
     /// HASH commands that may run at once.
     hash_slots: Slots,
+    /// Workers reading a PROXY header now (see the session's start).
+    header_reads: AtomicUsize,
     /// Written to wake the parker: a session handed over, or shutdown.
     park_wake: OwnedFd,
     /// The upload hooks' threads and queue, when `--on-upload` is set.
@@ -267,6 +283,16 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
+/// How the acceptor counted a connection in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admitted {
+    /// In the total and under this client address.
+    Client(IpAddr),
+    /// From the trusted proxy at this address: in the total only, its PROXY header
+    /// (and so its client) still to be read, on a worker.
+    Proxied(IpAddr),
+}
+
 /// Open sessions (running or queued), counted to refuse the ones past the limits.
 #[derive(Debug, Default)]
 struct Admission {
@@ -333,6 +359,37 @@ impl Shared {
         Ok(())
     }
 
+    /// Counts a new connection from a trusted proxy in, unless that would pass
+    /// `--max-connections`: its client, and so its per-address count, is known only
+    /// once its header is read ([`Shared::admit_client`]).
+    fn admit_proxied(&self) -> std::result::Result<(), Refusal> {
+        let live = self.live();
+        let mut adm = self.admission.lock();
+        if adm.total >= live.max_connections.max(1) {
+            return Err(Refusal::Busy);
+        }
+        adm.total += 1;
+        Ok(())
+    }
+
+    /// Counts the client `ip` that a proxied connection's header named, unless it has
+    /// `--max-per-ip` sessions already. The connection was counted in the total by
+    /// [`Shared::admit_proxied`]; on refusal it stays counted there, for
+    /// [`Shared::release_admitted`] to take out.
+    fn admit_client(&self, ip: IpAddr) -> std::result::Result<(), Refusal> {
+        let max_per_ip = self.live().max_per_ip;
+        let mut adm = self.admission.lock();
+        let mine = adm.per_ip.entry(ip).or_insert(0);
+        if max_per_ip > 0 && *mine >= max_per_ip {
+            if *mine == 0 {
+                adm.per_ip.remove(&ip);
+            }
+            return Err(Refusal::PerIp);
+        }
+        *mine += 1;
+        Ok(())
+    }
+
     /// Counts a finished session from `ip` out.
     fn release(&self, ip: IpAddr) {
         let mut adm = self.admission.lock();
@@ -342,6 +399,42 @@ impl Shared {
             if *n == 0 {
                 adm.per_ip.remove(&ip);
             }
+        }
+    }
+
+    /// Counts out a connection that never became a session, as it was counted in.
+    fn release_admitted(&self, admitted: Admitted) {
+        match admitted {
+            Admitted::Client(ip) => self.release(ip),
+            Admitted::Proxied(_) => {
+                let mut adm = self.admission.lock();
+                adm.total = adm.total.saturating_sub(1);
+            }
+        }
+    }
+
+    /// How a connection from `ip` is to be taken in under `--proxy-protocol`:
+    /// `None` when it is to be dropped (`required`, and `ip` is not trusted).
+    fn arrival(&self, ip: IpAddr) -> Option<Admitted> {
+        let config = &self.config;
+        let trusted = || proxy::is_trusted(&config.trusted_proxies, ip);
+        match config.proxy_protocol {
+            ProxyMode::Off => Some(Admitted::Client(ip)),
+            _ if trusted() => Some(Admitted::Proxied(ip)),
+            ProxyMode::Optional => Some(Admitted::Client(ip)),
+            ProxyMode::Required => None,
+        }
+    }
+
+    /// What to expect of a connection from the trusted proxy at `ip`, or `None` when
+    /// no header is to be read from it (PROXY protocol off, or `ip` not trusted).
+    fn header_expected(&self, ip: IpAddr) -> Option<proxy::Expect> {
+        let config = &self.config;
+        match config.proxy_protocol {
+            ProxyMode::Off => None,
+            _ if !proxy::is_trusted(&config.trusted_proxies, ip) => None,
+            ProxyMode::Optional => Some(proxy::Expect::MaybeHeader),
+            ProxyMode::Required => Some(proxy::Expect::Header),
         }
     }
 
@@ -531,6 +624,7 @@ impl Server {
             storage,
             locks: LockTable::new(),
             hash_slots: Slots::per_core(),
+            header_reads: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             forced: AtomicBool::new(false),
             conns: Mutex::new(Connections::default()),
@@ -765,14 +859,27 @@ fn accept_loop(
             }
         };
         let ip = peer.ip().to_canonical();
-        if let Err(why) = shared.admit(ip) {
+        // The PROXY header, if one is due, is not read here: a proxy that is slow to
+        // send it would stop every other connection from being accepted. A worker
+        // reads it, within a bound (see the session's start).
+        let Some(admitted) = shared.arrival(ip) else {
+            log::warn!(event = "refused"; "{peer}: dropped: not a trusted proxy (--proxy-protocol required)");
+            shared.metrics.session(SessionResult::Untrusted);
+            let _ = stream.shutdown(Shutdown::Both);
+            continue;
+        };
+        let counted = match admitted {
+            Admitted::Client(ip) => shared.admit(ip),
+            Admitted::Proxied(_) => shared.admit_proxied(),
+        };
+        if let Err(why) = counted {
             refuse(stream, peer, why, entry, &shared.metrics);
             continue;
         }
         // The channel is unbounded (admission bounds it); it fails only when every
         // worker is gone.
-        if let Err(e) = tx.send(pool::Work::New(stream, ip, entry)) {
-            shared.release(ip);
+        if let Err(e) = tx.send(pool::Work::New(stream, admitted, entry)) {
+            shared.release_admitted(admitted);
             if let pool::Work::New(stream, _, _) = e.into_inner() {
                 refuse(stream, peer, Refusal::Busy, entry, &shared.metrics);
             }

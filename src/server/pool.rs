@@ -10,7 +10,7 @@
 //! that is the whole shutdown protocol of the pool. The workers are scoped threads, so
 //! a session can borrow what the server shares and still move between threads.
 
-use std::net::{IpAddr, TcpStream};
+use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::thread::{self, Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
@@ -19,14 +19,15 @@ use crossbeam_channel::Receiver;
 
 use super::park::Parker;
 use super::session::{self, Session};
-use super::{Entry, Shared};
+use super::{Admitted, Entry, Shared};
 use crate::error::{Error, Result};
 
 /// What a worker is given to do.
 pub(super) enum Work<'s> {
-    /// A connection just accepted, its client's address (already admitted), and the
+    /// A connection just accepted, how it was counted in (under its client's
+    /// address, or from a trusted proxy whose header is still to be read), and the
     /// listener it came in on.
-    New(TcpStream, IpAddr, Entry),
+    New(TcpStream, Admitted, Entry),
     /// A parked session whose connection has something to read, or whose deadline
     /// passed; or a session whose transfer gave way to others.
     Resume(Box<Session<'s>>),
@@ -77,8 +78,8 @@ impl<'scope> Pool<'scope> {
                         let _busy = shared.metrics.worker_busy();
                         // A bug in a session must not shrink the pool: contain it.
                         let run = AssertUnwindSafe(|| match work {
-                            Work::New(stream, ip, entry) => {
-                                session::start(stream, ip, entry, shared, &turn)
+                            Work::New(stream, admitted, entry) => {
+                                session::start(stream, admitted, entry, shared, &turn)
                             }
                             Work::Resume(session) => session::resume(session, &turn),
                         });

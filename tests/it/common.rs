@@ -197,6 +197,12 @@ impl Ftp {
     /// Connects and reads the greeting (whatever its code).
     pub fn connect(addr: SocketAddr) -> Ftp {
         let stream = TcpStream::connect_timeout(&addr, WAIT).expect("connect");
+        Ftp::on(stream)
+    }
+
+    /// Reads the greeting (whatever its code) on a connection made by the caller
+    /// (from a chosen address, or after a PROXY header).
+    pub fn on(stream: TcpStream) -> Ftp {
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
         stream.set_write_timeout(Some(WAIT)).expect("timeout");
         let writer = stream.try_clone().expect("clone");

@@ -19,6 +19,9 @@ mod ftplib;
 mod ftps;
 mod garage; // a real Garage node (S3-compatible store) per test, for the S3 backend
 mod hardening;
+// Two instances on one root behind a real HAProxy (send-proxy-v2): curl, lftp and our
+// client from two addresses, byte-exact across instances, --max-per-ip, no bounce.
+mod haproxy;
 mod hooks;
 mod ipv6;
 // --log-format json: every line of a real session's log is a JSON object with its fields.
@@ -35,6 +38,9 @@ mod new_names;
 mod packaging; // the systemd unit (systemd-analyze verify), shell completions, the man page
 mod parking;
 mod peers;
+// --proxy-protocol with hand-written v1/v2 headers: the header's client is the peer
+// everywhere (STAT, --max-per-ip, PORT, data connections, logs); bad headers closed.
+mod proxy_protocol;
 mod pureftpd;
 mod rclone;
 mod reload; // SIGHUP: users, certificate and config keys anew while sessions go on

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
-use simple_ftp::server::Config;
+use simple_ftp::server::{Cidr, Config, ProxyMode};
 
 /// A small, fast, safe FTP server.
 #[derive(Debug, Clone, PartialEq, Parser, Serialize, Deserialize)]
@@ -67,9 +67,10 @@ pub struct Args {
     #[arg(long, value_parser = parse_range)]
     #[serde(with = "port_range")]
     pub pasv_ports: Option<RangeInclusive<u16>>,
-    /// IPv4 address announced in PASV replies (behind NAT).
-    #[arg(long)]
-    pub pasv_address: Option<Ipv4Addr>,
+    /// IPv4 address announced in PASV replies (behind NAT or a load balancer), or a
+    /// host name, resolved to its IPv4 address once when the server starts.
+    #[arg(long, value_name = "ADDR|HOST", value_parser = parse_pasv_address)]
+    pub pasv_address: Option<String>,
     /// Serve files from an S3-compatible object store instead of --root:
     /// `s3://BUCKET/PREFIX`. Credentials come from the config file's
     /// `s3-access-key-id` and `s3-secret-access-key` keys, else AWS_ACCESS_KEY_ID and
@@ -151,6 +152,17 @@ pub struct Args {
     /// vsftpd and ProFTPD.
     #[arg(long, value_name = "FILE")]
     pub xferlog: Option<PathBuf>,
+    /// Whether connections start with a PROXY protocol header (v1 or v2) naming the
+    /// real client: off; optional (read from --trusted-proxies when they send one,
+    /// other addresses served as they are); required (only --trusted-proxies are
+    /// served, each connection with a header).
+    #[arg(long, value_enum, default_value_t = ProxyProtocolArg::Off)]
+    pub proxy_protocol: ProxyProtocolArg,
+    /// Addresses whose PROXY headers are believed (the load balancers), as CIDR
+    /// blocks or single addresses, comma-separated: 10.0.0.0/8,192.0.2.7.
+    #[arg(long, value_name = "CIDR,...", value_delimiter = ',')]
+    #[serde(with = "cidr_list")]
+    pub trusted_proxies: Vec<Cidr>,
     /// How log lines on stderr look: for people, or one JSON object per line.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -205,6 +217,84 @@ pub enum LogFormat {
     Human,
     /// One JSON object per line: time, level, peer, user, event, message, fields.
     Json,
+}
+
+/// `--proxy-protocol` and the `proxy-protocol` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocolArg {
+    /// No PROXY headers: every connection's peer is its TCP peer.
+    Off,
+    /// Trusted proxies may send a header; other addresses are served as they are.
+    Optional,
+    /// Only trusted proxies are served, and each connection starts with a header.
+    Required,
+}
+
+impl From<ProxyProtocolArg> for ProxyMode {
+    fn from(arg: ProxyProtocolArg) -> ProxyMode {
+        match arg {
+            ProxyProtocolArg::Off => ProxyMode::Off,
+            ProxyProtocolArg::Optional => ProxyMode::Optional,
+            ProxyProtocolArg::Required => ProxyMode::Required,
+        }
+    }
+}
+
+/// Checks `--pasv-address` (and the `pasv-address` key): an IPv4 address, or
+/// something that can be a host name (resolved when the server starts). PASV replies
+/// carry IPv4 only, so an IPv6 address is refused here.
+pub fn parse_pasv_address(text: &str) -> Result<String, String> {
+    if text.parse::<Ipv4Addr>().is_ok() {
+        return Ok(text.to_owned());
+    }
+    if text.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Err("PASV replies carry an IPv4 address; an IPv6 client uses EPSV".to_owned());
+    }
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    let name = text.strip_suffix('.').unwrap_or(text);
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err("expected an IPv4 address or a host name".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+/// The trusted proxies in TOML: an array of strings (`["10.0.0.0/8", "192.0.2.7"]`),
+/// or one string of them comma-separated, as on the command line.
+mod cidr_list {
+    use serde::{de, Deserialize, Deserializer, Serializer};
+    use simple_ftp::server::Cidr;
+
+    pub fn serialize<S: Serializer>(list: &[Cidr], serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(list.iter().map(ToString::to_string))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        One(String),
+        Many(Vec<String>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Cidr>, D::Error> {
+        let words = match Form::deserialize(deserializer)? {
+            Form::One(text) => text.split(',').map(str::to_owned).collect(),
+            Form::Many(list) => list,
+        };
+        words
+            .iter()
+            .map(|w| {
+                w.parse()
+                    .map_err(|e| de::Error::custom(format!("{w:?}: {e}")))
+            })
+            .collect()
+    }
 }
 
 /// `--anonymous` and the `anonymous` key.

@@ -48,7 +48,9 @@ use simple_ftp::storage::s3::S3Location;
 use thiserror::Error;
 use toml::Spanned;
 
-use crate::args::{AnonymousArg, Args, LogFormat, Secret, DEFAULT_PORT, FILE_ONLY_KEYS};
+use crate::args::{
+    AnonymousArg, Args, LogFormat, ProxyProtocolArg, Secret, DEFAULT_PORT, FILE_ONLY_KEYS,
+};
 
 /// What is wrong with a config file or with the settings as a whole; each names the
 /// key, and the file and line it was read from.
@@ -544,6 +546,12 @@ impl Settings {
                 message: "needs a command".to_owned(),
             });
         }
+        if args.proxy_protocol != ProxyProtocolArg::Off && args.trusted_proxies.is_empty() {
+            return Err(ConfigError::Missing {
+                setting: setting("proxy-protocol"),
+                needed: vec!["trusted-proxies".to_owned()],
+            });
+        }
         let origins = keys()
             .into_iter()
             .map(|key| {
@@ -648,7 +656,9 @@ impl Settings {
             lock_wait: Duration::from_secs(args.lock_wait),
             grace: Duration::from_secs(args.grace),
             pasv_ports: args.pasv_ports.clone(),
-            pasv_address: args.pasv_address,
+            // A literal address; a host name is resolved once, at start
+            // (`Settings::pasv_address`), not at every reload.
+            pasv_address: args.pasv_address.as_deref().and_then(|a| a.parse().ok()),
             users,
             anonymous,
             max_per_ip: args.max_per_ip.unwrap_or(0),
@@ -665,6 +675,8 @@ impl Settings {
             max_passive_listeners: 0,
             metrics: args.metrics,
             xferlog: args.xferlog.clone(),
+            proxy_protocol: args.proxy_protocol.into(),
+            trusted_proxies: args.trusted_proxies.clone(),
         })
     }
 
@@ -737,6 +749,41 @@ impl Settings {
             }
         })?;
         Ok(Some((settings, location)))
+    }
+
+    /// The address PASV replies announce (`--pasv-address`): the address given, or
+    /// the IPv4 address its host name resolves to now.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming `pasv-address` when the name does not resolve,
+    /// or resolves to no IPv4 address.
+    pub fn pasv_address(&self) -> Result<Option<std::net::Ipv4Addr>, ConfigError> {
+        use std::net::{IpAddr, ToSocketAddrs};
+        let Some(text) = &self.args.pasv_address else {
+            return Ok(None);
+        };
+        if let Ok(ip) = text.parse() {
+            return Ok(Some(ip));
+        }
+        let invalid = |message: String| ConfigError::Invalid {
+            setting: self.setting("pasv-address"),
+            message,
+        };
+        let found = (text.as_str(), 0)
+            .to_socket_addrs()
+            .map_err(|e| invalid(format!("cannot resolve {text}: {e}")))?;
+        found
+            .into_iter()
+            .find_map(|a| match a.ip() {
+                IpAddr::V4(ip) => Some(ip),
+                IpAddr::V6(_) => None,
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{text} has no IPv4 address, which PASV replies need"
+                ))
+            })
     }
 
     /// The settings as a config file: every key, in the order of `--help`, as
@@ -1133,6 +1180,84 @@ mod tests {
         assert_eq!(s.origin("port"), at_line(2));
         assert_eq!(s.origin("verbose"), at_line(7));
         assert_eq!(s.origin("grace"), Origin::Default);
+    }
+
+    #[test]
+    fn proxy_protocol_and_trusted_proxies_from_the_file_and_the_command_line() {
+        use simple_ftp::server::ProxyMode;
+        let s = settings(
+            &[],
+            "proxy-protocol = \"required\"\ntrusted-proxies = [\"10.0.0.0/8\", \"192.0.2.7\"]\n",
+        )
+        .expect("settings");
+        let config = s.server_config().expect("config");
+        assert_eq!(config.proxy_protocol, ProxyMode::Required);
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.0.2.7/32"]);
+        assert_eq!(s.origin("trusted-proxies"), at_line(2));
+        // One comma-separated string, as on the command line.
+        let s = settings(
+            &[],
+            "proxy-protocol = \"optional\"\ntrusted-proxies = \"10.0.0.0/8,::1\"\n",
+        )
+        .expect("settings");
+        assert_eq!(s.args.trusted_proxies.len(), 2);
+        let s = settings(
+            &[
+                "--proxy-protocol",
+                "optional",
+                "--trusted-proxies",
+                "127.0.0.1,::1",
+            ],
+            "",
+        )
+        .expect("settings");
+        assert_eq!(s.args.trusted_proxies.len(), 2);
+        // What check-config prints reads back the same.
+        let printed = s.to_toml().expect("toml");
+        assert!(
+            printed.contains("\ntrusted-proxies = [\"127.0.0.1/32\", \"::1/128\"]\n"),
+            "{printed}"
+        );
+        assert!(
+            printed.contains("\nproxy-protocol = \"optional\"\n"),
+            "{printed}"
+        );
+        let again = settings(&[], &printed).expect("printed settings");
+        assert_eq!(again.args.trusted_proxies, s.args.trusted_proxies);
+    }
+
+    #[test]
+    fn proxy_protocol_needs_trusted_proxies_and_bad_blocks_are_refused() {
+        assert_eq!(
+            error("proxy-protocol = \"required\"\n"),
+            "ftp.toml:1: proxy-protocol: needs trusted-proxies as well"
+        );
+        let e = error("proxy-protocol = \"optional\"\ntrusted-proxies = [\"10.0.0.1/8\"]\n");
+        assert!(e.contains("did you mean 10.0.0.0/8"), "{e}");
+        assert!(e.contains("ftp.toml:2"), "{e}");
+    }
+
+    #[test]
+    fn pasv_address_takes_an_ipv4_address_or_a_host_name() {
+        let s = settings(&[], "pasv-address = \"192.0.2.1\"\n").expect("settings");
+        assert_eq!(
+            s.pasv_address().expect("address"),
+            Some("192.0.2.1".parse().expect("ip"))
+        );
+        let s = settings(&[], "pasv-address = \"localhost\"\n").expect("settings");
+        assert_eq!(
+            s.pasv_address().expect("resolves"),
+            Some(std::net::Ipv4Addr::LOCALHOST)
+        );
+        let s = settings(&[], "pasv-address = \"no-such-host.invalid\"\n").expect("settings");
+        assert!(s.pasv_address().is_err());
+        assert!(error("pasv-address = \"::1\"\n").contains("IPv4"));
+        assert!(error("pasv-address = \"a b\"\n").contains("host name"));
     }
 
     #[test]

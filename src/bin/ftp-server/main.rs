@@ -162,6 +162,12 @@ fn run() -> anyhow::Result<()> {
         log::info!("storage: {location} at {} ({})", s3.endpoint, s3.region);
         config.storage = Some(std::sync::Arc::new(backend));
     }
+    config.pasv_address = settings.pasv_address()?;
+    if let (Some(name), Some(ip)) = (&settings.args().pasv_address, config.pasv_address) {
+        if name.parse::<std::net::Ipv4Addr>().is_err() {
+            log::info!("PASV replies announce {ip} ({name})");
+        }
+    }
     (config.max_connections, config.max_passive_listeners) =
         open_files(config.workers, config.max_connections, true);
     log::info!(
@@ -295,6 +301,7 @@ fn check_config(cli: &CommandLine, path: &Path) -> anyhow::Result<()> {
     let settings = Settings::combine(cli, Some(&file))?;
     settings.server_config()?;
     settings.s3(&|name| std::env::var(name).ok())?;
+    settings.pasv_address()?;
     let mut stdout = std::io::stdout();
     stdout
         .write_all(settings.to_toml()?.as_bytes())

@@ -4,7 +4,10 @@
 //!
 //! A passive listener is bound on the control connection's local address, in the
 //! configured port range if there is one, and accepts only a connection from the
-//! control connection's peer IP: anyone else who finds the port is dropped. Active
+//! control connection's peer IP: anyone else who finds the port is dropped. Behind a
+//! trusted proxy (`--proxy-protocol`) that peer is the client the control
+//! connection's PROXY header named, and a data connection relayed by the proxy must
+//! name the same client in its own header. Active
 //! connections go only to the client's own IP and a port >= 1024, which rules out the
 //! FTP bounce attack (RFC 2577 §3).
 
@@ -24,6 +27,7 @@ use super::control::Control;
 use super::failure::{Failure, NoData, Refusal};
 use crate::protocol::{EpsvArg, Reply, ReplyCode};
 use crate::server::metrics::TlsChannel;
+use crate::server::proxy::{self, Header};
 use crate::server::{ConnToken, Shared};
 use crate::tls::{self, ServerStream};
 
@@ -298,7 +302,7 @@ impl<'s> DataChannel<'s> {
         match plan {
             DataPlan::Passive(mut passive) => {
                 let waiting = passive
-                    .take_waiting(self.peer.ip(), false)
+                    .take_waiting(self.shared, self.peer.ip(), false)
                     .map_err(|e| Failure::NoData(NoData::Connect(e)))?;
                 match waiting {
                     Some(tcp) => {
@@ -338,7 +342,7 @@ impl<'s> DataChannel<'s> {
         }
         match awaiting
             .passive
-            .take_waiting(self.peer.ip(), false)
+            .take_waiting(self.shared, self.peer.ip(), false)
             .map_err(gone)?
         {
             Some(tcp) => {
@@ -370,7 +374,7 @@ impl<'s> DataChannel<'s> {
         let Some(DataPlan::Passive(passive)) = plan.as_mut() else {
             return Ok(None);
         };
-        let tcp = match passive.take_waiting(self.peer.ip(), true) {
+        let tcp = match passive.take_waiting(self.shared, self.peer.ip(), true) {
             Ok(Some(tcp)) => tcp,
             Ok(None) => return Ok(None),
             Err(e) => return Err(Failure::NoData(NoData::Connect(e))),
@@ -520,11 +524,12 @@ impl Slot {
 
     fn take_waiting(
         &mut self,
+        shared: &Shared,
         peer_ip: IpAddr,
         nonblocking: bool,
     ) -> io::Result<Option<TcpStream>> {
         match &mut self.0 {
-            Some(p) => p.take_waiting(peer_ip, nonblocking),
+            Some(p) => p.take_waiting(shared, peer_ip, nonblocking),
             None => Ok(None),
         }
     }
@@ -627,6 +632,7 @@ impl Passive {
     /// The connection comes back non-blocking when asked, else blocking.
     fn take_waiting(
         &mut self,
+        shared: &Shared,
         peer_ip: IpAddr,
         nonblocking: bool,
     ) -> io::Result<Option<TcpStream>> {
@@ -639,14 +645,19 @@ impl Passive {
             match rustix::net::acceptfrom_with(&self.listener, flags) {
                 Ok((fd, from)) => {
                     let from = from.and_then(|a| SocketAddr::try_from(a).ok());
-                    match from {
-                        Some(from) if from.ip().to_canonical() == peer_ip.to_canonical() => {
+                    let tcp = TcpStream::from(fd);
+                    let client = from.and_then(|from| data_client(shared, &tcp, from, nonblocking));
+                    match client {
+                        Some(client) if client.to_canonical() == peer_ip.to_canonical() => {
                             self.uses += 1;
-                            return Ok(Some(TcpStream::from(fd)));
+                            return Ok(Some(tcp));
                         }
-                        _ => {
-                            log::warn!("data connection from {from:?} refused: expected {peer_ip}")
-                        }
+                        Some(client) => log::warn!(
+                            "data connection from {client} (through {from:?}) refused: expected {peer_ip}"
+                        ),
+                        None => log::warn!(
+                            "data connection from {from:?} refused: expected {peer_ip}"
+                        ),
                     }
                 }
                 Err(Errno::AGAIN) => return Ok(None),
@@ -677,6 +688,45 @@ impl Passive {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+/// The client a data connection from `from` comes from: `from` itself, or, from a
+/// trusted proxy under `--proxy-protocol`, the client its PROXY header names (the
+/// proxy's own address for a header without one). `None` when its header is refused.
+///
+/// A proxy relays the data connection as it relays the control connection, header
+/// first, so the header is there as soon as the connection is: the read waits only
+/// for a proxy that is broken, at most [`proxy::HEADER_TIMEOUT`], on the session's own
+/// worker, which was waiting for this connection anyway.
+fn data_client(
+    shared: &Shared,
+    tcp: &TcpStream,
+    from: SocketAddr,
+    nonblocking: bool,
+) -> Option<IpAddr> {
+    let Some(expect) = shared.header_expected(from.ip().to_canonical()) else {
+        return Some(from.ip());
+    };
+    let read = (|| {
+        if nonblocking {
+            tcp.set_nonblocking(false)?;
+        }
+        let header = proxy::read_header(tcp, expect)?;
+        // The session sets its own timeouts on the connection; the header's is undone.
+        tcp.set_read_timeout(None)?;
+        if nonblocking {
+            tcp.set_nonblocking(true)?;
+        }
+        Ok::<_, proxy::HeaderError>(header)
+    })();
+    match read {
+        Ok(Some(Header::Proxied { source, .. })) => Some(source.ip()),
+        Ok(Some(Header::Local) | None) => Some(from.ip()),
+        Err(e) => {
+            log::warn!("data connection from {from} refused: {e}");
+            None
         }
     }
 }

@@ -32,8 +32,9 @@ mod observe;
 mod transfer;
 
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::BorrowedFd;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,7 +48,8 @@ use super::accounts::Perms;
 use super::hooks::Upload;
 use super::metrics::{SessionResult, TlsChannel};
 use super::pool::Turn;
-use super::{ConnToken, Entry, Shared};
+use super::proxy::{self, Header};
+use super::{Admitted, ConnToken, Entry, Shared};
 use crate::path::VirtualPath;
 use crate::protocol::{Reply, ReplyCode, TransferType};
 use crate::storage::{Backend, Place};
@@ -155,20 +157,25 @@ impl std::fmt::Display for End {
     }
 }
 
-/// Starts a session on a connection the acceptor admitted for `ip`: registers it,
-/// greets (on the implicit FTPS port, once its TLS handshake is over), and serves it as
-/// [`resume`] does.
+/// Starts a session on a connection the acceptor admitted: reads its PROXY header
+/// when it comes from a trusted proxy (see [`client`]), registers it, greets (on the
+/// implicit FTPS port, once its TLS handshake is over), and serves it as [`resume`]
+/// does.
 pub(super) fn start<'s>(
     stream: TcpStream,
-    ip: IpAddr,
+    admitted: Admitted,
     entry: Entry,
     shared: &'s Shared,
     turn: &Turn<'_, 's>,
 ) {
-    let (Ok(peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
-        shared.release(ip);
+    let (Ok(real_peer), Ok(local)) = (stream.peer_addr(), stream.local_addr()) else {
+        shared.release_admitted(admitted);
         return; // the peer is already gone
     };
+    let Some(peer) = client(&stream, real_peer, admitted, entry, shared) else {
+        return;
+    };
+    let ip = peer.ip().to_canonical();
     let Some(token) = shared.register(ip) else {
         let mut stream = stream;
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
@@ -217,7 +224,11 @@ pub(super) fn start<'s>(
     });
     shared.metrics.session(SessionResult::Accepted);
     let _context = session.log_context();
-    log::info!(event = "session_start"; "{peer}: session start");
+    if peer == real_peer {
+        log::info!(event = "session_start"; "{peer}: session start");
+    } else {
+        log::info!(event = "session_start"; "{peer}: session start (through the proxy {real_peer})");
+    }
     if entry == Entry::ImplicitTls {
         if let Err(end) = session.implicit_tls() {
             session.finish(end);
@@ -228,6 +239,83 @@ pub(super) fn start<'s>(
         return;
     }
     resume(session, turn);
+}
+
+/// The client of a connection: its TCP peer, or for one from a trusted proxy, the
+/// client its PROXY header names, then counted under `--max-per-ip` (refused with
+/// `421` past it). `None` when the connection is over: its header was refused (closed
+/// without a reply) or its client has too many sessions.
+///
+/// The header is read here, on a worker, not by the acceptor, which must never wait
+/// on one connection. A worker waits at most [`proxy::HEADER_TIMEOUT`] for it, and
+/// only for trusted proxies, which send it with the connection; and at most half the
+/// workers wait for headers at once (a connection past that is closed), so a trusted
+/// but hostile or broken proxy that opens connections and stays silent can delay the
+/// others by a few seconds, not stop them.
+fn client(
+    stream: &TcpStream,
+    real_peer: SocketAddr,
+    admitted: Admitted,
+    entry: Entry,
+    shared: &Shared,
+) -> Option<SocketAddr> {
+    let Admitted::Proxied(proxy_ip) = admitted else {
+        return Some(real_peer);
+    };
+    let expect = shared.header_expected(proxy_ip)?;
+    let read = {
+        let slot = HeaderRead::take(shared);
+        match slot {
+            Some(_) => proxy::read_header(stream, expect),
+            None => Err(proxy::HeaderError::Io(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "too many PROXY headers being read at once",
+            ))),
+        }
+    };
+    let peer = match read {
+        Ok(Some(Header::Proxied { source, .. })) => {
+            SocketAddr::new(source.ip().to_canonical(), source.port())
+        }
+        Ok(Some(Header::Local) | None) => real_peer,
+        Err(e) => {
+            log::warn!(event = "refused"; "{real_peer}: closed: {e}");
+            shared.metrics.session(SessionResult::ProxyHeader);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            shared.release_admitted(admitted);
+            return None;
+        }
+    };
+    if let Err(why) = shared.admit_client(peer.ip().to_canonical()) {
+        shared.release_admitted(admitted);
+        if let Ok(stream) = stream.try_clone() {
+            super::refuse(stream, peer, why, entry, &shared.metrics);
+        }
+        return None;
+    }
+    Some(peer)
+}
+
+/// One of the workers reading a PROXY header now; at most half of them may.
+struct HeaderRead<'a>(&'a Shared);
+
+impl<'a> HeaderRead<'a> {
+    fn take(shared: &'a Shared) -> Option<HeaderRead<'a>> {
+        let max = (shared.config.workers / 2).max(1);
+        shared
+            .header_reads
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| HeaderRead(shared))
+    }
+}
+
+impl Drop for HeaderRead<'_> {
+    fn drop(&mut self) {
+        self.0.header_reads.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Serves a session on this worker until it goes quiet, when it is parked (see
