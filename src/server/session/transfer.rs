@@ -224,6 +224,33 @@ impl Stall {
 
 /// Gives the data connection the timeouts of a slice: reads for uploads, writes
 /// otherwise, block at most a [`TICK`].
+/// What one write of a buffered transfer (a stream download, a listing) did.
+enum Wrote {
+    /// Moved this many bytes.
+    Bytes(usize),
+    /// Interrupted by a signal before any byte moved: write again.
+    Again,
+    /// The peer took nothing within the socket's timeout, and the stall is still
+    /// within its limit: the slice ends, so the control connection gets its look.
+    Stalled,
+}
+
+/// One write of `bytes` to the data connection; a stall past its limit, a zero-length
+/// write and any other error fail the transfer.
+fn write_some(
+    stream: &mut ServerStream,
+    bytes: &[u8],
+    stall: &mut Stall,
+) -> Result<Wrote, Failure> {
+    match stream.write(bytes) {
+        Ok(0) => Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
+        Ok(n) => Ok(Wrote::Bytes(n)),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Wrote::Again),
+        Err(e) if is_timeout(&e) => stall.check().map(|()| Wrote::Stalled),
+        Err(e) => Err(Failure::Transfer(e)),
+    }
+}
+
 fn prepare(stream: &ServerStream, job: &Job) -> Result<(), Failure> {
     let tcp = stream.tcp().map_err(Failure::Transfer)?;
     match job {
@@ -385,18 +412,16 @@ impl<'s> Session<'s> {
                         }
                         (*pos, *filled) = (0, n);
                     }
-                    match stream.write(&buf[*pos..*filled]) {
-                        Ok(0) => return Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
-                        Ok(n) => {
+                    match write_some(stream, &buf[*pos..*filled], stall)? {
+                        Wrote::Bytes(n) => {
                             *pos += n;
                             *offset += n as u64;
                             if !stall.progress(n) {
                                 continue;
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if is_timeout(&e) => stall.check()?,
-                        Err(e) => return Err(Failure::Transfer(e)),
+                        Wrote::Again => continue,
+                        Wrote::Stalled => {}
                     }
                     break;
                 }
@@ -446,17 +471,15 @@ impl<'s> Session<'s> {
                         *more = lines.fill(chunk);
                         continue;
                     }
-                    match stream.write(&chunk.as_bytes()[*sent..]) {
-                        Ok(0) => return Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
-                        Ok(n) => {
+                    match write_some(stream, &chunk.as_bytes()[*sent..], stall)? {
+                        Wrote::Bytes(n) => {
                             *sent += n;
                             if !stall.progress(n) {
                                 continue;
                             }
                         }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) if is_timeout(&e) => stall.check()?,
-                        Err(e) => return Err(Failure::Transfer(e)),
+                        Wrote::Again => continue,
+                        Wrote::Stalled => {}
                     }
                     break;
                 }
