@@ -148,7 +148,8 @@ start_ours() {   # name, then the storage flags
     # The s3 server checks the bucket before it listens; Garage may still be settling
     # its layout: it says so and exits, so it is started again (at most 30 s).
     for _ in $(seq 1 300); do
-        port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$RUN/$name.out")"
+        # (The file appears once the child has opened it: not yet, on a busy machine.)
+        port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$RUN/$name.out" 2>/dev/null || true)"
         [ -n "$port" ] && break
         kill -0 "${SPID[$name]}" 2>/dev/null || {
             sleep 0.5
