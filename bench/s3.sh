@@ -34,7 +34,7 @@ while [ $# -gt 0 ]; do
         --sessions) SESSIONS="$2"; shift ;;
         --count) COUNT="$2"; shift ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "s3.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
