@@ -53,7 +53,7 @@ use clap::{Parser, Subcommand};
 
 use record::Record;
 use target::{Expected, Many, Target, Upload};
-use workloads::{churn, idle, large, small, trickle};
+use workloads::{churn, idle, large, s3direct, small, trickle};
 
 /// Load generator for FTP servers; one TSV result line per measurement.
 #[derive(Debug, Parser)]
@@ -177,6 +177,18 @@ enum Workload {
         #[arg(long, default_value_t = 5)]
         probes: usize,
     },
+    /// The object store itself, without FTP: one large object PUT and GET, then many
+    /// small ones by concurrent clients, straight to its S3 API at --host:--port (the
+    /// baseline of the S3 backend's figures; keys from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY).
+    S3Direct {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        direct: s3direct::Direct,
+        #[command(flatten)]
+        many: Many,
+    },
     /// Connections trickling a never-ending command line while newcomers are timed
     /// (LIST and a small RETR, checked): worst and median latency, newcomers refused.
     Trickle {
@@ -246,7 +258,8 @@ fn run_bounded(cmd: Workload) -> anyhow::Result<()> {
         | Workload::StorSmall { target, .. }
         | Workload::Churn { target, .. }
         | Workload::Idle { target, .. }
-        | Workload::Trickle { target, .. } => target.clone(),
+        | Workload::Trickle { target, .. }
+        | Workload::S3Direct { target, .. } => target.clone(),
     };
     let names = record_names(&cmd);
     let (tx, rx) = mpsc::channel();
@@ -293,6 +306,12 @@ fn record_names(cmd: &Workload) -> &'static [(&'static str, &'static str)] {
             ("idle-rss", "ftp-bench"),
             ("idle-pss", "ftp-bench"),
             ("idle-latency", "ftp-bench"),
+        ],
+        Workload::S3Direct { .. } => &[
+            ("stor-large", "ftp-bench"),
+            ("retr-large", "ftp-bench"),
+            ("stor-small", "ftp-bench"),
+            ("retr-small", "ftp-bench"),
         ],
         Workload::Trickle { .. } => &[
             ("trickle-list", "ftp-bench"),
@@ -350,5 +369,10 @@ fn workload(cmd: Workload) -> anyhow::Result<Vec<Record>> {
             expect,
             plan,
         } => trickle::trickle(&target, &expect, &plan),
+        Workload::S3Direct {
+            target,
+            direct,
+            many,
+        } => s3direct::s3_direct(&target, &direct, many),
     }
 }

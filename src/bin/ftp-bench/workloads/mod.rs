@@ -10,6 +10,7 @@
 pub(crate) mod churn;
 pub(crate) mod idle;
 pub(crate) mod large;
+pub(crate) mod s3direct;
 pub(crate) mod small;
 pub(crate) mod trickle;
 
