@@ -224,29 +224,22 @@ impl Stall {
 
 /// Gives the data connection the timeouts of a slice: reads for uploads, writes
 /// otherwise, block at most a [`TICK`].
-/// What one write of a buffered transfer (a stream download, a listing) did.
-enum Wrote {
-    /// Moved this many bytes.
-    Bytes(usize),
-    /// Interrupted by a signal before any byte moved: write again.
-    Again,
-    /// The peer took nothing within the socket's timeout, and the stall is still
-    /// within its limit: the slice ends, so the control connection gets its look.
-    Stalled,
-}
-
-/// One write of `bytes` to the data connection; a stall past its limit, a zero-length
-/// write and any other error fail the transfer.
+/// One write of `bytes` to the data connection of a buffered transfer (a stream
+/// download, a listing): how many bytes moved, and whether the slice goes on (the
+/// slice's budget is not spent and the write did not stall). A stall past its limit,
+/// a zero-length write and any other error fail the transfer.
 fn write_some(
     stream: &mut ServerStream,
     bytes: &[u8],
     stall: &mut Stall,
-) -> Result<Wrote, Failure> {
+) -> Result<(usize, bool), Failure> {
     match stream.write(bytes) {
         Ok(0) => Err(Failure::Transfer(io::ErrorKind::WriteZero.into())),
-        Ok(n) => Ok(Wrote::Bytes(n)),
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(Wrote::Again),
-        Err(e) if is_timeout(&e) => stall.check().map(|()| Wrote::Stalled),
+        Ok(n) => Ok((n, !stall.progress(n))),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok((0, true)),
+        // Within the stall's limit: the slice ends, so the control connection gets
+        // its look.
+        Err(e) if is_timeout(&e) => stall.check().map(|()| (0, false)),
         Err(e) => Err(Failure::Transfer(e)),
     }
 }
@@ -412,16 +405,11 @@ impl<'s> Session<'s> {
                         }
                         (*pos, *filled) = (0, n);
                     }
-                    match write_some(stream, &buf[*pos..*filled], stall)? {
-                        Wrote::Bytes(n) => {
-                            *pos += n;
-                            *offset += n as u64;
-                            if !stall.progress(n) {
-                                continue;
-                            }
-                        }
-                        Wrote::Again => continue,
-                        Wrote::Stalled => {}
+                    let (n, go_on) = write_some(stream, &buf[*pos..*filled], stall)?;
+                    *pos += n;
+                    *offset += n as u64;
+                    if go_on {
+                        continue;
                     }
                     break;
                 }
@@ -471,15 +459,10 @@ impl<'s> Session<'s> {
                         *more = lines.fill(chunk);
                         continue;
                     }
-                    match write_some(stream, &chunk.as_bytes()[*sent..], stall)? {
-                        Wrote::Bytes(n) => {
-                            *sent += n;
-                            if !stall.progress(n) {
-                                continue;
-                            }
-                        }
-                        Wrote::Again => continue,
-                        Wrote::Stalled => {}
+                    let (n, go_on) = write_some(stream, &chunk.as_bytes()[*sent..], stall)?;
+                    *sent += n;
+                    if go_on {
+                        continue;
                     }
                     break;
                 }
