@@ -160,7 +160,8 @@ start_server() {
                 >"$RUN/$name.out" 2>"$RUN/$name.log" &
             pid=$!
             for _ in $(seq 1 100); do
-                port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$RUN/$name.out")"
+                # The background shell may not have made the file yet.
+                port="$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$RUN/$name.out" 2>/dev/null || true)"
                 [ -n "$port" ] && break
                 sleep 0.1
             done
