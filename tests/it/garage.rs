@@ -197,6 +197,13 @@ impl Garage {
         }
     }
 
+    /// Stops the node now (by its PID, as on drop), for tests of a store that goes
+    /// away under the server.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What the node logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
