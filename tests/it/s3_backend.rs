@@ -1,5 +1,5 @@
 //! The S3 backend behind a real `ftp-server` on a real Garage: curl and lftp move
-//! files byte-exact and list them, a directory of 10,000 objects lists whole, a cut
+//! files byte-exact and list them, small RETRs share one store connection, a directory of 10,000 objects lists whole, a cut
 //! upload leaves neither an object nor a multipart upload, a listing the store stops
 //! answering midway ends `451` (not `226`), and wrong credentials stop the server at
 //! start with a clear error.
@@ -12,7 +12,7 @@ use std::time::Duration;
 use simple_ftp::storage::s3::client::S3Error;
 
 use crate::common::{assert_same, eventually, have, pattern, require, run_peer, Ftp, TestServer};
-use crate::garage::Garage;
+use crate::garage::{CountingRelay, Garage};
 
 /// A server on `garage`'s bucket under `prefix`.
 fn server_on(garage: &Garage, prefix: &str) -> TestServer {
@@ -107,6 +107,35 @@ fn a_directory_of_ten_thousand_objects_lists_whole() {
     assert!(names.iter().zip(&want).all(|(a, b)| a == b));
     let mlsd = ftp.listing("MLSD d");
     assert_eq!(mlsd.lines().filter(|l| l.contains("type=file")).count(), N);
+}
+
+/// Small RETRs of one session through the S3 backend share the store connection:
+/// each is a HeadObject and a GET, and the GET's connection goes back to the pool
+/// (it was closed after every download). Counted at a relay in front of Garage:
+/// twenty RETRs, at most 2 connections (the pool lets one go after 15 s idle).
+#[test]
+fn small_retrs_of_a_session_reuse_one_store_connection() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let body = pattern(4096, 5);
+    garage
+        .client()
+        .put("relay/pub/small.bin", &body)
+        .expect("put");
+    let config = garage.server_config_via(&relay.endpoint, "relay", "");
+    let server = TestServer::start(&["--config", &config.to_string_lossy()]);
+    let mut ftp = server.login();
+    for _ in 0..20 {
+        assert_same(&ftp.retr("pub/small.bin"), &body, "RETR");
+    }
+    assert!(
+        relay.connections() <= 2,
+        "{} store connections for 20 RETRs\n{}",
+        relay.connections(),
+        server.log()
+    );
 }
 
 /// Puts `n` one-byte objects `PREFIX/f00000`... straight in the bucket (quicker than

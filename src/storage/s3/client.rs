@@ -193,6 +193,20 @@ impl Read for ObjectReader {
             ));
         }
         self.remaining -= n as u64;
+        if self.remaining == 0 {
+            // The last byte: ureq gives the connection back to the agent's pool only
+            // once its body reader has said "end", and a caller that stops at the
+            // length it was told (the transfer does) never asks again. Without this,
+            // every GET's connection was closed, and the next request opened another
+            // (a TLS handshake too, on https).
+            let mut past = [0u8; 1];
+            if self.body.read(&mut past)? != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the object store sent more than the object's length",
+                ));
+            }
+        }
         Ok(n)
     }
 }
@@ -344,7 +358,7 @@ impl S3Client {
         list.with_max_keys(1);
         let url = list.sign(SIGNATURE_LIFE);
         let resp = self.agent.get(url.as_str()).call()?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// Writes a whole object in one PUT.
@@ -358,7 +372,7 @@ impl S3Client {
             .put_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.put(url.as_str()).send(body)?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// Starts a multipart upload and returns its id.
@@ -396,7 +410,9 @@ impl S3Client {
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.put(url.as_str()).send(body)?;
         let resp = expect_ok(resp)?;
-        etag_of(&resp)
+        let etag = etag_of(&resp)?;
+        finish(resp)?;
+        Ok(etag)
     }
 
     /// Finishes an upload from its parts' entity tags, in order: the object appears.
@@ -435,7 +451,7 @@ impl S3Client {
             .abort_multipart_upload(self.creds(), key, upload_id)
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.delete(url.as_str()).call()?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// The multipart uploads in progress under `prefix` (ListMultipartUploads, every page).
@@ -719,7 +735,8 @@ impl S3Client {
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.delete(url.as_str()).call()?;
         match expect_ok(resp) {
-            Ok(_) | Err(S3Error::NotFound) => Ok(()),
+            Ok(resp) => finish(resp),
+            Err(S3Error::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -791,6 +808,16 @@ fn error_inside_ok(text: &str) -> Result<(), S3Error> {
         });
     }
     Ok(())
+}
+
+/// Reads a reply's body, whose content is not wanted, to its end: so the connection
+/// goes back to the pool (ureq keeps only a connection whose body was read whole).
+fn finish(resp: Response<Body>) -> Result<(), S3Error> {
+    let mut body = resp.into_body();
+    let mut reader = body.with_config().limit(MAX_REPLY).reader();
+    io::copy(&mut reader, &mut io::sink())
+        .map(drop)
+        .map_err(|e| S3Error::Transport(e.to_string()))
 }
 
 fn read_text(resp: Response<Body>) -> Result<String, S3Error> {
