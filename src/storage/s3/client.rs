@@ -25,7 +25,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use ureq::http::Response;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Body;
+
+use super::connect::PromptAckConnector;
 
 /// How long a signed URL stays valid; it is checked when the request starts.
 const SIGNATURE_LIFE: Duration = Duration::from_secs(15 * 60);
@@ -335,10 +339,16 @@ impl S3Client {
             .max_idle_connections_per_host(64)
             .user_agent(concat!("simple-ftp/", env!("CARGO_PKG_VERSION")))
             .build();
+        // ureq's own chain (a CONNECT proxy when the environment names one, TCP,
+        // rustls), with our TCP connections that acknowledge at once (see `connect`).
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(PromptAckConnector)
+                .chain(RustlsConnector::default());
         Ok(S3Client {
             bucket,
             credentials,
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
         })
     }
 
@@ -985,6 +995,42 @@ mod tests {
                 (Some("c&d".into()), Some("2".into()))
             ]
         );
+    }
+
+    /// The first bytes a client of `endpoint` (`{addr}` for a listener's address)
+    /// sends when it checks its bucket.
+    fn first_bytes(endpoint: &str) -> Vec<u8> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint =
+            endpoint.replace("{addr}", &listener.local_addr().expect("addr").to_string());
+        let settings = S3Settings {
+            endpoint,
+            region: "garage".into(),
+            bucket: "b".into(),
+            access_key_id: "GK0".into(),
+            secret_access_key: "0".into(),
+            session_token: None,
+            timeout: Duration::from_secs(30),
+        };
+        let client = S3Client::new(&settings).expect("client");
+        std::thread::scope(|scope| {
+            let asking = scope.spawn(|| client.check_bucket());
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let mut first = [0u8; 4];
+            conn.read_exact(&mut first).expect("first bytes");
+            drop(conn);
+            assert!(asking.join().expect("join").is_err(), "no store answered");
+            first.to_vec()
+        })
+    }
+
+    #[test]
+    fn connections_speak_http_or_tls_as_the_endpoint_says() {
+        assert_eq!(first_bytes("http://{addr}"), b"GET ");
+        // A TLS record of type handshake (22): the ClientHello.
+        assert_eq!(first_bytes("https://{addr}")[0], 22);
     }
 
     #[test]

@@ -33,6 +33,7 @@
 //! the old version or the new one) and the `If-Match` above refuses a mix.
 
 pub mod client;
+mod connect;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
