@@ -129,7 +129,7 @@ impl Backend for Local {
                 return None;
             }
             let meta = dir.metadata_of(&entry).ok()?;
-            Some((name, Stat::from_metadata(&meta)))
+            Some(Ok((name, Stat::from_metadata(&meta))))
         })))
     }
 
@@ -332,7 +332,7 @@ mod tests {
         let mut names: Vec<String> = local
             .list(&VirtualPath::root(), None)
             .expect("list")
-            .map(|(name, _)| name)
+            .map(|entry| entry.expect("entry").0)
             .collect();
         names.sort();
         assert_eq!(

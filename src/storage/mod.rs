@@ -225,8 +225,15 @@ pub trait Upload: Send {
     fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
-/// The entries of a directory: names (without our in-progress uploads) and stats.
-pub type Entries = Box<dyn Iterator<Item = (String, Stat)> + Send>;
+/// One entry of a listing: a name and its stat, or why the listing cannot go on.
+pub type Entry = Result<(String, Stat), StorageError>;
+
+/// The entries of a directory: names (without our in-progress uploads) and stats, as
+/// they are read. An `Err` says the listing cannot be completed (an object store's
+/// later page kept failing): what came before it is not the whole directory, so the
+/// session fails the listing rather than call it complete. Nothing follows an `Err`.
+/// A backend that skips entries it cannot look at (the local one) never yields one.
+pub type Entries = Box<dyn Iterator<Item = Entry> + Send>;
 
 /// Which names a listing wants (a wildcard pattern); the backend may skip looking at
 /// the others.
@@ -259,7 +266,8 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn open_read(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError>;
 
     /// The entries of the directory `dir`, streamed (never read whole first); entries
-    /// that cannot be looked at, and symlinks that lead outside, are left out.
+    /// that cannot be looked at, and symlinks that lead outside, are left out. A
+    /// listing that cannot be read to its end yields an `Err` last (see [`Entries`]).
     ///
     /// # Errors
     /// When the directory cannot be opened.

@@ -1,7 +1,8 @@
 //! A real Garage (an S3-compatible object store) for the S3 backend's tests: one node
 //! on loopback per test, from a config in its own temporary directory (sqlite
 //! metadata, replication factor 1, free ports, a fresh RPC secret), with a layout
-//! applied, one bucket and one key allowed on it. Stopped by its PID on drop.
+//! applied, one bucket and one key allowed on it. Stopped by its PID on drop. A
+//! [`CountingRelay`] in front of it counts the connections a client makes.
 //!
 //! The binary is looked for where `.ci/run` builds it
 //! (`$SIMPLE_FTP_PEERS/garage/bin/garage`, default `/var/cache/simple-ftp-bench`),
@@ -10,8 +11,11 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -197,6 +201,13 @@ impl Garage {
         }
     }
 
+    /// Stops the node now (by its PID, as on drop), for tests of a store that goes
+    /// away under the server.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// What the node logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
@@ -223,6 +234,12 @@ impl Garage {
     /// A config file for `ftp-server` on this bucket under `prefix` (credentials as
     /// config keys, never on a command line), returned with its path.
     pub fn server_config(&self, prefix: &str, extra: &str) -> PathBuf {
+        self.server_config_via(&self.endpoint, prefix, extra)
+    }
+
+    /// As [`Garage::server_config`], with the S3 API reached at `endpoint` (a
+    /// [`CountingRelay`]'s).
+    pub fn server_config_via(&self, endpoint: &str, prefix: &str, extra: &str) -> PathBuf {
         let path = self
             .dir
             .path()
@@ -235,7 +252,6 @@ impl Garage {
              s3-secret-access-key = \"{secret}\"\n\
              {extra}",
             bucket = self.bucket,
-            endpoint = self.endpoint,
             key = self.key_id,
             secret = self.secret,
         );
@@ -249,5 +265,92 @@ impl Drop for Garage {
         // Our own child, by its PID.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay in front of a node's S3 API that counts the connections made through
+/// it: how a test sees whether a client keeps its connections for the next request.
+/// The bytes pass unchanged (a signature names the relay's address, which is the
+/// `Host` the node then sees).
+pub struct CountingRelay {
+    /// `http://127.0.0.1:PORT`, the relay's.
+    pub endpoint: String,
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<thread::JoinHandle<()>>,
+}
+
+impl CountingRelay {
+    /// A relay on a free loopback port to `garage`'s S3 API.
+    pub fn to(garage: &Garage) -> CountingRelay {
+        let upstream: SocketAddr = garage
+            .endpoint
+            .trim_start_matches("http://")
+            .parse()
+            .expect("garage's endpoint is an address");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
+        let addr = listener.local_addr().expect("relay address");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, stopping) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let acceptor = thread::Builder::new()
+            .name("relay-accept".into())
+            .spawn(move || {
+                for client in listener.incoming() {
+                    if stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let Ok(store) = TcpStream::connect_timeout(&upstream, WAIT) else {
+                        continue;
+                    };
+                    // No delays of the relay's own in the way.
+                    let _ = client.set_nodelay(true);
+                    let _ = store.set_nodelay(true);
+                    pipe(&client, &store);
+                    pipe(&store, &client);
+                }
+            })
+            .expect("spawn relay");
+        CountingRelay {
+            endpoint: format!("http://{addr}"),
+            addr,
+            accepted,
+            stop,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The connections made through the relay so far.
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies `from` to `to` on a thread of its own until `from` ends, then ends `to`'s
+/// sending side. The thread ends with the connection (the client's close, or the
+/// node's when it stops).
+fn pipe(from: &TcpStream, to: &TcpStream) {
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+        return;
+    };
+    let _ = thread::Builder::new()
+        .name("relay-pipe".into())
+        .spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(Shutdown::Write);
+        });
+}
+
+impl Drop for CountingRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the acceptor, which then sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, WAIT);
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
     }
 }

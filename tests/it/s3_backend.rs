@@ -1,15 +1,18 @@
 //! The S3 backend behind a real `ftp-server` on a real Garage: curl and lftp move
-//! files byte-exact and list them, a directory of 10,000 objects lists whole, a cut
-//! upload leaves neither an object nor a multipart upload, and wrong credentials stop
-//! the server at start with a clear error.
+//! files byte-exact and list them, small RETRs share one store connection, a directory of 10,000 objects lists whole, a cut
+//! upload leaves neither an object nor a multipart upload, a listing the store stops
+//! answering midway ends `451` (not `226`), and wrong credentials stop the server at
+//! start with a clear error.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 
+use simple_ftp::storage::s3::client::S3Error;
+
 use crate::common::{assert_same, eventually, have, pattern, require, run_peer, Ftp, TestServer};
-use crate::garage::Garage;
+use crate::garage::{CountingRelay, Garage};
 
 /// A server on `garage`'s bucket under `prefix`.
 fn server_on(garage: &Garage, prefix: &str) -> TestServer {
@@ -93,17 +96,7 @@ fn a_directory_of_ten_thousand_objects_lists_whole() {
         return;
     };
     const N: usize = 10_000;
-    // Made straight in the bucket (quicker than FTP), by a few threads at once.
-    std::thread::scope(|scope| {
-        for t in 0..8 {
-            let client = garage.client();
-            scope.spawn(move || {
-                for i in (t..N).step_by(8) {
-                    client.put(&format!("many/d/f{i:05}"), b"x").expect("put");
-                }
-            });
-        }
-    });
+    put_many(&garage, "many/d", N);
     let server = server_on(&garage, "many");
     let mut ftp = server.login();
     let text = ftp.listing("NLST d");
@@ -114,6 +107,100 @@ fn a_directory_of_ten_thousand_objects_lists_whole() {
     assert!(names.iter().zip(&want).all(|(a, b)| a == b));
     let mlsd = ftp.listing("MLSD d");
     assert_eq!(mlsd.lines().filter(|l| l.contains("type=file")).count(), N);
+}
+
+/// Small RETRs of one session through the S3 backend share the store connection:
+/// each is a HeadObject and a GET, and the GET's connection goes back to the pool
+/// (it was closed after every download). Counted at a relay in front of Garage:
+/// twenty RETRs, at most 2 connections (the pool lets one go after 15 s idle).
+#[test]
+fn small_retrs_of_a_session_reuse_one_store_connection() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let body = pattern(4096, 5);
+    garage
+        .client()
+        .put("relay/pub/small.bin", &body)
+        .expect("put");
+    let config = garage.server_config_via(&relay.endpoint, "relay", "");
+    let server = TestServer::start(&["--config", &config.to_string_lossy()]);
+    let mut ftp = server.login();
+    for _ in 0..20 {
+        assert_same(&ftp.retr("pub/small.bin"), &body, "RETR");
+    }
+    assert!(
+        relay.connections() <= 2,
+        "{} store connections for 20 RETRs\n{}",
+        relay.connections(),
+        server.log()
+    );
+}
+
+/// Puts `n` one-byte objects `PREFIX/f00000`... straight in the bucket (quicker than
+/// FTP), by a few threads at once. A `503` is tried again, as S3 clients do: a single
+/// Garage node on sqlite answers so when its database is busy ("database is locked").
+fn put_many(garage: &Garage, prefix: &str, n: usize) {
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let client = garage.client();
+            scope.spawn(move || {
+                for i in (t..n).step_by(8) {
+                    let key = format!("{prefix}/f{i:05}");
+                    let mut tries = 0;
+                    loop {
+                        match client.put(&key, b"x") {
+                            Ok(()) => break,
+                            Err(S3Error::Unavailable { status: 503, .. }) if tries < 20 => {
+                                tries += 1;
+                                std::thread::sleep(Duration::from_millis(50 * tries));
+                            }
+                            Err(e) => panic!("put {key}: {e}"),
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A listing whose later page cannot be fetched ends `451`, never `226`: the client
+/// is not told that a short listing is whole. Deterministic: before its `150` the
+/// server reads the pages its first batch of up to 1,024 entries (sorted) needs, two
+/// of 1,000 keys, and the next only once the data connection is open; the store is
+/// stopped before the client makes that connection. 3,500 keys: four pages, more
+/// than even a server that reads a page ahead fetches before the `150`.
+#[test]
+fn a_listing_whose_later_page_fails_ends_451_not_226() {
+    let Some(mut garage) = Garage::start_or_skip() else {
+        return;
+    };
+    const N: usize = 3_500;
+    put_many(&garage, "cutlist/d", N);
+    let server = server_on(&garage, "cutlist");
+    let mut ftp = server.login();
+    let port = ftp.epsv_port();
+    ftp.expect("NLST d", 150);
+    garage.stop();
+    let mut data = ftp.data_to(port);
+    let mut text = String::new();
+    // The data connection ends either way; what it carried is checked below.
+    let _ = data.read_to_string(&mut text);
+    drop(data);
+    let done = ftp.reply();
+    assert_eq!(done.code, 451, "{done:?}\n{}", server.log());
+    let names: Vec<&str> = text.lines().collect();
+    assert!(names.len() < N, "{} names: a whole listing?", names.len());
+    assert!(
+        names.iter().all(|n| n
+            .strip_prefix("d/f")
+            .and_then(|i| i.parse::<usize>().ok())
+            .is_some_and(|i| i < N)),
+        "{text:?}"
+    );
+    // The session goes on: the next command gets its answer.
+    ftp.expect("NOOP", 200);
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! The S3 backend's object-store client against a real Garage: every request it
-//! makes, byte-exact, and its failures named by kind.
+//! makes, byte-exact, its failures named by kind, and its connections kept from one
+//! request to the next.
 
 use simple_ftp::storage::s3::client::{S3Client, S3Error};
 
 use crate::common::{assert_same, pattern};
-use crate::garage::Garage;
+use crate::garage::{CountingRelay, Garage};
 
 fn read_all(client: &S3Client, key: &str, offset: u64) -> Vec<u8> {
     let mut reader = client.get(key, offset, None).expect("get");
@@ -156,4 +157,39 @@ fn wrong_credentials_missing_bucket_and_no_store_are_told_apart() {
     settings.endpoint = format!("http://127.0.0.1:{}", crate::common::free_port());
     let gone = S3Client::new(&settings).expect("client").check_bucket();
     assert!(matches!(gone, Err(S3Error::Transport(_))), "{gone:?}");
+}
+
+/// Every request leaves its connection fit for the next: a GET read to its length
+/// gives it back to the pool (it used to be closed, so each download opened a
+/// connection of its own, a TLS handshake too on https). Counted at a relay: 24
+/// requests, one after another, on one connection. (At most 2: the pool lets a
+/// connection go after 15 s idle, which a stalled machine could reach once.)
+#[test]
+fn one_connection_serves_requests_one_after_another() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let mut settings = garage.settings();
+    settings.endpoint = relay.endpoint.clone();
+    let client = S3Client::new(&settings).expect("client");
+    let body = pattern(4096, 11);
+    client.put("reuse/small", &body).expect("put");
+    for _ in 0..10 {
+        let info = client.head("reuse/small").expect("head").expect("exists");
+        let mut reader = client.get("reuse/small", 0, Some(&info.etag)).expect("get");
+        // Exactly the length, as the transfer reads it: no read past the end.
+        let mut got = vec![0; body.len()];
+        std::io::Read::read_exact(&mut reader, &mut got).expect("read body");
+        drop(reader);
+        assert_same(&got, &body, "get");
+    }
+    client.delete("reuse/small").expect("delete");
+    client.delete("reuse/small").expect("delete again");
+    assert!(client.head("reuse/small").expect("head").is_none());
+    assert!(
+        relay.connections() <= 2,
+        "{} connections for 24 requests",
+        relay.connections()
+    );
 }

@@ -3,6 +3,7 @@
 //! chunks to the data connection, or to the control connection for STAT. The format
 //! of an entry is the listing module's ([`crate::server::listing`]).
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
@@ -34,7 +35,9 @@ struct Target {
 /// The lines of a listing, made a chunk at a time, so the memory a listing takes does
 /// not grow with the directory. A directory of up to [`SORTED_MAX`] entries is listed
 /// sorted by name, a larger one in its own order (see the listing module). Entries
-/// whose name (or the NLST prefix) has a control character are left out.
+/// whose name (or the NLST prefix) has a control character are left out. A listing
+/// the storage cannot read to its end fails: before the `150` when that shows in
+/// the sorted batch, with `451` after it (never a short listing called complete).
 pub(super) struct Lines {
     entries: Entries,
     kind: Listing,
@@ -48,17 +51,30 @@ pub(super) struct Lines {
 }
 
 impl Lines {
-    fn new(session: &Session<'_>, target: Target, kind: Listing, indent: &'static str) -> Lines {
+    /// The lines of `target`, its first [`SORTED_MAX`] entries (and one) read now.
+    ///
+    /// # Errors
+    /// The storage's, when those entries cannot be read.
+    fn new(
+        session: &Session<'_>,
+        target: Target,
+        kind: Listing,
+        indent: &'static str,
+    ) -> Result<Lines, StorageError> {
         let Target {
             mut entries,
             prefix,
         } = target;
-        let mut first: Vec<_> = entries.by_ref().take(SORTED_MAX + 1).collect();
+        let first = entries
+            .by_ref()
+            .take(SORTED_MAX + 1)
+            .collect::<Result<Vec<_>, _>>();
+        let mut first = first?;
         if first.len() <= SORTED_MAX {
             first.sort_by(|a, b| a.0.cmp(&b.0));
         }
-        Lines {
-            entries: Box::new(first.into_iter().chain(entries)),
+        Ok(Lines {
+            entries: Box::new(first.into_iter().map(Ok).chain(entries)),
             kind,
             prefix,
             indent,
@@ -66,7 +82,7 @@ impl Lines {
             perms: session.perms,
             now: SystemTime::now(),
             peer: session.peer,
-        }
+        })
     }
 
     /// The command that lists, for the log.
@@ -80,10 +96,21 @@ impl Lines {
 
     /// Adds lines to `chunk` until it holds about [`LISTING_CHUNK`] bytes; returns
     /// whether entries are left.
-    pub(super) fn fill(&mut self, chunk: &mut String) -> bool {
+    ///
+    /// # Errors
+    /// When the storage cannot go on with the listing: a local error (`451`) whatever
+    /// its kind, since part of the listing may have gone and the reply must say that
+    /// it is not all (a `550 No such file` after the `150` would say the wrong thing).
+    pub(super) fn fill(&mut self, chunk: &mut String) -> Result<bool, Failure> {
         while chunk.len() < LISTING_CHUNK {
-            let Some((name, stat)) = self.entries.next() else {
-                return false;
+            let (name, stat) = match self.entries.next() {
+                None => return Ok(false),
+                Some(Ok(entry)) => entry,
+                Some(Err(e)) => {
+                    return Err(Failure::Fs(io::Error::other(format!(
+                        "the listing was cut short: {e}"
+                    ))))
+                }
             };
             if !listable(&self.prefix) || !listable(&name) {
                 log::debug!(
@@ -97,7 +124,7 @@ impl Lines {
             let (kind, facts, perms, now) = (self.kind, self.facts, self.perms, self.now);
             entry_line(chunk, kind, &self.prefix, &name, &stat, facts, perms, now);
         }
-        true
+        Ok(true)
     }
 }
 
@@ -110,7 +137,7 @@ impl Session<'_> {
         self.rest = 0;
         // Everything that can be refused is found before the 150.
         let target = self.listing_target(arg, kind)?;
-        let lines = Lines::new(self, target, kind, "");
+        let lines = Lines::new(self, target, kind, "")?;
         let mark = mark("directory listing");
         let opening = self
             .data
@@ -146,8 +173,10 @@ impl Session<'_> {
                 };
                 let pattern = Pattern::new(last);
                 let mut entries = self.read_entries(&dir, Some(pattern))?.peekable();
-                if entries.peek().is_none() {
-                    return Err(Refusal::NoMatch.into());
+                match entries.next_if(Result::is_err) {
+                    Some(Err(e)) => return Err(e.into()),
+                    _ if entries.peek().is_none() => return Err(Refusal::NoMatch.into()),
+                    _ => {}
                 }
                 // NLST names what matched by the path as given (`sub/a.txt` for
                 // `sub/*.txt`), so that a client fetching those names fetches these files.
@@ -185,7 +214,7 @@ impl Session<'_> {
             _ => path.components().last().unwrap_or("/").to_owned(),
         };
         Ok(Target {
-            entries: Box::new(std::iter::once((name, stat))),
+            entries: Box::new(std::iter::once(Ok((name, stat)))),
             prefix: String::new(),
         })
     }
@@ -220,13 +249,15 @@ impl Session<'_> {
             .chars()
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
+        // The first batch is read before the first line, so a storage that fails
+        // at once is an error reply of its own.
+        let mut lines = Lines::new(self, target, Listing::Long, " ")?;
         // The lines go out as they are made, between the first line of the reply and
         // its last (returned as usual), so a large directory is not held whole.
         let code = ReplyCode::FileStatus.number();
         self.control
             .write(&format!("{code}-Status of {shown}:\r\n"))
             .map_err(Failure::Control)?;
-        let mut lines = Lines::new(self, target, Listing::Long, " ");
         let mut chunk = String::with_capacity(LISTING_CHUNK + 1024);
         loop {
             let more = lines.fill(&mut chunk);
@@ -234,8 +265,18 @@ impl Session<'_> {
                 self.control.write(&chunk).map_err(Failure::Control)?;
             }
             chunk.clear();
-            if !more {
-                break;
+            match more {
+                Ok(true) => {}
+                Ok(false) => break,
+                // The reply began as `213-`: only a `213 ` line ends it (RFC 959
+                // §4.2), so it ends so, saying that the lines above are not all.
+                Err(failure) => {
+                    failure.log(self.peer, "STAT");
+                    return Ok(Reply::new(
+                        ReplyCode::FileStatus,
+                        "End of status, incomplete: the storage failed",
+                    ));
+                }
             }
         }
         Ok(Reply::new(ReplyCode::FileStatus, "End of status"))

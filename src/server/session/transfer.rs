@@ -456,7 +456,7 @@ impl<'s> Session<'s> {
                         if !*more {
                             return Ok(true);
                         }
-                        *more = lines.fill(chunk);
+                        *more = lines.fill(chunk)?;
                         continue;
                     }
                     let (n, go_on) = write_some(stream, &chunk.as_bytes()[*sent..], stall)?;

@@ -11,7 +11,9 @@
 //! and each read and write on the connection within it too (an idle bound, so a large
 //! object streams for as long as bytes keep moving, and a store that stops answering
 //! frees the worker). Redirects are not followed: a signed request is never sent to
-//! another host.
+//! another host. Connections are kept from one request to the next: every reply is
+//! read to its end (ureq keeps only such a connection), and each read is acknowledged
+//! at once (see `connect.rs` for the 40 ms a delayed acknowledgement cost).
 //!
 //! Keys are whole object keys here (the backend adds its prefix); [`check_key`] refuses
 //! the few strings that URL joining would rewrite (`.`, `..`, empty segments), so a
@@ -25,7 +27,11 @@ use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rusty_s3::actions::ListObjectsV2;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use ureq::http::Response;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{ConnectProxyConnector, Connector, RustlsConnector};
 use ureq::Body;
+
+use super::connect::PromptAckConnector;
 
 /// How long a signed URL stays valid; it is checked when the request starts.
 const SIGNATURE_LIFE: Duration = Duration::from_secs(15 * 60);
@@ -193,6 +199,20 @@ impl Read for ObjectReader {
             ));
         }
         self.remaining -= n as u64;
+        if self.remaining == 0 {
+            // The last byte: ureq gives the connection back to the agent's pool only
+            // once its body reader has said "end", and a caller that stops at the
+            // length it was told (the transfer does) never asks again. Without this,
+            // every GET's connection was closed, and the next request opened another
+            // (a TLS handshake too, on https).
+            let mut past = [0u8; 1];
+            if self.body.read(&mut past)? != 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the object store sent more than the object's length",
+                ));
+            }
+        }
         Ok(n)
     }
 }
@@ -321,10 +341,16 @@ impl S3Client {
             .max_idle_connections_per_host(64)
             .user_agent(concat!("simple-ftp/", env!("CARGO_PKG_VERSION")))
             .build();
+        // ureq's own chain (a CONNECT proxy when the environment names one, TCP,
+        // rustls), with our TCP connections that acknowledge at once (see `connect`).
+        let connector =
+            ().chain(ConnectProxyConnector::default())
+                .chain(PromptAckConnector)
+                .chain(RustlsConnector::default());
         Ok(S3Client {
             bucket,
             credentials,
-            agent: ureq::Agent::new_with_config(config),
+            agent: ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
         })
     }
 
@@ -344,7 +370,7 @@ impl S3Client {
         list.with_max_keys(1);
         let url = list.sign(SIGNATURE_LIFE);
         let resp = self.agent.get(url.as_str()).call()?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// Writes a whole object in one PUT.
@@ -358,7 +384,7 @@ impl S3Client {
             .put_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.put(url.as_str()).send(body)?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// Starts a multipart upload and returns its id.
@@ -396,7 +422,9 @@ impl S3Client {
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.put(url.as_str()).send(body)?;
         let resp = expect_ok(resp)?;
-        etag_of(&resp)
+        let etag = etag_of(&resp)?;
+        finish(resp)?;
+        Ok(etag)
     }
 
     /// Finishes an upload from its parts' entity tags, in order: the object appears.
@@ -435,7 +463,7 @@ impl S3Client {
             .abort_multipart_upload(self.creds(), key, upload_id)
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.delete(url.as_str()).call()?;
-        expect_ok(resp).map(drop)
+        expect_ok(resp).and_then(finish)
     }
 
     /// The multipart uploads in progress under `prefix` (ListMultipartUploads, every page).
@@ -719,7 +747,8 @@ impl S3Client {
             .sign(SIGNATURE_LIFE);
         let resp = self.agent.delete(url.as_str()).call()?;
         match expect_ok(resp) {
-            Ok(_) | Err(S3Error::NotFound) => Ok(()),
+            Ok(resp) => finish(resp),
+            Err(S3Error::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -791,6 +820,16 @@ fn error_inside_ok(text: &str) -> Result<(), S3Error> {
         });
     }
     Ok(())
+}
+
+/// Reads a reply's body, whose content is not wanted, to its end: so the connection
+/// goes back to the pool (ureq keeps only a connection whose body was read whole).
+fn finish(resp: Response<Body>) -> Result<(), S3Error> {
+    let mut body = resp.into_body();
+    let mut reader = body.with_config().limit(MAX_REPLY).reader();
+    io::copy(&mut reader, &mut io::sink())
+        .map(drop)
+        .map_err(|e| S3Error::Transport(e.to_string()))
 }
 
 fn read_text(resp: Response<Body>) -> Result<String, S3Error> {
@@ -958,6 +997,42 @@ mod tests {
                 (Some("c&d".into()), Some("2".into()))
             ]
         );
+    }
+
+    /// The first bytes a client of `endpoint` (`{addr}` for a listener's address)
+    /// sends when it checks its bucket.
+    fn first_bytes(endpoint: &str) -> Vec<u8> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint =
+            endpoint.replace("{addr}", &listener.local_addr().expect("addr").to_string());
+        let settings = S3Settings {
+            endpoint,
+            region: "garage".into(),
+            bucket: "b".into(),
+            access_key_id: "GK0".into(),
+            secret_access_key: "0".into(),
+            session_token: None,
+            timeout: Duration::from_secs(30),
+        };
+        let client = S3Client::new(&settings).expect("client");
+        std::thread::scope(|scope| {
+            let asking = scope.spawn(|| client.check_bucket());
+            let (mut conn, _) = listener.accept().expect("accept");
+            conn.set_read_timeout(Some(Duration::from_secs(30)))
+                .expect("timeout");
+            let mut first = [0u8; 4];
+            conn.read_exact(&mut first).expect("first bytes");
+            drop(conn);
+            assert!(asking.join().expect("join").is_err(), "no store answered");
+            first.to_vec()
+        })
+    }
+
+    #[test]
+    fn connections_speak_http_or_tls_as_the_endpoint_says() {
+        assert_eq!(first_bytes("http://{addr}"), b"GET ");
+        // A TLS record of type handshake (22): the ClientHello.
+        assert_eq!(first_bytes("https://{addr}")[0], 22);
     }
 
     #[test]

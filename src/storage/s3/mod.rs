@@ -33,6 +33,7 @@
 //! the old version or the new one) and the `If-Match` above refuses a mix.
 
 pub mod client;
+mod connect;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -41,7 +42,7 @@ use std::time::SystemTime;
 
 use self::client::{ObjectInfo, S3Client, S3Error, S3Settings};
 use super::{
-    Backend, Download, Entries, EntryKey, Kind, NameFilter, Opened, Place, Sink, Stat,
+    Backend, Download, Entries, Entry, EntryKey, Kind, NameFilter, Opened, Place, Sink, Stat,
     StorageError, Upload, VirtualPath,
 };
 use crate::path::TEMP_PREFIX;
@@ -352,13 +353,12 @@ impl S3 {
                 },
             );
         }
-        Ok(Box::new(Listing {
-            client: Arc::clone(&self.client),
+        Ok(Box::new(Listing::new(
+            Arc::clone(&self.client),
             prefix,
-            page: Some(first),
-            ready: std::collections::VecDeque::new(),
+            first,
             wanted,
-        }))
+        )))
     }
 
     fn create_upload_at(
@@ -599,22 +599,41 @@ impl Place for S3Place {
     }
 }
 
-/// A directory's entries, a page of ListObjectsV2 at a time.
+/// A directory's entries, a page of ListObjectsV2 at a time: the next page is asked
+/// for when the entries of the last one are all taken.
 struct Listing {
     client: Arc<S3Client>,
     prefix: String,
-    /// The page being read, or `None` once the last one is.
-    page: Option<client::ListPage>,
+    /// The continuation token of the next page, while there is one to ask for.
+    next: Option<String>,
     ready: std::collections::VecDeque<(String, Stat)>,
     wanted: Option<NameFilter>,
+    /// Entries given so far, for the log of a listing cut short.
+    given: u64,
 }
 
 impl Listing {
-    /// Turns the current page into entries, and fetches the next one.
-    fn refill(&mut self) {
-        let Some(page) = self.page.take() else {
-            return;
+    /// The listing whose first page is `first`.
+    fn new(
+        client: Arc<S3Client>,
+        prefix: String,
+        first: client::ListPage,
+        wanted: Option<NameFilter>,
+    ) -> Listing {
+        let mut listing = Listing {
+            client,
+            prefix,
+            next: None,
+            ready: std::collections::VecDeque::new(),
+            wanted,
+            given: 0,
         };
+        listing.add_page(first);
+        listing
+    }
+
+    /// Turns a page into entries and keeps its continuation token.
+    fn add_page(&mut self, page: client::ListPage) {
         for info in &page.objects {
             let Some(name) = info.key.strip_prefix(&self.prefix) else {
                 continue;
@@ -640,28 +659,35 @@ impl Listing {
             }
             self.ready.push_back((name.to_owned(), dir_stat(None)));
         }
-        if let Some(token) = page.next {
-            // A page that fails is tried again a few times; a store that keeps failing
-            // ends the listing early, and the log says so.
-            let mut tries = 0;
-            loop {
-                match self
-                    .client
-                    .list_page(&self.prefix, Some("/"), Some(&token), None)
-                {
-                    Ok(next) => {
-                        self.page = Some(next);
-                        break;
-                    }
-                    Err(e) if tries < 3 => {
-                        tries += 1;
-                        log::warn!("s3: listing {:?}: {e}; trying again", self.prefix);
-                        std::thread::sleep(std::time::Duration::from_millis(200 * tries));
-                    }
-                    Err(e) => {
-                        log::error!("s3: listing {:?} cut short: {e}", self.prefix);
-                        break;
-                    }
+        self.next = page.next;
+    }
+
+    /// Fetches the page that `token` starts. A page that fails is tried again a few
+    /// times; a store that keeps failing ends the listing with an I/O error (the
+    /// session answers it `451`), never early as if complete.
+    fn fetch(&mut self, token: &str) -> Result<(), StorageError> {
+        let mut tries = 0;
+        loop {
+            match self
+                .client
+                .list_page(&self.prefix, Some("/"), Some(token), None)
+            {
+                Ok(page) => {
+                    self.add_page(page);
+                    return Ok(());
+                }
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    log::warn!("s3: listing {:?}: {e}; trying again", self.prefix);
+                    std::thread::sleep(std::time::Duration::from_millis(200 * tries));
+                }
+                Err(e) => {
+                    log::error!(
+                        "s3: listing {:?} cut short after {} entries: {e}",
+                        self.prefix,
+                        self.given
+                    );
+                    return Err(StorageError::Io(io::Error::other(e)));
                 }
             }
         }
@@ -669,13 +695,20 @@ impl Listing {
 }
 
 impl Iterator for Listing {
-    type Item = (String, Stat);
+    type Item = Entry;
 
-    fn next(&mut self) -> Option<(String, Stat)> {
-        while self.ready.is_empty() && self.page.is_some() {
-            self.refill();
+    fn next(&mut self) -> Option<Entry> {
+        loop {
+            if let Some(entry) = self.ready.pop_front() {
+                self.given += 1;
+                return Some(Ok(entry));
+            }
+            // Taken: after a failure the listing ends (nothing follows an `Err`).
+            let token = self.next.take()?;
+            if let Err(e) = self.fetch(&token) {
+                return Some(Err(e));
+            }
         }
-        self.ready.pop_front()
     }
 }
 
