@@ -29,7 +29,13 @@ impl Utc {
     pub fn from_system_time(t: SystemTime) -> Utc {
         let secs: i64 = match t.duration_since(UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2),
-            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX / 2),
+            // Before 1970 the whole second is the one the instant falls in, so a time
+            // with a fraction of a second counts one more back (floor, not truncation).
+            Err(e) => {
+                let back = e.duration();
+                let whole = i64::try_from(back.as_secs()).unwrap_or(i64::MAX / 2);
+                -whole - i64::from(back.subsec_nanos() > 0)
+            }
         };
         let days = secs.div_euclid(86_400);
         let rem = secs.rem_euclid(86_400);
@@ -108,6 +114,11 @@ mod tests {
         );
         let before = UNIX_EPOCH - Duration::from_secs(86_400);
         assert_eq!(Utc::from_system_time(before).mdtm(), "19691231000000");
+        // Half a second before 1970 is in 1969's last second, not 1970's first.
+        let just_before = UNIX_EPOCH - Duration::from_millis(500);
+        assert_eq!(Utc::from_system_time(just_before).mdtm(), "19691231235959");
+        let before_a_day = UNIX_EPOCH - Duration::from_millis(86_400_250);
+        assert_eq!(Utc::from_system_time(before_a_day).mdtm(), "19691230235959");
     }
 
     #[test]
