@@ -396,7 +396,10 @@ fn with_a_configured_port_range_listeners_are_not_kept() {
         ports.push(port);
     }
     ports.dedup();
-    assert!(ports.len() > 1, "a new listener for each transfer: {ports:?}");
+    assert!(
+        ports.len() > 1,
+        "a new listener for each transfer: {ports:?}"
+    );
 }
 
 /// A small file whose data connection is already there goes out at once, with its
