@@ -15,13 +15,20 @@
 //! read to its end (ureq keeps only such a connection), and each read is acknowledged
 //! at once (see `connect.rs` for the 40 ms a delayed acknowledgement cost).
 //!
+//! Writes the store refused as busy or broken (a `5xx`: a single Garage node answers
+//! `503` when its database is locked) are sent again, a few times with growing waits
+//! ([`backoff`]), where sending a request twice does what sending it once does; their
+//! bodies are in memory (an upload buffers each part), so a retry sends the same bytes.
+//! Reads are not retried here: a GET or HEAD that fails is the session's error reply,
+//! and a listing retries its later pages itself.
+//!
 //! Keys are whole object keys here (the backend adds its prefix); [`check_key`] refuses
 //! the few strings that URL joining would rewrite (`.`, `..`, empty segments), so a
 //! key always names the object it says.
 
 use std::borrow::Cow;
 use std::io::{self, Read};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rusty_s3::actions::ListObjectsV2;
@@ -44,6 +51,16 @@ pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 
 /// The part size of a copy in parts.
 pub const COPY_PART: u64 = 1 << 30;
+
+/// How many times a write the store failed is sent again, at most.
+const RETRIES: u32 = 3;
+
+/// The wait before the first retry; each later one is four times the one before, up
+/// to [`MAX_BACKOFF`] (50 ms, 200 ms, 800 ms), less a random part of up to half.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait before a retry.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the object store is and how to sign for it.
 #[derive(Clone)]
@@ -231,6 +248,8 @@ pub struct S3Client {
     bucket: Bucket,
     credentials: Credentials,
     agent: ureq::Agent,
+    /// [`S3Settings::timeout`]: also the bound on a write's retries in all.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -351,6 +370,7 @@ impl S3Client {
             bucket,
             credentials,
             agent: ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
+            timeout: settings.timeout,
         })
     }
 
@@ -373,7 +393,8 @@ impl S3Client {
         expect_ok(resp).and_then(finish)
     }
 
-    /// Writes a whole object in one PUT.
+    /// Writes a whole object in one PUT (tried again when the store fails it, see
+    /// [`S3Client::with_retries`]).
     ///
     /// # Errors
     /// Any [`S3Error`] the store or the connection gives.
@@ -383,8 +404,10 @@ impl S3Client {
             .bucket
             .put_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.put(url.as_str()).send(body)?;
-        expect_ok(resp).and_then(finish)
+        self.with_retries("PutObject", key, Repeat::Idempotent, || {
+            let resp = self.agent.put(url.as_str()).send(body)?;
+            expect_ok(resp).and_then(finish)
+        })
     }
 
     /// Starts a multipart upload and returns its id.
@@ -397,8 +420,11 @@ impl S3Client {
             .bucket
             .create_multipart_upload(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.post(url.as_str()).send_empty()?;
-        let text = read_text(expect_ok(resp)?)?;
+        let text =
+            self.with_retries("CreateMultipartUpload", key, Repeat::OnFailureReply, || {
+                let resp = self.agent.post(url.as_str()).send_empty()?;
+                read_text(expect_ok(resp)?)
+            })?;
         let parsed = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
             .map_err(|e| S3Error::BadReply(format!("CreateMultipartUpload: {e}")))?;
         Ok(parsed.upload_id().to_owned())
@@ -420,11 +446,14 @@ impl S3Client {
             .bucket
             .upload_part(self.creds(), key, number, upload_id)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.put(url.as_str()).send(body)?;
-        let resp = expect_ok(resp)?;
-        let etag = etag_of(&resp)?;
-        finish(resp)?;
-        Ok(etag)
+        // A part sent again replaces the one of its number.
+        self.with_retries("UploadPart", key, Repeat::Idempotent, || {
+            let resp = self.agent.put(url.as_str()).send(body)?;
+            let resp = expect_ok(resp)?;
+            let etag = etag_of(&resp)?;
+            finish(resp)?;
+            Ok(etag)
+        })
     }
 
     /// Finishes an upload from its parts' entity tags, in order: the object appears.
@@ -447,9 +476,19 @@ impl S3Client {
         );
         let url = action.sign(SIGNATURE_LIFE);
         let body = action.body();
-        let resp = self.agent.post(url.as_str()).send(body.as_bytes())?;
-        let text = read_text(expect_ok(resp)?)?;
-        error_inside_ok(&text)
+        // Only after the store said it failed (S3 tells clients to retry a `5xx` or an
+        // error inside the `200`): a completion whose reply was lost may have happened,
+        // and then a second one answers NoSuchUpload.
+        self.with_retries(
+            "CompleteMultipartUpload",
+            key,
+            Repeat::OnFailureReply,
+            || {
+                let resp = self.agent.post(url.as_str()).send(body.as_bytes())?;
+                let text = read_text(expect_ok(resp)?)?;
+                error_inside_ok(&text)
+            },
+        )
     }
 
     /// Abandons an upload: its parts are dropped and no object appears.
@@ -462,8 +501,17 @@ impl S3Client {
             .bucket
             .abort_multipart_upload(self.creds(), key, upload_id)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.delete(url.as_str()).call()?;
-        expect_ok(resp).and_then(finish)
+        let mut sent = false;
+        self.with_retries("AbortMultipartUpload", key, Repeat::Idempotent, || {
+            let again = std::mem::replace(&mut sent, true);
+            let resp = self.agent.delete(url.as_str()).call()?;
+            match expect_ok(resp) {
+                Ok(resp) => finish(resp),
+                // An earlier try whose reply was lost aborted it.
+                Err(S3Error::NotFound) if again => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// The multipart uploads in progress under `prefix` (ListMultipartUploads, every page).
@@ -670,13 +718,16 @@ impl S3Client {
             .headers_mut()
             .insert("x-amz-copy-source", source.clone());
         let url = action.sign(SIGNATURE_LIFE);
-        let resp = self
-            .agent
-            .put(url.as_str())
-            .header("x-amz-copy-source", &source)
-            .send_empty()?;
-        let text = read_text(expect_ok(resp)?)?;
-        error_inside_ok(&text)
+        // The source is only read: a second copy writes the same object again.
+        self.with_retries("CopyObject", to, Repeat::Idempotent, || {
+            let resp = self
+                .agent
+                .put(url.as_str())
+                .header("x-amz-copy-source", &source)
+                .send_empty()?;
+            let text = read_text(expect_ok(resp)?)?;
+            error_inside_ok(&text)
+        })
     }
 
     /// Copies in parts of `part` bytes (UploadPartCopy), for objects past CopyObject's
@@ -706,14 +757,17 @@ impl S3Client {
                     .headers_mut()
                     .insert("x-amz-copy-source-range", range.clone());
                 let url = action.sign(SIGNATURE_LIFE);
-                let resp = self
-                    .agent
-                    .put(url.as_str())
-                    .header("x-amz-copy-source", &source)
-                    .header("x-amz-copy-source-range", &range)
-                    .send_empty()?;
-                let text = read_text(expect_ok(resp)?)?;
-                error_inside_ok(&text)?;
+                let text = self.with_retries("UploadPartCopy", to, Repeat::Idempotent, || {
+                    let resp = self
+                        .agent
+                        .put(url.as_str())
+                        .header("x-amz-copy-source", &source)
+                        .header("x-amz-copy-source-range", &range)
+                        .send_empty()?;
+                    let text = read_text(expect_ok(resp)?)?;
+                    error_inside_ok(&text)?;
+                    Ok(text)
+                })?;
                 let etag = first_value(&text, "ETag")
                     .ok_or_else(|| S3Error::BadReply("UploadPartCopy without an ETag".into()))?;
                 etags.push(etag);
@@ -745,11 +799,47 @@ impl S3Client {
             .bucket
             .delete_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.delete(url.as_str()).call()?;
-        match expect_ok(resp) {
-            Ok(resp) => finish(resp),
-            Err(S3Error::NotFound) => Ok(()),
-            Err(e) => Err(e),
+        self.with_retries("DeleteObject", key, Repeat::Idempotent, || {
+            let resp = self.agent.delete(url.as_str()).call()?;
+            match expect_ok(resp) {
+                Ok(resp) => finish(resp),
+                Err(S3Error::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Runs `attempt`, a request that `what` names (for the log), and sends it again
+    /// when the store failed it in a way [`worth_repeating`] for `repeat`: up to
+    /// [`RETRIES`] more times, after the waits [`backoff`] gives, and none that would
+    /// start after [`S3Settings::timeout`] from the first attempt's start (each
+    /// attempt has its own bounds on connecting, reading and writing). Returns the
+    /// last attempt's result.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        key: &str,
+        repeat: Repeat,
+        mut attempt: impl FnMut() -> Result<T, S3Error>,
+    ) -> Result<T, S3Error> {
+        let started = Instant::now();
+        let mut retries = 0;
+        loop {
+            match attempt() {
+                Err(e) if worth_repeating(&e, repeat) => {
+                    let Some(wait) = backoff(retries, started.elapsed(), self.timeout, jitter())
+                    else {
+                        return Err(e);
+                    };
+                    retries += 1;
+                    log::debug!(
+                        "s3: {what} {key:?}: {e}; retry {retries} of {RETRIES} in {} ms",
+                        wait.as_millis()
+                    );
+                    std::thread::sleep(wait);
+                }
+                result => return result,
+            }
         }
     }
 
@@ -773,6 +863,61 @@ impl S3Client {
             headers.iter().copied(),
         )
     }
+}
+
+/// Which failures a request may be sent again after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice does what sending it once does (PutObject of a body in
+    /// memory, UploadPart, CopyObject, DeleteObject, AbortMultipartUpload): again
+    /// after the store's `5xx` and after a lost connection.
+    Idempotent,
+    /// Only after the store answered that it failed: a request whose connection was
+    /// lost may have been done (CreateMultipartUpload would start a second upload;
+    /// CompleteMultipartUpload, done, answers NoSuchUpload to a second).
+    OnFailureReply,
+}
+
+/// Whether a request that failed with `e` is sent again: the store's own failure
+/// (`500`, `503` Slow Down, an error inside a `200`), or for an idempotent request a
+/// connection that failed (reset, refused). Refusals (`4xx`) are final. A timed-out
+/// attempt has used the whole bound on retrying, so [`backoff`] stops there.
+fn worth_repeating(e: &S3Error, repeat: Repeat) -> bool {
+    match e {
+        S3Error::Unavailable { .. } => true,
+        S3Error::Transport(_) => repeat == Repeat::Idempotent,
+        _ => false,
+    }
+}
+
+/// The wait before retry number `retry` (from 0) of a request first sent `elapsed`
+/// ago, or `None` for no more retries: after [`RETRIES`], or when the next attempt
+/// would start past `budget` from the first. Exponential (×4 from [`FIRST_BACKOFF`],
+/// at most [`MAX_BACKOFF`]), and `jitter` (from 0 to 1) takes up to half of it off,
+/// so that workers the store refused together do not come back together.
+fn backoff(retry: u32, elapsed: Duration, budget: Duration, jitter: f64) -> Option<Duration> {
+    if retry >= RETRIES {
+        return None;
+    }
+    let full = FIRST_BACKOFF
+        .saturating_mul(4u32.saturating_pow(retry))
+        .min(MAX_BACKOFF);
+    let wait = full.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0));
+    (elapsed.saturating_add(wait) < budget).then_some(wait)
+}
+
+/// A number from 0 to 1, different each call: std's hasher keys are random per
+/// process and change with each `RandomState`, which is random enough to spread waits.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    // The top 53 bits, as an f64 in [0, 1).
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Passes a 2xx reply on; turns any other into its [`S3Error`].
@@ -1033,6 +1178,48 @@ mod tests {
         assert_eq!(first_bytes("http://{addr}"), b"GET ");
         // A TLS record of type handshake (22): the ClientHello.
         assert_eq!(first_bytes("https://{addr}")[0], 22);
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_and_stop_at_the_count_or_the_bound() {
+        let budget = Duration::from_secs(30);
+        let ms = Duration::from_millis;
+        let waits: Vec<_> = (0..=RETRIES)
+            .map(|retry| backoff(retry, Duration::ZERO, budget, 0.0))
+            .collect();
+        assert_eq!(waits, [Some(ms(50)), Some(ms(200)), Some(ms(800)), None]);
+        // Jitter takes up to half off, never more, never adds.
+        assert_eq!(backoff(2, Duration::ZERO, budget, 1.0), Some(ms(400)));
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+            let wait = backoff(1, Duration::ZERO, budget, j).expect("a wait");
+            assert!(wait > ms(100) && wait <= ms(200), "{wait:?}");
+        }
+        // No attempt starts past the bound (--s3-timeout) from the first.
+        assert_eq!(backoff(0, ms(990), Duration::from_secs(1), 0.0), None);
+        assert_eq!(
+            backoff(0, ms(900), Duration::from_secs(1), 0.0),
+            Some(ms(50))
+        );
+        assert_eq!(backoff(1, Duration::from_secs(40), budget, 0.0), None);
+    }
+
+    #[test]
+    fn only_the_stores_failures_and_lost_connections_are_retried() {
+        let busy = error_for(503, "SlowDown".into(), String::new());
+        let lost = S3Error::Transport("connection reset".into());
+        let refused = error_for(400, "InvalidPart".into(), String::new());
+        assert!(worth_repeating(&busy, Repeat::Idempotent));
+        assert!(worth_repeating(&busy, Repeat::OnFailureReply));
+        assert!(worth_repeating(&lost, Repeat::Idempotent));
+        assert!(!worth_repeating(&lost, Repeat::OnFailureReply));
+        for final_one in [refused, S3Error::NotFound, S3Error::Changed] {
+            assert!(
+                !worth_repeating(&final_one, Repeat::Idempotent),
+                "{final_one}"
+            );
+        }
     }
 
     #[test]

@@ -31,6 +31,10 @@
 //! bucket, but the lock table that keeps a download from seeing an upload's half is
 //! per server instance. Across instances, S3 itself gives whole objects (a reader sees
 //! the old version or the new one) and the `If-Match` above refuses a mix.
+//!
+//! Writes the store fails as busy (`503` Slow Down) or broken (`500`, a reset
+//! connection) are tried again by the client (`client.rs`), so a busy store slows an
+//! upload rather than failing it.
 
 pub mod client;
 mod connect;
