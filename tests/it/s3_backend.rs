@@ -1,5 +1,6 @@
 //! The S3 backend behind a real `ftp-server` on a real Garage: curl and lftp move
-//! files byte-exact and list them, small RETRs share one store connection, writes the store refuses as busy are sent again (and a store that
+//! files byte-exact and list them, small RETRs share one store connection and are
+//! one GET each, writes the store refuses as busy are sent again (and a store that
 //! stays busy fails the upload, leaving nothing), a directory of 10,000 objects lists
 //! whole, a cut upload leaves neither an object nor a multipart upload, a listing the
 //! store stops answering midway ends `451` (not `226`), and wrong credentials stop
@@ -111,7 +112,7 @@ fn a_directory_of_ten_thousand_objects_lists_whole() {
 }
 
 /// Small RETRs of one session through the S3 backend share the store connection:
-/// each is a HeadObject and a GET, and the GET's connection goes back to the pool
+/// each is a GET, and its connection goes back to the pool
 /// (it was closed after every download). Counted at a relay in front of Garage:
 /// twenty RETRs, at most 2 connections (the pool lets one go after 15 s idle).
 #[test]
@@ -161,6 +162,73 @@ fn object(garage: &Garage, key: &str) -> Vec<u8> {
     let mut bytes = Vec::new();
     reader.read_to_end(&mut bytes).expect("read object");
     bytes
+}
+
+/// A RETR is one request to the store: a GET, whose reply gives the size the `150`
+/// names (it was a HeadObject, then a GET); after REST, one ranged GET. Counted at a
+/// relay. The error paths answer as before: a directory (a marker, or only objects
+/// under it) and a missing name `550`, REST at the end an empty download, past it `554`.
+#[test]
+fn a_small_retr_is_one_get_and_a_resumed_one_a_ranged_get() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let body = pattern(4096, 6);
+    let client = garage.client();
+    client.put("one/pub/small.bin", &body).expect("put");
+    client.put("one/pub/marked/", b"").expect("put marker");
+    client.put("one/pub/implied/x", b"x").expect("put");
+    let server = server_via(&garage, &relay, "one");
+    let mut ftp = server.login();
+    let before = relay.requests().len();
+    for _ in 0..5 {
+        let mut data = ftp.epsv();
+        let r = ftp.expect("RETR pub/small.bin", 150);
+        assert!(r.text.contains("(4096 bytes)"), "{r:?}");
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).expect("read data");
+        drop(data);
+        ftp.expect_reply(226);
+        assert_same(&got, &body, "RETR");
+    }
+    ftp.expect("REST 1000", 350);
+    assert_same(
+        &ftp.retr("pub/small.bin"),
+        &body[1000..],
+        "REST 1000 + RETR",
+    );
+    let seen: Vec<(&str, String, Option<String>)> = relay.requests()[before..]
+        .iter()
+        .map(|r| {
+            (
+                r.kind(),
+                r.key().to_owned(),
+                r.header("range").map(str::to_owned),
+            )
+        })
+        .collect();
+    let get = |range: Option<&str>| {
+        (
+            "GetObject",
+            "one/pub/small.bin".to_owned(),
+            range.map(str::to_owned),
+        )
+    };
+    let mut want = vec![get(None); 5];
+    want.push(get(Some("bytes=1000-")));
+    assert_eq!(seen, want, "{}", server.log());
+
+    ftp.expect("REST 4096", 350);
+    assert!(ftp.retr("pub/small.bin").is_empty(), "REST at the end");
+    let _data = ftp.epsv();
+    ftp.expect("REST 4097", 350);
+    ftp.expect("RETR pub/small.bin", 554);
+    for name in ["pub/marked", "pub/implied", "pub/missing", "/"] {
+        let _data = ftp.epsv();
+        ftp.expect(&format!("RETR {name}"), 550);
+    }
+    ftp.expect("SIZE pub/small.bin", 213);
 }
 
 /// A store that answers `503 Slow Down` to a few writes, as a single busy Garage node

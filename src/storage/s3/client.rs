@@ -178,9 +178,12 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-/// An object being read: a bounded, streamed GET body.
+/// An object being read: a bounded, streamed GET body, and the object's facts from
+/// the GET's own reply.
 pub struct ObjectReader {
     body: ureq::BodyReader<'static>,
+    /// The object read (its whole size, whatever the offset).
+    info: ObjectInfo,
     /// Bytes the reply said it holds and not read yet.
     remaining: u64,
     /// The length of what this read returns (the whole object, or from the offset).
@@ -196,6 +199,13 @@ impl ObjectReader {
     /// Whether it returns no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The object this reads, as the GET's reply told it: its whole size (from
+    /// `Content-Range` for a read from an offset), entity tag and time. It is the
+    /// version the body is of.
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
     }
 }
 
@@ -556,8 +566,10 @@ impl S3Client {
         }
     }
 
-    /// Reads an object from `offset` on, streamed; `if_match` (an entity tag) makes
-    /// the store refuse with [`S3Error::Changed`] when the object is another by now.
+    /// Reads an object from `offset` on, streamed; the reply's headers give the
+    /// object's facts ([`ObjectReader::info`]), so no HeadObject is needed. `if_match`
+    /// (an entity tag) makes the store refuse with [`S3Error::Changed`] when the
+    /// object is another by now.
     ///
     /// # Errors
     /// [`S3Error::NotFound`] for a missing key, [`S3Error::Refused`] (416) for an
@@ -585,14 +597,23 @@ impl S3Client {
         if offset > 0 && !partial {
             return Err(S3Error::BadReply("a ranged GET answered in full".into()));
         }
-        let len = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
+        let len = header(&resp, "content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| S3Error::BadReply("a GET without Content-Length".into()))?;
+        let size = if partial {
+            let range = header(&resp, "content-range").unwrap_or_default();
+            whole_size(&range, offset, len).ok_or_else(|| {
+                S3Error::BadReply(format!(
+                    "a GET from byte {offset} of {len} bytes with Content-Range {range:?}"
+                ))
+            })?
+        } else {
+            len
+        };
+        let info = object_info(key, &resp, size);
         Ok(ObjectReader {
             body: resp.into_body().into_reader(),
+            info,
             remaining: len,
             len,
         })
@@ -613,24 +634,10 @@ impl S3Client {
             Err(S3Error::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let size = header("content-length")
+        let size = header(&resp, "content-length")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| S3Error::BadReply("a HEAD without Content-Length".into()))?;
-        let modified = header("last-modified")
-            .and_then(|v| parse_http_date(&v))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(Some(ObjectInfo {
-            key: key.to_owned(),
-            size,
-            modified,
-            etag: header("etag").unwrap_or_default(),
-        }))
+        Ok(Some(object_info(key, &resp, size)))
     }
 
     /// One page of ListObjectsV2 under `prefix`, grouped at `delimiter` when given,
@@ -918,6 +925,44 @@ fn jitter() -> f64 {
     );
     // The top 53 bits, as an f64 in [0, 1).
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A reply header's text, when it has one that is text.
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// An object's facts from a HEAD's or GET's reply headers, and its whole `size`.
+fn object_info(key: &str, resp: &Response<Body>, size: u64) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size,
+        modified: header(resp, "last-modified")
+            .and_then(|v| parse_http_date(&v))
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        etag: header(resp, "etag").unwrap_or_default(),
+    }
+}
+
+/// The whole object's size from the `Content-Range` of a `206` to `bytes=OFFSET-`
+/// carrying `len` bytes: `bytes OFFSET-LAST/SIZE` (RFC 9110, 14.4). `None` when the
+/// range is not the one asked for; a size of `*` (unknown) is the offset plus the
+/// length, since the range asked runs to the end.
+fn whole_size(range: &str, offset: u64, len: u64) -> Option<u64> {
+    let (span, size) = range.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    if first != offset || last.checked_sub(first)?.checked_add(1)? != len {
+        return None;
+    }
+    let end = offset.checked_add(len)?;
+    match size {
+        "*" => Some(end),
+        size => size.parse().ok().filter(|size| *size >= end),
+    }
 }
 
 /// Passes a 2xx reply on; turns any other into its [`S3Error`].
@@ -1219,6 +1264,23 @@ mod tests {
                 !worth_repeating(&final_one, Repeat::Idempotent),
                 "{final_one}"
             );
+        }
+    }
+
+    #[test]
+    fn a_ranged_reply_gives_the_whole_size() {
+        assert_eq!(whole_size("bytes 100-4095/4096", 100, 3996), Some(4096));
+        assert_eq!(whole_size("bytes 100-4095/*", 100, 3996), Some(4096));
+        // Not the range asked for, or a size it does not fit in.
+        for bad in [
+            "bytes 0-4095/4096",
+            "bytes 100-4094/4096",
+            "bytes 100-4095/4000",
+            "bytes */4096",
+            "",
+            "items 100-4095/4096",
+        ] {
+            assert_eq!(whole_size(bad, 100, 3996), None, "{bad:?}");
         }
     }
 
