@@ -2,7 +2,8 @@
 //! on loopback per test, from a config in its own temporary directory (sqlite
 //! metadata, replication factor 1, free ports, a fresh RPC secret), with a layout
 //! applied, one bucket and one key allowed on it. Stopped by its PID on drop. A
-//! [`CountingRelay`] in front of it counts the connections a client makes.
+//! [`CountingRelay`] in front of it counts the connections and requests a client
+//! makes, and can answer some requests `503 Slow Down` as a busy store does.
 //!
 //! The binary is looked for where `.ci/run` builds it
 //! (`$SIMPLE_FTP_PEERS/garage/bin/garage`, default `/var/cache/simple-ftp-bench`),
@@ -10,12 +11,12 @@
 //! skips; under `CI=true` it fails.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -268,17 +269,84 @@ impl Drop for Garage {
     }
 }
 
-/// A TCP relay in front of a node's S3 API that counts the connections made through
-/// it: how a test sees whether a client keeps its connections for the next request.
-/// The bytes pass unchanged (a signature names the relay's address, which is the
-/// `Host` the node then sees).
+/// A relay in front of a node's S3 API that sees what a client sends: it counts the
+/// connections made through it (does a client keep its connections for the next
+/// request?) and reads each HTTP request's head and body, so it can tell which S3
+/// requests came ([`CountingRelay::requests`]) and answer some of them itself with
+/// `503 Slow Down`, as a busy store does ([`CountingRelay::slow_down`]). What it does
+/// not answer passes unchanged (a signature names the relay's address, which is the
+/// `Host` the node then sees); replies pass back unchanged.
 pub struct CountingRelay {
     /// `http://127.0.0.1:PORT`, the relay's.
     pub endpoint: String,
     addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     acceptor: Option<thread::JoinHandle<()>>,
+}
+
+/// What the relay's connections share: the requests seen, the ones to refuse.
+#[derive(Default)]
+struct Shared {
+    seen: Mutex<Vec<Seen>>,
+    /// For each kind of request, how many more the relay answers `503` itself.
+    refuse: Mutex<Vec<(&'static str, usize)>>,
+}
+
+/// One request that reached the relay.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// `GET`, `PUT` ...
+    pub method: String,
+    /// `/BUCKET/KEY`, as sent (percent-encoded).
+    pub path: String,
+    /// The names of the query's parameters (the signature's among them).
+    query: Vec<String>,
+    /// The headers, names in lower case.
+    headers: Vec<(String, String)>,
+    /// Whether the relay answered it `503` itself rather than pass it on.
+    pub refused: bool,
+}
+
+impl Seen {
+    /// The S3 request this is, by S3's name for it (`GetObject`, `PutObject`,
+    /// `UploadPart` ...).
+    pub fn kind(&self) -> &'static str {
+        let q = |name: &str| self.query.iter().any(|n| n == name);
+        let copy = self.header("x-amz-copy-source").is_some();
+        match self.method.as_str() {
+            "GET" if q("uploads") => "ListMultipartUploads",
+            "GET" if q("list-type") => "ListObjectsV2",
+            "GET" => "GetObject",
+            "HEAD" => "HeadObject",
+            "PUT" if q("partNumber") && copy => "UploadPartCopy",
+            "PUT" if q("partNumber") => "UploadPart",
+            "PUT" if copy => "CopyObject",
+            "PUT" => "PutObject",
+            "POST" if q("uploads") => "CreateMultipartUpload",
+            "POST" => "CompleteMultipartUpload",
+            "DELETE" if q("uploadId") => "AbortMultipartUpload",
+            "DELETE" => "DeleteObject",
+            _ => "other",
+        }
+    }
+
+    /// The object key (the path after the bucket), as sent.
+    pub fn key(&self) -> &str {
+        self.path
+            .trim_start_matches('/')
+            .split_once('/')
+            .map_or("", |(_, key)| key)
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 impl CountingRelay {
@@ -292,8 +360,13 @@ impl CountingRelay {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind relay");
         let addr = listener.local_addr().expect("relay address");
         let accepted = Arc::new(AtomicUsize::new(0));
+        let shared = Arc::new(Shared::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let (count, stopping) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let (count, stopping, state) = (
+            Arc::clone(&accepted),
+            Arc::clone(&stop),
+            Arc::clone(&shared),
+        );
         let acceptor = thread::Builder::new()
             .name("relay-accept".into())
             .spawn(move || {
@@ -309,8 +382,11 @@ impl CountingRelay {
                     // No delays of the relay's own in the way.
                     let _ = client.set_nodelay(true);
                     let _ = store.set_nodelay(true);
-                    pipe(&client, &store);
                     pipe(&store, &client);
+                    let state = Arc::clone(&state);
+                    let _ = thread::Builder::new()
+                        .name("relay-requests".into())
+                        .spawn(move || relay_requests(client, store, &state));
                 }
             })
             .expect("spawn relay");
@@ -318,6 +394,7 @@ impl CountingRelay {
             endpoint: format!("http://{addr}"),
             addr,
             accepted,
+            shared,
             stop,
             acceptor: Some(acceptor),
         }
@@ -327,6 +404,124 @@ impl CountingRelay {
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Every request that reached the relay so far, in order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.shared.seen.lock().expect("relay state").clone()
+    }
+
+    /// The next `n` requests of `kind` (as [`Seen::kind`] names them) are answered
+    /// `503 Slow Down` by the relay itself, not passed on; `usize::MAX` for all.
+    pub fn slow_down(&self, kind: &'static str, n: usize) {
+        let mut refuse = self.shared.refuse.lock().expect("relay state");
+        refuse.retain(|(k, _)| *k != kind);
+        refuse.push((kind, n));
+    }
+}
+
+/// S3's reply to a client that should slow down.
+const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+    <Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>";
+
+/// Reads the client's requests one by one (a client sends the next only once it has
+/// the reply to the last) and passes each on, or answers it `503` itself. Ends the
+/// store's side when the client closes. A chunked body, which the S3 client does not
+/// send, is not followed: the rest of the connection then passes unread.
+fn relay_requests(client: TcpStream, mut store: TcpStream, shared: &Shared) {
+    let (Ok(from), Ok(mut to_client)) = (client.try_clone(), client.try_clone()) else {
+        return;
+    };
+    let mut from = BufReader::new(from);
+    while let Some((head, seen)) = read_head(&mut from) {
+        if seen
+            .header("transfer-encoding")
+            .is_some_and(|v| v.contains("chunked"))
+        {
+            let _ = store.write_all(&head);
+            let _ = std::io::copy(&mut from, &mut store);
+            break;
+        }
+        let len: usize = seen
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if from.read_exact(&mut body).is_err() {
+            break;
+        }
+        let refused = {
+            let mut refuse = shared.refuse.lock().expect("relay state");
+            match refuse.iter_mut().find(|(k, n)| *k == seen.kind() && *n > 0) {
+                Some((_, n)) => {
+                    // usize::MAX: every one.
+                    if *n != usize::MAX {
+                        *n -= 1;
+                    }
+                    true
+                }
+                None => false,
+            }
+        };
+        let is_head = seen.method == "HEAD";
+        shared
+            .seen
+            .lock()
+            .expect("relay state")
+            .push(Seen { refused, ..seen });
+        let sent = if refused {
+            let body = if is_head { "" } else { SLOW_DOWN };
+            let reply = format!(
+                "HTTP/1.1 503 Slow Down\r\ncontent-type: application/xml\r\n\
+                 content-length: {}\r\n\r\n{body}",
+                SLOW_DOWN.len()
+            );
+            to_client.write_all(reply.as_bytes())
+        } else {
+            store.write_all(&head).and_then(|()| store.write_all(&body))
+        };
+        if sent.is_err() {
+            break;
+        }
+    }
+    let _ = store.shutdown(Shutdown::Write);
+}
+
+/// Reads one request's head (up to its blank line): its bytes and what it says, or
+/// `None` at the end of the connection.
+fn read_head(from: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Seen)> {
+    let mut head = Vec::new();
+    loop {
+        let start = head.len();
+        if from.read_until(b'\n', &mut head).ok()? == 0 {
+            return None;
+        }
+        if head[start..] == *b"\r\n" || head[start..] == *b"\n" {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let mut lines = text.lines();
+    let mut words = lines.next()?.split(' ');
+    let method = words.next()?.to_owned();
+    let target = words.next()?;
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let query = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').map_or(p, |(name, _)| name).to_owned())
+        .collect();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let seen = Seen {
+        method,
+        path: path.to_owned(),
+        query,
+        headers,
+        refused: false,
+    };
+    Some((head, seen))
 }
 
 /// Copies `from` to `to` on a thread of its own until `from` ends, then ends `to`'s

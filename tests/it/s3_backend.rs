@@ -1,8 +1,10 @@
 //! The S3 backend behind a real `ftp-server` on a real Garage: curl and lftp move
-//! files byte-exact and list them, small RETRs share one store connection, a directory of 10,000 objects lists whole, a cut
-//! upload leaves neither an object nor a multipart upload, a listing the store stops
-//! answering midway ends `451` (not `226`), and wrong credentials stop the server at
-//! start with a clear error.
+//! files byte-exact and list them, small RETRs share one store connection and are
+//! one GET each, writes the store refuses as busy are sent again (and a store that
+//! stays busy fails the upload, leaving nothing), a directory of 10,000 objects lists
+//! whole, a cut upload leaves neither an object nor a multipart upload, a listing the
+//! store stops answering midway ends `451` (not `226`), and wrong credentials stop
+//! the server at start with a clear error.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use simple_ftp::storage::s3::client::S3Error;
 
 use crate::common::{assert_same, eventually, have, pattern, require, run_peer, Ftp, TestServer};
-use crate::garage::{CountingRelay, Garage};
+use crate::garage::{CountingRelay, Garage, Seen};
 
 /// A server on `garage`'s bucket under `prefix`.
 fn server_on(garage: &Garage, prefix: &str) -> TestServer {
@@ -110,7 +112,7 @@ fn a_directory_of_ten_thousand_objects_lists_whole() {
 }
 
 /// Small RETRs of one session through the S3 backend share the store connection:
-/// each is a HeadObject and a GET, and the GET's connection goes back to the pool
+/// each is a GET, and its connection goes back to the pool
 /// (it was closed after every download). Counted at a relay in front of Garage:
 /// twenty RETRs, at most 2 connections (the pool lets one go after 15 s idle).
 #[test]
@@ -136,6 +138,213 @@ fn small_retrs_of_a_session_reuse_one_store_connection() {
         relay.connections(),
         server.log()
     );
+}
+
+/// A server on `garage`'s bucket under `prefix`, reaching the store through `relay`.
+fn server_via(garage: &Garage, relay: &CountingRelay, prefix: &str) -> TestServer {
+    let config = garage.server_config_via(&relay.endpoint, prefix, "");
+    TestServer::start(&["--config", &config.to_string_lossy()])
+}
+
+/// The requests of `kind` for `key` that reached the relay: (all, refused by it).
+fn tries(relay: &CountingRelay, kind: &str, key: &str) -> (usize, usize) {
+    let of: Vec<Seen> = relay
+        .requests()
+        .into_iter()
+        .filter(|r| r.kind() == kind && r.key() == key)
+        .collect();
+    (of.len(), of.iter().filter(|r| r.refused).count())
+}
+
+/// An object's bytes, read straight from the store.
+fn object(garage: &Garage, key: &str) -> Vec<u8> {
+    let mut reader = garage.client().get(key, 0, None).expect("get");
+    let mut bytes = Vec::new();
+    reader.read_to_end(&mut bytes).expect("read object");
+    bytes
+}
+
+/// A RETR is one request to the store: a GET, whose reply gives the size the `150`
+/// names (it was a HeadObject, then a GET); after REST, one ranged GET. Counted at a
+/// relay. The error paths answer as before: a directory (a marker, or only objects
+/// under it) and a missing name `550`, REST at the end an empty download, past it `554`.
+#[test]
+fn a_small_retr_is_one_get_and_a_resumed_one_a_ranged_get() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let body = pattern(4096, 6);
+    let client = garage.client();
+    client.put("one/pub/small.bin", &body).expect("put");
+    client.put("one/pub/marked/", b"").expect("put marker");
+    client.put("one/pub/implied/x", b"x").expect("put");
+    let server = server_via(&garage, &relay, "one");
+    let mut ftp = server.login();
+    let before = relay.requests().len();
+    for _ in 0..5 {
+        let mut data = ftp.epsv();
+        let r = ftp.expect("RETR pub/small.bin", 150);
+        assert!(r.text.contains("(4096 bytes)"), "{r:?}");
+        let mut got = Vec::new();
+        data.read_to_end(&mut got).expect("read data");
+        drop(data);
+        ftp.expect_reply(226);
+        assert_same(&got, &body, "RETR");
+    }
+    ftp.expect("REST 1000", 350);
+    assert_same(
+        &ftp.retr("pub/small.bin"),
+        &body[1000..],
+        "REST 1000 + RETR",
+    );
+    let seen: Vec<(&str, String, Option<String>)> = relay.requests()[before..]
+        .iter()
+        .map(|r| {
+            (
+                r.kind(),
+                r.key().to_owned(),
+                r.header("range").map(str::to_owned),
+            )
+        })
+        .collect();
+    let get = |range: Option<&str>| {
+        (
+            "GetObject",
+            "one/pub/small.bin".to_owned(),
+            range.map(str::to_owned),
+        )
+    };
+    let mut want = vec![get(None); 5];
+    want.push(get(Some("bytes=1000-")));
+    assert_eq!(seen, want, "{}", server.log());
+
+    ftp.expect("REST 4096", 350);
+    assert!(ftp.retr("pub/small.bin").is_empty(), "REST at the end");
+    let _data = ftp.epsv();
+    ftp.expect("REST 4097", 350);
+    ftp.expect("RETR pub/small.bin", 554);
+    for name in ["pub/marked", "pub/implied", "pub/missing", "/"] {
+        let _data = ftp.epsv();
+        ftp.expect(&format!("RETR {name}"), 550);
+    }
+    ftp.expect("SIZE pub/small.bin", 213);
+}
+
+/// A store that answers `503 Slow Down` to a few writes, as a single busy Garage node
+/// does, slows an upload down but does not fail it: the backend sends each write
+/// again after a short wait. The relay answers the first N requests of a kind itself,
+/// then passes them on; exactly N + 1 reach it, and what is stored is byte-exact.
+#[test]
+fn writes_the_store_refuses_as_busy_are_sent_again() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let server = server_via(&garage, &relay, "busy");
+    let mut ftp = server.login();
+
+    // One PUT (less than a part), refused twice.
+    relay.slow_down("PutObject", 2);
+    let small = pattern(100_000, 8);
+    ftp.stor("small.bin", &small);
+    assert_same(&object(&garage, "busy/small.bin"), &small, "single PUT");
+    assert_eq!(tries(&relay, "PutObject", "busy/small.bin"), (3, 2));
+
+    // A multipart upload: its start, one of its two parts and its end, refused once each.
+    for kind in [
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+    ] {
+        relay.slow_down(kind, 1);
+    }
+    let big = pattern((9 << 20) + 5, 9);
+    ftp.stor("big.bin", &big);
+    assert_same(&object(&garage, "busy/big.bin"), &big, "multipart upload");
+    assert_eq!(
+        tries(&relay, "CreateMultipartUpload", "busy/big.bin"),
+        (2, 1)
+    );
+    assert_eq!(tries(&relay, "UploadPart", "busy/big.bin"), (3, 1));
+    assert_eq!(
+        tries(&relay, "CompleteMultipartUpload", "busy/big.bin"),
+        (2, 1)
+    );
+    assert!(garage
+        .client()
+        .list_multipart("busy/")
+        .expect("list")
+        .is_empty());
+
+    // MKD's marker, a rename's copy and delete, a DELE.
+    relay.slow_down("PutObject", 1);
+    ftp.expect("MKD d", 257);
+    assert_eq!(tries(&relay, "PutObject", "busy/d/"), (2, 1));
+    relay.slow_down("CopyObject", 1);
+    relay.slow_down("DeleteObject", 1);
+    ftp.expect("RNFR small.bin", 350);
+    ftp.expect("RNTO d/moved.bin", 250);
+    assert_eq!(tries(&relay, "CopyObject", "busy/d/moved.bin"), (2, 1));
+    assert_eq!(tries(&relay, "DeleteObject", "busy/small.bin"), (2, 1));
+    assert_same(&object(&garage, "busy/d/moved.bin"), &small, "renamed");
+    assert!(garage
+        .client()
+        .head("busy/small.bin")
+        .expect("head")
+        .is_none());
+    relay.slow_down("DeleteObject", 2);
+    ftp.expect("DELE d/moved.bin", 250);
+    assert_eq!(tries(&relay, "DeleteObject", "busy/d/moved.bin"), (3, 2));
+    assert!(garage
+        .client()
+        .head("busy/d/moved.bin")
+        .expect("head")
+        .is_none());
+}
+
+/// A store that answers `503` to every write fails the STOR with an error reply after
+/// the few retries (1 + 3 attempts reach the relay), rather than hang, and leaves
+/// nothing: no object, and a multipart upload whose part never went in is aborted.
+#[test]
+fn a_store_that_stays_busy_fails_the_upload_and_leaves_nothing() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let server = server_via(&garage, &relay, "stuck");
+    let mut ftp = server.login();
+
+    relay.slow_down("PutObject", usize::MAX);
+    let mut data = ftp.epsv();
+    ftp.expect("STOR small.bin", 150);
+    data.write_all(&pattern(100_000, 3)).expect("write");
+    drop(data);
+    let r = ftp.reply();
+    assert!((400..600).contains(&r.code), "{r:?}\n{}", server.log());
+    assert_eq!(tries(&relay, "PutObject", "stuck/small.bin"), (4, 4));
+    assert!(garage
+        .client()
+        .head("stuck/small.bin")
+        .expect("head")
+        .is_none());
+
+    relay.slow_down("UploadPart", usize::MAX);
+    let mut data = ftp.epsv();
+    ftp.expect("STOR big.bin", 150);
+    // The server stops reading when the first part fails: what is not taken is moot.
+    let _ = data.write_all(&pattern((9 << 20) + 5, 4));
+    drop(data);
+    let r = ftp.reply();
+    assert!((400..600).contains(&r.code), "{r:?}\n{}", server.log());
+    assert_eq!(tries(&relay, "UploadPart", "stuck/big.bin"), (4, 4));
+    let client = garage.client();
+    eventually("the multipart upload aborted", || {
+        client.list_multipart("stuck/").expect("list").is_empty()
+    });
+    assert!(client.head("stuck/big.bin").expect("head").is_none());
+    ftp.expect("SIZE big.bin", 550);
+    ftp.expect("NOOP", 200);
 }
 
 /// Puts `n` one-byte objects `PREFIX/f00000`... straight in the bucket (quicker than

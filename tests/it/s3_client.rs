@@ -1,6 +1,7 @@
 //! The S3 backend's object-store client against a real Garage: every request it
-//! makes, byte-exact, its failures named by kind, and its connections kept from one
-//! request to the next.
+//! makes, byte-exact, its failures named by kind, its connections kept from one
+//! request to the next, and its writes sent again, a bounded number of times, when
+//! the store answers that it is busy.
 
 use simple_ftp::storage::s3::client::{S3Client, S3Error};
 
@@ -192,4 +193,52 @@ fn one_connection_serves_requests_one_after_another() {
         "{} connections for 24 requests",
         relay.connections()
     );
+}
+
+/// A write the store answers `503 Slow Down` is sent again, up to three more times:
+/// three refusals still end in the object, four are the caller's error (the store's
+/// own, `Unavailable`). Reads are not retried here: a refused GET is an error at once.
+/// Counted at a relay that answers the refusals itself.
+#[test]
+fn writes_refused_as_busy_are_sent_again_three_times_at_most() {
+    let Some(garage) = Garage::start_or_skip() else {
+        return;
+    };
+    let relay = CountingRelay::to(&garage);
+    let mut settings = garage.settings();
+    settings.endpoint = relay.endpoint.clone();
+    let client = S3Client::new(&settings).expect("client");
+    let tries = |key: &str| {
+        let of: Vec<_> = relay
+            .requests()
+            .into_iter()
+            .filter(|r| r.key() == key)
+            .collect();
+        (of.len(), of.iter().filter(|r| r.refused).count())
+    };
+
+    relay.slow_down("PutObject", 3);
+    client
+        .put("retry/a", b"abc")
+        .expect("put after three refusals");
+    assert_eq!(tries("retry/a"), (4, 3));
+    assert_same(&read_all(&garage.client(), "retry/a", 0), b"abc", "put");
+
+    relay.slow_down("PutObject", usize::MAX);
+    let refused = client.put("retry/b", b"x");
+    assert!(
+        matches!(refused, Err(S3Error::Unavailable { status: 503, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(tries("retry/b"), (4, 4));
+    assert!(garage.client().head("retry/b").expect("head").is_none());
+
+    relay.slow_down("GetObject", 1);
+    let read = client.get("retry/a", 0, None);
+    assert!(
+        matches!(read, Err(S3Error::Unavailable { status: 503, .. })),
+        "{:?}",
+        read.err()
+    );
+    assert_eq!(tries("retry/a"), (5, 4));
 }

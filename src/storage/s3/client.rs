@@ -15,13 +15,20 @@
 //! read to its end (ureq keeps only such a connection), and each read is acknowledged
 //! at once (see `connect.rs` for the 40 ms a delayed acknowledgement cost).
 //!
+//! Writes the store refused as busy or broken (a `5xx`: a single Garage node answers
+//! `503` when its database is locked) are sent again, a few times with growing waits
+//! ([`backoff`]), where sending a request twice does what sending it once does; their
+//! bodies are in memory (an upload buffers each part), so a retry sends the same bytes.
+//! Reads are not retried here: a GET or HEAD that fails is the session's error reply,
+//! and a listing retries its later pages itself.
+//!
 //! Keys are whole object keys here (the backend adds its prefix); [`check_key`] refuses
 //! the few strings that URL joining would rewrite (`.`, `..`, empty segments), so a
 //! key always names the object it says.
 
 use std::borrow::Cow;
 use std::io::{self, Read};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use rusty_s3::actions::ListObjectsV2;
@@ -44,6 +51,16 @@ pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 
 /// The part size of a copy in parts.
 pub const COPY_PART: u64 = 1 << 30;
+
+/// How many times a write the store failed is sent again, at most.
+const RETRIES: u32 = 3;
+
+/// The wait before the first retry; each later one is four times the one before, up
+/// to [`MAX_BACKOFF`] (50 ms, 200 ms, 800 ms), less a random part of up to half.
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait before a retry.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Where the object store is and how to sign for it.
 #[derive(Clone)]
@@ -161,9 +178,12 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-/// An object being read: a bounded, streamed GET body.
+/// An object being read: a bounded, streamed GET body, and the object's facts from
+/// the GET's own reply.
 pub struct ObjectReader {
     body: ureq::BodyReader<'static>,
+    /// The object read (its whole size, whatever the offset).
+    info: ObjectInfo,
     /// Bytes the reply said it holds and not read yet.
     remaining: u64,
     /// The length of what this read returns (the whole object, or from the offset).
@@ -179,6 +199,13 @@ impl ObjectReader {
     /// Whether it returns no bytes.
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The object this reads, as the GET's reply told it: its whole size (from
+    /// `Content-Range` for a read from an offset), entity tag and time. It is the
+    /// version the body is of.
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
     }
 }
 
@@ -231,6 +258,8 @@ pub struct S3Client {
     bucket: Bucket,
     credentials: Credentials,
     agent: ureq::Agent,
+    /// [`S3Settings::timeout`]: also the bound on a write's retries in all.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for S3Client {
@@ -351,6 +380,7 @@ impl S3Client {
             bucket,
             credentials,
             agent: ureq::Agent::with_parts(config, connector, DefaultResolver::default()),
+            timeout: settings.timeout,
         })
     }
 
@@ -373,7 +403,8 @@ impl S3Client {
         expect_ok(resp).and_then(finish)
     }
 
-    /// Writes a whole object in one PUT.
+    /// Writes a whole object in one PUT (tried again when the store fails it, see
+    /// [`S3Client::with_retries`]).
     ///
     /// # Errors
     /// Any [`S3Error`] the store or the connection gives.
@@ -383,8 +414,10 @@ impl S3Client {
             .bucket
             .put_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.put(url.as_str()).send(body)?;
-        expect_ok(resp).and_then(finish)
+        self.with_retries("PutObject", key, Repeat::Idempotent, || {
+            let resp = self.agent.put(url.as_str()).send(body)?;
+            expect_ok(resp).and_then(finish)
+        })
     }
 
     /// Starts a multipart upload and returns its id.
@@ -397,8 +430,11 @@ impl S3Client {
             .bucket
             .create_multipart_upload(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.post(url.as_str()).send_empty()?;
-        let text = read_text(expect_ok(resp)?)?;
+        let text =
+            self.with_retries("CreateMultipartUpload", key, Repeat::OnFailureReply, || {
+                let resp = self.agent.post(url.as_str()).send_empty()?;
+                read_text(expect_ok(resp)?)
+            })?;
         let parsed = rusty_s3::actions::CreateMultipartUpload::parse_response(&text)
             .map_err(|e| S3Error::BadReply(format!("CreateMultipartUpload: {e}")))?;
         Ok(parsed.upload_id().to_owned())
@@ -420,11 +456,14 @@ impl S3Client {
             .bucket
             .upload_part(self.creds(), key, number, upload_id)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.put(url.as_str()).send(body)?;
-        let resp = expect_ok(resp)?;
-        let etag = etag_of(&resp)?;
-        finish(resp)?;
-        Ok(etag)
+        // A part sent again replaces the one of its number.
+        self.with_retries("UploadPart", key, Repeat::Idempotent, || {
+            let resp = self.agent.put(url.as_str()).send(body)?;
+            let resp = expect_ok(resp)?;
+            let etag = etag_of(&resp)?;
+            finish(resp)?;
+            Ok(etag)
+        })
     }
 
     /// Finishes an upload from its parts' entity tags, in order: the object appears.
@@ -447,9 +486,19 @@ impl S3Client {
         );
         let url = action.sign(SIGNATURE_LIFE);
         let body = action.body();
-        let resp = self.agent.post(url.as_str()).send(body.as_bytes())?;
-        let text = read_text(expect_ok(resp)?)?;
-        error_inside_ok(&text)
+        // Only after the store said it failed (S3 tells clients to retry a `5xx` or an
+        // error inside the `200`): a completion whose reply was lost may have happened,
+        // and then a second one answers NoSuchUpload.
+        self.with_retries(
+            "CompleteMultipartUpload",
+            key,
+            Repeat::OnFailureReply,
+            || {
+                let resp = self.agent.post(url.as_str()).send(body.as_bytes())?;
+                let text = read_text(expect_ok(resp)?)?;
+                error_inside_ok(&text)
+            },
+        )
     }
 
     /// Abandons an upload: its parts are dropped and no object appears.
@@ -462,8 +511,17 @@ impl S3Client {
             .bucket
             .abort_multipart_upload(self.creds(), key, upload_id)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.delete(url.as_str()).call()?;
-        expect_ok(resp).and_then(finish)
+        let mut sent = false;
+        self.with_retries("AbortMultipartUpload", key, Repeat::Idempotent, || {
+            let again = std::mem::replace(&mut sent, true);
+            let resp = self.agent.delete(url.as_str()).call()?;
+            match expect_ok(resp) {
+                Ok(resp) => finish(resp),
+                // An earlier try whose reply was lost aborted it.
+                Err(S3Error::NotFound) if again => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
     }
 
     /// The multipart uploads in progress under `prefix` (ListMultipartUploads, every page).
@@ -508,8 +566,10 @@ impl S3Client {
         }
     }
 
-    /// Reads an object from `offset` on, streamed; `if_match` (an entity tag) makes
-    /// the store refuse with [`S3Error::Changed`] when the object is another by now.
+    /// Reads an object from `offset` on, streamed; the reply's headers give the
+    /// object's facts ([`ObjectReader::info`]), so no HeadObject is needed. `if_match`
+    /// (an entity tag) makes the store refuse with [`S3Error::Changed`] when the
+    /// object is another by now.
     ///
     /// # Errors
     /// [`S3Error::NotFound`] for a missing key, [`S3Error::Refused`] (416) for an
@@ -537,14 +597,23 @@ impl S3Client {
         if offset > 0 && !partial {
             return Err(S3Error::BadReply("a ranged GET answered in full".into()));
         }
-        let len = resp
-            .headers()
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
+        let len = header(&resp, "content-length")
             .and_then(|v| v.parse::<u64>().ok())
             .ok_or_else(|| S3Error::BadReply("a GET without Content-Length".into()))?;
+        let size = if partial {
+            let range = header(&resp, "content-range").unwrap_or_default();
+            whole_size(&range, offset, len).ok_or_else(|| {
+                S3Error::BadReply(format!(
+                    "a GET from byte {offset} of {len} bytes with Content-Range {range:?}"
+                ))
+            })?
+        } else {
+            len
+        };
+        let info = object_info(key, &resp, size);
         Ok(ObjectReader {
             body: resp.into_body().into_reader(),
+            info,
             remaining: len,
             len,
         })
@@ -565,24 +634,10 @@ impl S3Client {
             Err(S3Error::NotFound) => return Ok(None),
             Err(e) => return Err(e),
         };
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let size = header("content-length")
+        let size = header(&resp, "content-length")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| S3Error::BadReply("a HEAD without Content-Length".into()))?;
-        let modified = header("last-modified")
-            .and_then(|v| parse_http_date(&v))
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        Ok(Some(ObjectInfo {
-            key: key.to_owned(),
-            size,
-            modified,
-            etag: header("etag").unwrap_or_default(),
-        }))
+        Ok(Some(object_info(key, &resp, size)))
     }
 
     /// One page of ListObjectsV2 under `prefix`, grouped at `delimiter` when given,
@@ -670,13 +725,16 @@ impl S3Client {
             .headers_mut()
             .insert("x-amz-copy-source", source.clone());
         let url = action.sign(SIGNATURE_LIFE);
-        let resp = self
-            .agent
-            .put(url.as_str())
-            .header("x-amz-copy-source", &source)
-            .send_empty()?;
-        let text = read_text(expect_ok(resp)?)?;
-        error_inside_ok(&text)
+        // The source is only read: a second copy writes the same object again.
+        self.with_retries("CopyObject", to, Repeat::Idempotent, || {
+            let resp = self
+                .agent
+                .put(url.as_str())
+                .header("x-amz-copy-source", &source)
+                .send_empty()?;
+            let text = read_text(expect_ok(resp)?)?;
+            error_inside_ok(&text)
+        })
     }
 
     /// Copies in parts of `part` bytes (UploadPartCopy), for objects past CopyObject's
@@ -706,14 +764,17 @@ impl S3Client {
                     .headers_mut()
                     .insert("x-amz-copy-source-range", range.clone());
                 let url = action.sign(SIGNATURE_LIFE);
-                let resp = self
-                    .agent
-                    .put(url.as_str())
-                    .header("x-amz-copy-source", &source)
-                    .header("x-amz-copy-source-range", &range)
-                    .send_empty()?;
-                let text = read_text(expect_ok(resp)?)?;
-                error_inside_ok(&text)?;
+                let text = self.with_retries("UploadPartCopy", to, Repeat::Idempotent, || {
+                    let resp = self
+                        .agent
+                        .put(url.as_str())
+                        .header("x-amz-copy-source", &source)
+                        .header("x-amz-copy-source-range", &range)
+                        .send_empty()?;
+                    let text = read_text(expect_ok(resp)?)?;
+                    error_inside_ok(&text)?;
+                    Ok(text)
+                })?;
                 let etag = first_value(&text, "ETag")
                     .ok_or_else(|| S3Error::BadReply("UploadPartCopy without an ETag".into()))?;
                 etags.push(etag);
@@ -745,11 +806,47 @@ impl S3Client {
             .bucket
             .delete_object(self.creds(), key)
             .sign(SIGNATURE_LIFE);
-        let resp = self.agent.delete(url.as_str()).call()?;
-        match expect_ok(resp) {
-            Ok(resp) => finish(resp),
-            Err(S3Error::NotFound) => Ok(()),
-            Err(e) => Err(e),
+        self.with_retries("DeleteObject", key, Repeat::Idempotent, || {
+            let resp = self.agent.delete(url.as_str()).call()?;
+            match expect_ok(resp) {
+                Ok(resp) => finish(resp),
+                Err(S3Error::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Runs `attempt`, a request that `what` names (for the log), and sends it again
+    /// when the store failed it in a way [`worth_repeating`] for `repeat`: up to
+    /// [`RETRIES`] more times, after the waits [`backoff`] gives, and none that would
+    /// start after [`S3Settings::timeout`] from the first attempt's start (each
+    /// attempt has its own bounds on connecting, reading and writing). Returns the
+    /// last attempt's result.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        key: &str,
+        repeat: Repeat,
+        mut attempt: impl FnMut() -> Result<T, S3Error>,
+    ) -> Result<T, S3Error> {
+        let started = Instant::now();
+        let mut retries = 0;
+        loop {
+            match attempt() {
+                Err(e) if worth_repeating(&e, repeat) => {
+                    let Some(wait) = backoff(retries, started.elapsed(), self.timeout, jitter())
+                    else {
+                        return Err(e);
+                    };
+                    retries += 1;
+                    log::debug!(
+                        "s3: {what} {key:?}: {e}; retry {retries} of {RETRIES} in {} ms",
+                        wait.as_millis()
+                    );
+                    std::thread::sleep(wait);
+                }
+                result => return result,
+            }
         }
     }
 
@@ -772,6 +869,99 @@ impl S3Client {
             query.iter().copied(),
             headers.iter().copied(),
         )
+    }
+}
+
+/// Which failures a request may be sent again after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Sending it twice does what sending it once does (PutObject of a body in
+    /// memory, UploadPart, CopyObject, DeleteObject, AbortMultipartUpload): again
+    /// after the store's `5xx` and after a lost connection.
+    Idempotent,
+    /// Only after the store answered that it failed: a request whose connection was
+    /// lost may have been done (CreateMultipartUpload would start a second upload;
+    /// CompleteMultipartUpload, done, answers NoSuchUpload to a second).
+    OnFailureReply,
+}
+
+/// Whether a request that failed with `e` is sent again: the store's own failure
+/// (`500`, `503` Slow Down, an error inside a `200`), or for an idempotent request a
+/// connection that failed (reset, refused). Refusals (`4xx`) are final. A timed-out
+/// attempt has used the whole bound on retrying, so [`backoff`] stops there.
+fn worth_repeating(e: &S3Error, repeat: Repeat) -> bool {
+    match e {
+        S3Error::Unavailable { .. } => true,
+        S3Error::Transport(_) => repeat == Repeat::Idempotent,
+        _ => false,
+    }
+}
+
+/// The wait before retry number `retry` (from 0) of a request first sent `elapsed`
+/// ago, or `None` for no more retries: after [`RETRIES`], or when the next attempt
+/// would start past `budget` from the first. Exponential (×4 from [`FIRST_BACKOFF`],
+/// at most [`MAX_BACKOFF`]), and `jitter` (from 0 to 1) takes up to half of it off,
+/// so that workers the store refused together do not come back together.
+fn backoff(retry: u32, elapsed: Duration, budget: Duration, jitter: f64) -> Option<Duration> {
+    if retry >= RETRIES {
+        return None;
+    }
+    let full = FIRST_BACKOFF
+        .saturating_mul(4u32.saturating_pow(retry))
+        .min(MAX_BACKOFF);
+    let wait = full.mul_f64(1.0 - 0.5 * jitter.clamp(0.0, 1.0));
+    (elapsed.saturating_add(wait) < budget).then_some(wait)
+}
+
+/// A number from 0 to 1, different each call: std's hasher keys are random per
+/// process and change with each `RandomState`, which is random enough to spread waits.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    // The top 53 bits, as an f64 in [0, 1).
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A reply header's text, when it has one that is text.
+fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// An object's facts from a HEAD's or GET's reply headers, and its whole `size`.
+fn object_info(key: &str, resp: &Response<Body>, size: u64) -> ObjectInfo {
+    ObjectInfo {
+        key: key.to_owned(),
+        size,
+        modified: header(resp, "last-modified")
+            .and_then(|v| parse_http_date(&v))
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        etag: header(resp, "etag").unwrap_or_default(),
+    }
+}
+
+/// The whole object's size from the `Content-Range` of a `206` to `bytes=OFFSET-`
+/// carrying `len` bytes: `bytes OFFSET-LAST/SIZE` (RFC 9110, 14.4). `None` when the
+/// range is not the one asked for; a size of `*` (unknown) is the offset plus the
+/// length, since the range asked runs to the end.
+fn whole_size(range: &str, offset: u64, len: u64) -> Option<u64> {
+    let (span, size) = range.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let (first, last): (u64, u64) = (first.parse().ok()?, last.parse().ok()?);
+    if first != offset || last.checked_sub(first)?.checked_add(1)? != len {
+        return None;
+    }
+    let end = offset.checked_add(len)?;
+    match size {
+        "*" => Some(end),
+        size => size.parse().ok().filter(|size| *size >= end),
     }
 }
 
@@ -1033,6 +1223,65 @@ mod tests {
         assert_eq!(first_bytes("http://{addr}"), b"GET ");
         // A TLS record of type handshake (22): the ClientHello.
         assert_eq!(first_bytes("https://{addr}")[0], 22);
+    }
+
+    #[test]
+    fn retries_wait_longer_each_time_and_stop_at_the_count_or_the_bound() {
+        let budget = Duration::from_secs(30);
+        let ms = Duration::from_millis;
+        let waits: Vec<_> = (0..=RETRIES)
+            .map(|retry| backoff(retry, Duration::ZERO, budget, 0.0))
+            .collect();
+        assert_eq!(waits, [Some(ms(50)), Some(ms(200)), Some(ms(800)), None]);
+        // Jitter takes up to half off, never more, never adds.
+        assert_eq!(backoff(2, Duration::ZERO, budget, 1.0), Some(ms(400)));
+        for _ in 0..100 {
+            let j = jitter();
+            assert!((0.0..1.0).contains(&j), "{j}");
+            let wait = backoff(1, Duration::ZERO, budget, j).expect("a wait");
+            assert!(wait > ms(100) && wait <= ms(200), "{wait:?}");
+        }
+        // No attempt starts past the bound (--s3-timeout) from the first.
+        assert_eq!(backoff(0, ms(990), Duration::from_secs(1), 0.0), None);
+        assert_eq!(
+            backoff(0, ms(900), Duration::from_secs(1), 0.0),
+            Some(ms(50))
+        );
+        assert_eq!(backoff(1, Duration::from_secs(40), budget, 0.0), None);
+    }
+
+    #[test]
+    fn only_the_stores_failures_and_lost_connections_are_retried() {
+        let busy = error_for(503, "SlowDown".into(), String::new());
+        let lost = S3Error::Transport("connection reset".into());
+        let refused = error_for(400, "InvalidPart".into(), String::new());
+        assert!(worth_repeating(&busy, Repeat::Idempotent));
+        assert!(worth_repeating(&busy, Repeat::OnFailureReply));
+        assert!(worth_repeating(&lost, Repeat::Idempotent));
+        assert!(!worth_repeating(&lost, Repeat::OnFailureReply));
+        for final_one in [refused, S3Error::NotFound, S3Error::Changed] {
+            assert!(
+                !worth_repeating(&final_one, Repeat::Idempotent),
+                "{final_one}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_ranged_reply_gives_the_whole_size() {
+        assert_eq!(whole_size("bytes 100-4095/4096", 100, 3996), Some(4096));
+        assert_eq!(whole_size("bytes 100-4095/*", 100, 3996), Some(4096));
+        // Not the range asked for, or a size it does not fit in.
+        for bad in [
+            "bytes 0-4095/4096",
+            "bytes 100-4094/4096",
+            "bytes 100-4095/4000",
+            "bytes */4096",
+            "",
+            "items 100-4095/4096",
+        ] {
+            assert_eq!(whole_size(bad, 100, 3996), None, "{bad:?}");
+        }
     }
 
     #[test]

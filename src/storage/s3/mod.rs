@@ -14,9 +14,11 @@
 //!   visible only when complete, and dropping it uncommitted (a lost connection, ABOR)
 //!   aborts the multipart upload: no object, no parts left behind. Memory stays one
 //!   part per upload.
-//! - RETR streams a GET; REST sends a ranged GET from the offset. Each GET carries the
-//!   entity tag the session's look at the file found (`If-Match`), so a file
-//!   replaced between SIZE and the download is refused, not mixed.
+//! - RETR is one GET, streamed (a ranged GET from the offset after REST): its reply's
+//!   headers give the size, entity tag and time the `150` and the stat need, and its
+//!   body is one version of the object, whole. Other requests are made only when the
+//!   GET fails: a key with no object may be a directory, an offset at or past the end
+//!   is refused (`416`) and a HeadObject gives the size the session answers with.
 //! - LIST, NLST, MLSD come from ListObjectsV2 with delimiter `/`, page after page
 //!   (continuation tokens), so a directory of any size lists whole; SIZE, MDTM and
 //!   MLST from HeadObject.
@@ -30,7 +32,11 @@
 //! What is shared and what is not: the objects are the same for every server on the
 //! bucket, but the lock table that keeps a download from seeing an upload's half is
 //! per server instance. Across instances, S3 itself gives whole objects (a reader sees
-//! the old version or the new one) and the `If-Match` above refuses a mix.
+//! the old version or the new one: one GET reads one version).
+//!
+//! Writes the store fails as busy (`503` Slow Down) or broken (`500`, a reset
+//! connection) are tried again by the client (`client.rs`), so a busy store slows an
+//! upload rather than failing it.
 
 pub mod client;
 mod connect;
@@ -40,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use self::client::{ObjectInfo, S3Client, S3Error, S3Settings};
+use self::client::{ObjectInfo, ObjectReader, S3Client, S3Error, S3Settings};
 use super::{
     Backend, Download, Entries, Entry, EntryKey, Kind, NameFilter, Opened, Place, Sink, Stat,
     StorageError, Upload, VirtualPath,
@@ -168,15 +174,17 @@ impl S3 {
         if let Some(info) = self.client.head(&self.key(path)).map_err(storage_error)? {
             return Ok(Some(Found::File(info)));
         }
+        Ok(self.is_dir(path)?.then_some(Found::Dir))
+    }
+
+    /// Whether `path` (not the root) is a directory: its marker or any object lies
+    /// under its prefix. One listing of at most one key.
+    fn is_dir(&self, path: &VirtualPath) -> Result<bool, StorageError> {
         let page = self
             .client
             .list_page(&self.dir_prefix(path), Some("/"), None, Some(1))
             .map_err(storage_error)?;
-        if page.objects.is_empty() && page.prefixes.is_empty() {
-            Ok(None)
-        } else {
-            Ok(Some(Found::Dir))
-        }
+        Ok(!(page.objects.is_empty() && page.prefixes.is_empty()))
     }
 
     /// The parent of `path` must be a directory for a new entry there (as mkdir and
@@ -295,41 +303,50 @@ impl S3 {
         )))
     }
 
-    /// The session opens a file before it takes its lock (the lock key comes with
-    /// it), so an upload may complete between the look and the GET: the GET's
-    /// `If-Match` then fails, and the look is made again, so the download is one
-    /// whole version of the object, never a mix.
+    /// A download is one GET (ranged from `offset`), whose reply says what the
+    /// object is: the stat comes from its headers, and the body is that version,
+    /// whole. (It was a HeadObject, then a GET with `If-Match` on the entity tag the
+    /// HEAD found, tried again when an upload replaced the object between the two;
+    /// with one request there is no "between", so no such race to guard.) The
+    /// session opens a file before it takes its lock, and an upload completing
+    /// meanwhile is no mix either: the GET already has its version.
+    ///
+    /// Only a failed GET costs more requests: a missing key is a directory when a
+    /// listing finds one there (answered as today: not a file), and a read from the
+    /// end or past it, which the store refuses (`416`), is answered from a HeadObject:
+    /// nothing to send at the end, [`Opened::stat`]'s size past it (the session then
+    /// refuses the offset).
     fn open_read_at(&self, path: &VirtualPath, offset: u64) -> Result<Opened, StorageError> {
+        if path.is_root() {
+            return Err(StorageError::IsADirectory);
+        }
         let key = self.key(path);
         let lock = self.lock_key_at(path)?;
-        let mut tries = 0;
-        loop {
-            let info = match self.look(path)? {
-                Some(Found::File(info)) => info,
-                Some(Found::Dir) => return Err(StorageError::IsADirectory),
-                None => return Err(StorageError::NotFound),
-            };
-            let stat = file_stat(&info);
-            if offset >= info.size {
-                // Nothing to send: a ranged GET from the end would be refused (416).
-                return Ok(Opened {
-                    download: Download::Stream(Box::new(io::empty())),
-                    stat,
-                    key: lock,
-                });
-            }
-            let etag = Some(info.etag.as_str()).filter(|t| !t.is_empty());
-            match self.client.get(&key, offset, etag) {
-                Ok(reader) => {
-                    return Ok(Opened {
-                        download: Download::Stream(Box::new(reader)),
-                        stat,
-                        key: lock,
-                    })
-                }
-                Err(S3Error::Changed) if tries < 3 => tries += 1,
-                Err(e) => return Err(storage_error(e)),
-            }
+        let opened = |reader: ObjectReader, lock: EntryKey| Opened {
+            stat: file_stat(reader.info()),
+            download: Download::Stream(Box::new(reader)),
+            key: lock,
+        };
+        match self.client.get(&key, offset, None) {
+            Ok(reader) => return Ok(opened(reader, lock)),
+            Err(S3Error::NotFound) if self.is_dir(path)? => return Err(StorageError::IsADirectory),
+            Err(S3Error::NotFound) => return Err(StorageError::NotFound),
+            Err(S3Error::Refused { status: 416, .. }) if offset > 0 => {}
+            Err(e) => return Err(storage_error(e)),
+        }
+        match self.look(path)? {
+            Some(Found::File(info)) if offset >= info.size => Ok(Opened {
+                download: Download::Stream(Box::new(io::empty())),
+                stat: file_stat(&info),
+                key: lock,
+            }),
+            // Replaced by a longer one since the GET: read that.
+            Some(Found::File(_)) => match self.client.get(&key, offset, None) {
+                Ok(reader) => Ok(opened(reader, lock)),
+                Err(e) => Err(storage_error(e)),
+            },
+            Some(Found::Dir) => Err(StorageError::IsADirectory),
+            None => Err(StorageError::NotFound),
         }
     }
 
