@@ -913,18 +913,11 @@ fn backoff(retry: u32, elapsed: Duration, budget: Duration, jitter: f64) -> Opti
     (elapsed.saturating_add(wait) < budget).then_some(wait)
 }
 
-/// A number from 0 to 1, different each call: std's hasher keys are random per
-/// process and change with each `RandomState`, which is random enough to spread waits.
+/// A number from 0 to 1, different each call (from the random numbers upload names
+/// use), random enough to spread waits.
 fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
     // The top 53 bits, as an f64 in [0, 1).
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    (crate::path::random() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// A reply header's text, when it has one that is text.
