@@ -164,6 +164,11 @@ fn object(garage: &Garage, key: &str) -> Vec<u8> {
     bytes
 }
 
+/// Whether the store has no object at `key`.
+fn absent(garage: &Garage, key: &str) -> bool {
+    garage.client().head(key).expect("head").is_none()
+}
+
 /// A RETR is one request to the store: a GET, whose reply gives the size the `150`
 /// names (it was a HeadObject, then a GET); after REST, one ranged GET. Counted at a
 /// relay. The error paths answer as before: a directory (a marker, or only objects
@@ -288,19 +293,11 @@ fn writes_the_store_refuses_as_busy_are_sent_again() {
     assert_eq!(tries(&relay, "CopyObject", "busy/d/moved.bin"), (2, 1));
     assert_eq!(tries(&relay, "DeleteObject", "busy/small.bin"), (2, 1));
     assert_same(&object(&garage, "busy/d/moved.bin"), &small, "renamed");
-    assert!(garage
-        .client()
-        .head("busy/small.bin")
-        .expect("head")
-        .is_none());
+    assert!(absent(&garage, "busy/small.bin"));
     relay.slow_down("DeleteObject", 2);
     ftp.expect("DELE d/moved.bin", 250);
     assert_eq!(tries(&relay, "DeleteObject", "busy/d/moved.bin"), (3, 2));
-    assert!(garage
-        .client()
-        .head("busy/d/moved.bin")
-        .expect("head")
-        .is_none());
+    assert!(absent(&garage, "busy/d/moved.bin"));
 }
 
 /// A store that answers `503` to every write fails the STOR with an error reply after
@@ -323,11 +320,7 @@ fn a_store_that_stays_busy_fails_the_upload_and_leaves_nothing() {
     let r = ftp.reply();
     assert!((400..600).contains(&r.code), "{r:?}\n{}", server.log());
     assert_eq!(tries(&relay, "PutObject", "stuck/small.bin"), (4, 4));
-    assert!(garage
-        .client()
-        .head("stuck/small.bin")
-        .expect("head")
-        .is_none());
+    assert!(absent(&garage, "stuck/small.bin"));
 
     relay.slow_down("UploadPart", usize::MAX);
     let mut data = ftp.epsv();

@@ -8,6 +8,15 @@ use simple_ftp::storage::s3::client::{S3Client, S3Error};
 use crate::common::{assert_same, pattern};
 use crate::garage::{CountingRelay, Garage};
 
+/// A relay in front of `garage` and a client that talks to the store through it.
+fn through_relay(garage: &Garage) -> (CountingRelay, S3Client) {
+    let relay = CountingRelay::to(garage);
+    let mut settings = garage.settings();
+    settings.endpoint = relay.endpoint.clone();
+    let client = S3Client::new(&settings).expect("client");
+    (relay, client)
+}
+
 fn read_all(client: &S3Client, key: &str, offset: u64) -> Vec<u8> {
     let mut reader = client.get(key, offset, None).expect("get");
     let mut out = Vec::new();
@@ -170,10 +179,7 @@ fn one_connection_serves_requests_one_after_another() {
     let Some(garage) = Garage::start_or_skip() else {
         return;
     };
-    let relay = CountingRelay::to(&garage);
-    let mut settings = garage.settings();
-    settings.endpoint = relay.endpoint.clone();
-    let client = S3Client::new(&settings).expect("client");
+    let (relay, client) = through_relay(&garage);
     let body = pattern(4096, 11);
     client.put("reuse/small", &body).expect("put");
     for _ in 0..10 {
@@ -204,10 +210,7 @@ fn writes_refused_as_busy_are_sent_again_three_times_at_most() {
     let Some(garage) = Garage::start_or_skip() else {
         return;
     };
-    let relay = CountingRelay::to(&garage);
-    let mut settings = garage.settings();
-    settings.endpoint = relay.endpoint.clone();
-    let client = S3Client::new(&settings).expect("client");
+    let (relay, client) = through_relay(&garage);
     let tries = |key: &str| {
         let of: Vec<_> = relay
             .requests()
