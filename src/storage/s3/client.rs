@@ -19,8 +19,8 @@
 //! `503` when its database is locked) are sent again, a few times with growing waits
 //! ([`backoff`]), where sending a request twice does what sending it once does; their
 //! bodies are in memory (an upload buffers each part), so a retry sends the same bytes.
-//! Reads are not retried here: a GET or HEAD that fails is the session's error reply,
-//! and a listing retries its later pages itself.
+//! Reads are not retried, but for a listing's later pages
+//! ([`S3Client::next_list_page`]): a GET or HEAD that fails is the session's error reply.
 //!
 //! Keys are whole object keys here (the backend adds its prefix); [`check_key`] refuses
 //! the few strings that URL joining would rewrite (`.`, `..`, empty segments), so a
@@ -638,6 +638,24 @@ impl S3Client {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| S3Error::BadReply("a HEAD without Content-Length".into()))?;
         Ok(Some(object_info(key, &resp, size)))
+    }
+
+    /// A later page of a listing, from `token`: [`S3Client::list_page`], sent again
+    /// when the store fails it as it sends a write again ([`S3Client::with_retries`]).
+    /// Unlike other reads: a later page is asked for after the listing's `150`, where a
+    /// failure can only cut the listing short.
+    ///
+    /// # Errors
+    /// As [`S3Client::list_page`], once the retries are spent.
+    pub fn next_list_page(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        token: &str,
+    ) -> Result<ListPage, S3Error> {
+        self.with_retries("ListObjectsV2", prefix, Repeat::Idempotent, || {
+            self.list_page(prefix, delimiter, Some(token), None)
+        })
     }
 
     /// One page of ListObjectsV2 under `prefix`, grouped at `delimiter` when given,

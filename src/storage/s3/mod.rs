@@ -679,33 +679,22 @@ impl Listing {
         self.next = page.next;
     }
 
-    /// Fetches the page that `token` starts. A page that fails is tried again a few
-    /// times; a store that keeps failing ends the listing with an I/O error (the
+    /// Fetches the page that `token` starts (the client tries a failed one again a
+    /// few times); a store that keeps failing ends the listing with an I/O error (the
     /// session answers it `451`), never early as if complete.
     fn fetch(&mut self, token: &str) -> Result<(), StorageError> {
-        let mut tries = 0;
-        loop {
-            match self
-                .client
-                .list_page(&self.prefix, Some("/"), Some(token), None)
-            {
-                Ok(page) => {
-                    self.add_page(page);
-                    return Ok(());
-                }
-                Err(e) if tries < 3 => {
-                    tries += 1;
-                    log::warn!("s3: listing {:?}: {e}; trying again", self.prefix);
-                    std::thread::sleep(std::time::Duration::from_millis(200 * tries));
-                }
-                Err(e) => {
-                    log::error!(
-                        "s3: listing {:?} cut short after {} entries: {e}",
-                        self.prefix,
-                        self.given
-                    );
-                    return Err(StorageError::Io(io::Error::other(e)));
-                }
+        match self.client.next_list_page(&self.prefix, Some("/"), token) {
+            Ok(page) => {
+                self.add_page(page);
+                Ok(())
+            }
+            Err(e) => {
+                log::error!(
+                    "s3: listing {:?} cut short after {} entries: {e}",
+                    self.prefix,
+                    self.given
+                );
+                Err(StorageError::Io(io::Error::other(e)))
             }
         }
     }
